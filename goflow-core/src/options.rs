@@ -1,0 +1,344 @@
+//! Task options (retries, timeouts, trigger rule, pools, Kubernetes
+//! settings) and the retry policy they define.
+//!
+//! Every field is optional so that options layer: a task's own
+//! `#[task(...)]` options win over its DAG's defaults, which win over the
+//! built-in defaults given by the accessor methods.
+
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::{Error, TriggerRule};
+
+/// The default delay before a retry (Airflow's default too).
+pub const DEFAULT_RETRY_DELAY: Duration = Duration::from_secs(300);
+/// The default cap on exponential backoff.
+pub const DEFAULT_MAX_RETRY_DELAY: Duration = Duration::from_secs(24 * 3600);
+/// The pool a task uses when it names none.
+pub const DEFAULT_POOL: &str = "default_pool";
+
+/// How the delay between retries grows.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Backoff {
+    /// The same delay before every retry.
+    #[default]
+    Fixed,
+    /// The delay doubles with each retry, up to the maximum delay.
+    Exponential,
+}
+
+impl FromStr for Backoff {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self, Error> {
+        match s {
+            "fixed" => Ok(Backoff::Fixed),
+            "exponential" => Ok(Backoff::Exponential),
+            _ => Err(Error::InvalidOption {
+                what: "backoff",
+                value: s.to_owned(),
+                expected: "fixed, exponential",
+            }),
+        }
+    }
+}
+
+/// Which executor runs a task.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ExecutorKind {
+    /// On the scheduler's own async runtime (fastest).
+    InProcess,
+    /// In a child process: the binary re-executes itself as `tasks run`.
+    LocalProcess,
+    /// As a Kubernetes Job.
+    Kubernetes,
+}
+
+impl ExecutorKind {
+    /// The executor's name as written in options.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ExecutorKind::InProcess => "in_process",
+            ExecutorKind::LocalProcess => "local_process",
+            ExecutorKind::Kubernetes => "kubernetes",
+        }
+    }
+}
+
+impl fmt::Display for ExecutorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for ExecutorKind {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self, Error> {
+        match s {
+            "in_process" => Ok(ExecutorKind::InProcess),
+            "local_process" => Ok(ExecutorKind::LocalProcess),
+            "kubernetes" => Ok(ExecutorKind::Kubernetes),
+            _ => Err(Error::InvalidOption {
+                what: "executor",
+                value: s.to_owned(),
+                expected: "in_process, local_process, kubernetes",
+            }),
+        }
+    }
+}
+
+/// Settings the Kubernetes executor applies to a task's Job.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct KubernetesOptions {
+    /// Container image.
+    pub image: Option<String>,
+    /// CPU request, a Kubernetes quantity such as `500m`.
+    pub cpu_request: Option<String>,
+    /// CPU limit.
+    pub cpu_limit: Option<String>,
+    /// Memory request, a Kubernetes quantity such as `512Mi`.
+    pub memory_request: Option<String>,
+    /// Memory limit.
+    pub memory_limit: Option<String>,
+    /// Extra environment variables, in order.
+    pub env: Vec<(String, String)>,
+    /// Service account the pod runs as.
+    pub service_account: Option<String>,
+    /// Node selector labels.
+    pub node_selector: Vec<(String, String)>,
+}
+
+impl KubernetesOptions {
+    fn or(self, d: &KubernetesOptions) -> KubernetesOptions {
+        let mut env = d.env.clone();
+        env.extend(self.env);
+        let mut node_selector = d.node_selector.clone();
+        node_selector.extend(self.node_selector);
+        KubernetesOptions {
+            image: self.image.or_else(|| d.image.clone()),
+            cpu_request: self.cpu_request.or_else(|| d.cpu_request.clone()),
+            cpu_limit: self.cpu_limit.or_else(|| d.cpu_limit.clone()),
+            memory_request: self.memory_request.or_else(|| d.memory_request.clone()),
+            memory_limit: self.memory_limit.or_else(|| d.memory_limit.clone()),
+            env,
+            service_account: self.service_account.or_else(|| d.service_account.clone()),
+            node_selector,
+        }
+    }
+}
+
+/// A task's options. Unset fields fall back to the DAG's defaults, then to
+/// the built-in defaults of the accessor methods.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct TaskOptions {
+    /// Retries after the first try (so `retries = 2` means up to 3 tries).
+    pub retries: Option<u32>,
+    /// Delay before the first retry.
+    pub retry_delay: Option<Duration>,
+    /// How the delay grows between retries.
+    pub backoff: Option<Backoff>,
+    /// Cap on the retry delay under exponential backoff.
+    pub max_retry_delay: Option<Duration>,
+    /// A try running longer than this is cancelled and fails.
+    pub timeout: Option<Duration>,
+    /// When the task runs, given its upstreams' states.
+    pub trigger_rule: Option<TriggerRule>,
+    /// The pool whose slots bound how many such tasks run at once.
+    pub pool: Option<String>,
+    /// Higher runs first when tasks compete for slots.
+    pub priority_weight: Option<i32>,
+    /// The executor that runs the task.
+    pub executor: Option<ExecutorKind>,
+    /// Kubernetes settings.
+    pub kubernetes: KubernetesOptions,
+}
+
+impl TaskOptions {
+    /// These options with unset fields taken from `defaults`.
+    pub fn or(self, defaults: &TaskOptions) -> TaskOptions {
+        TaskOptions {
+            retries: self.retries.or(defaults.retries),
+            retry_delay: self.retry_delay.or(defaults.retry_delay),
+            backoff: self.backoff.or(defaults.backoff),
+            max_retry_delay: self.max_retry_delay.or(defaults.max_retry_delay),
+            timeout: self.timeout.or(defaults.timeout),
+            trigger_rule: self.trigger_rule.or(defaults.trigger_rule),
+            pool: self.pool.or_else(|| defaults.pool.clone()),
+            priority_weight: self.priority_weight.or(defaults.priority_weight),
+            executor: self.executor.or(defaults.executor),
+            kubernetes: self.kubernetes.or(&defaults.kubernetes),
+        }
+    }
+
+    /// The retry policy these options define.
+    pub fn retry_policy(&self) -> RetryPolicy {
+        RetryPolicy {
+            retries: self.retries.unwrap_or(0),
+            delay: self.retry_delay.unwrap_or(DEFAULT_RETRY_DELAY),
+            backoff: self.backoff.unwrap_or_default(),
+            max_delay: self.max_retry_delay.unwrap_or(DEFAULT_MAX_RETRY_DELAY),
+        }
+    }
+
+    /// The trigger rule (`all_success` unless set).
+    pub fn trigger_rule(&self) -> TriggerRule {
+        self.trigger_rule.unwrap_or_default()
+    }
+
+    /// The pool (`default_pool` unless set).
+    pub fn pool(&self) -> &str {
+        self.pool.as_deref().unwrap_or(DEFAULT_POOL)
+    }
+
+    /// The priority weight (1 unless set).
+    pub fn priority_weight(&self) -> i32 {
+        self.priority_weight.unwrap_or(1)
+    }
+}
+
+/// When and how often a failed task is tried again.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Retries after the first try.
+    pub retries: u32,
+    /// Delay before the first retry.
+    pub delay: Duration,
+    /// Growth of the delay.
+    pub backoff: Backoff,
+    /// Cap on the delay.
+    pub max_delay: Duration,
+}
+
+impl RetryPolicy {
+    /// The most tries a task instance gets.
+    pub fn max_tries(&self) -> u32 {
+        self.retries.saturating_add(1)
+    }
+
+    /// The delay to wait after try `try_number` (1-based) failed, or `None`
+    /// when that was the last try.
+    pub fn delay_after(&self, try_number: u32) -> Option<Duration> {
+        if try_number >= self.max_tries() {
+            return None;
+        }
+        Some(match self.backoff {
+            Backoff::Fixed => self.delay,
+            Backoff::Exponential => {
+                let factor = 2u32.saturating_pow(try_number.saturating_sub(1));
+                self.delay.saturating_mul(factor).min(self.max_delay)
+            }
+        })
+    }
+}
+
+/// Checks a Kubernetes resource quantity such as `500m`, `2`, `1.5`,
+/// `512Mi` or `1G`. Returns a sentence saying what is wrong.
+pub fn check_quantity(q: &str) -> Result<(), String> {
+    const SUFFIXES: [&str; 14] = [
+        "Ki", "Mi", "Gi", "Ti", "Pi", "Ei", "n", "u", "m", "k", "M", "G", "T", "P",
+    ];
+    let number_end = q
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(q.len());
+    let (number, suffix) = q.split_at(number_end);
+    let valid_number = !number.is_empty()
+        && number.chars().filter(|c| *c == '.').count() <= 1
+        && number != ".";
+    if valid_number && (suffix.is_empty() || SUFFIXES.contains(&suffix) || suffix == "E") {
+        Ok(())
+    } else {
+        Err(format!(
+            "{q:?} is not a Kubernetes quantity; expected a number with an optional unit, \
+             such as 500m, 2, 512Mi or 1Gi"
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn task_options_layer_over_defaults() {
+        let defaults = TaskOptions {
+            retries: Some(2),
+            timeout: Some(Duration::from_secs(60)),
+            kubernetes: KubernetesOptions {
+                image: Some("base:1".into()),
+                env: vec![("A".into(), "1".into())],
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let task = TaskOptions {
+            retries: Some(5),
+            kubernetes: KubernetesOptions {
+                env: vec![("B".into(), "2".into())],
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let merged = task.or(&defaults);
+        assert_eq!(merged.retries, Some(5));
+        assert_eq!(merged.timeout, Some(Duration::from_secs(60)));
+        assert_eq!(merged.kubernetes.image.as_deref(), Some("base:1"));
+        assert_eq!(merged.kubernetes.env.len(), 2);
+        assert_eq!(merged.pool(), "default_pool");
+        assert_eq!(merged.trigger_rule(), TriggerRule::AllSuccess);
+    }
+
+    #[test]
+    fn fixed_and_exponential_backoff() {
+        let fixed = RetryPolicy {
+            retries: 3,
+            delay: Duration::from_secs(30),
+            backoff: Backoff::Fixed,
+            max_delay: DEFAULT_MAX_RETRY_DELAY,
+        };
+        assert_eq!(fixed.max_tries(), 4);
+        assert_eq!(fixed.delay_after(1), Some(Duration::from_secs(30)));
+        assert_eq!(fixed.delay_after(3), Some(Duration::from_secs(30)));
+        assert_eq!(fixed.delay_after(4), None);
+
+        let exp = RetryPolicy {
+            retries: 10,
+            delay: Duration::from_secs(10),
+            backoff: Backoff::Exponential,
+            max_delay: Duration::from_secs(60),
+        };
+        let delays: Vec<u64> = (1..=6).map(|t| exp.delay_after(t).unwrap().as_secs()).collect();
+        assert_eq!(delays, [10, 20, 40, 60, 60, 60]);
+        assert_eq!(exp.delay_after(11), None);
+        // Far-out tries saturate instead of overflowing.
+        assert_eq!(exp.delay_after(9).unwrap(), Duration::from_secs(60));
+    }
+
+    #[test]
+    fn no_retries_by_default() {
+        let p = TaskOptions::default().retry_policy();
+        assert_eq!(p.max_tries(), 1);
+        assert_eq!(p.delay_after(1), None);
+    }
+
+    #[test]
+    fn quantities() {
+        for ok in ["500m", "2", "1.5", "512Mi", "1Gi", "100k"] {
+            assert!(check_quantity(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "Mi", "1.2.3", "512MB", "-1", "lots"] {
+            assert!(check_quantity(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn option_words() {
+        assert_eq!("exponential".parse::<Backoff>().unwrap(), Backoff::Exponential);
+        assert!("linear".parse::<Backoff>().is_err());
+        assert_eq!("local_process".parse::<ExecutorKind>().unwrap(), ExecutorKind::LocalProcess);
+        assert!("docker".parse::<ExecutorKind>().is_err());
+    }
+}

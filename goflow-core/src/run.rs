@@ -1,0 +1,499 @@
+//! The heart of scheduling: given a DAG and where each of its task
+//! instances stands in one run, decide what runs next, what is skipped,
+//! what is retried, and when the run is over.
+//!
+//! [`RunProgress`] is pure: no clock, no I/O. The in-process test runner and
+//! the durable scheduler both drive it, persisting its changes as they go.
+
+use std::time::Duration;
+
+use crate::trigger::{UpstreamCounts, Verdict};
+use crate::{Dag, EdgeKind, Error, RunState, TaskError, TaskOutput, TaskState};
+
+/// Where one task instance stands in a run.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TaskStatus {
+    /// Its state.
+    pub state: TaskState,
+    /// Tries started so far.
+    pub tries: u32,
+    /// For a successful branch task, the downstreams it chose.
+    pub follow: Option<Vec<String>>,
+}
+
+impl Default for TaskStatus {
+    fn default() -> Self {
+        Self {
+            state: TaskState::Pending,
+            tries: 0,
+            follow: None,
+        }
+    }
+}
+
+/// A state change decided by [`RunProgress`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Change {
+    /// Index of the task in [`Dag::tasks`].
+    pub task: usize,
+    /// Its state before.
+    pub from: TaskState,
+    /// Its state now.
+    pub to: TaskState,
+}
+
+/// How a try ended, as far as scheduling cares.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// It succeeded; a branch task names the downstreams to follow.
+    Success {
+        /// Chosen downstreams of a branch task.
+        follow: Option<Vec<String>>,
+    },
+    /// The task skipped itself.
+    Skipped,
+    /// It failed; `retryable` is false for fatal errors.
+    Failed {
+        /// Whether another try may help.
+        retryable: bool,
+    },
+}
+
+impl Outcome {
+    /// The outcome of a task body's result.
+    pub fn of(result: &Result<TaskOutput, TaskError>) -> Outcome {
+        match result {
+            Ok(out) => Outcome::Success {
+                follow: out.follow.clone(),
+            },
+            Err(e) if e.is_skip() => Outcome::Skipped,
+            Err(e) => Outcome::Failed {
+                retryable: e.is_retryable(),
+            },
+        }
+    }
+}
+
+/// What [`RunProgress::finish`] decided for a finished try.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Finish {
+    /// The task instance succeeded.
+    Success,
+    /// The task instance is skipped.
+    Skipped,
+    /// Another try is due after `delay`.
+    Retry {
+        /// The retry delay.
+        delay: Duration,
+    },
+    /// The task instance failed for good.
+    Failed,
+}
+
+/// The states of all task instances of one run.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RunProgress {
+    tasks: Vec<TaskStatus>,
+}
+
+impl RunProgress {
+    /// A fresh run of `dag`: every task pending.
+    pub fn new(dag: &Dag) -> Self {
+        Self {
+            tasks: vec![TaskStatus::default(); dag.tasks().len()],
+        }
+    }
+
+    /// A run whose task instances stand at `statuses` (indexed like
+    /// [`Dag::tasks`]), e.g. as loaded from a database.
+    pub fn from_statuses(dag: &Dag, mut statuses: Vec<TaskStatus>) -> Self {
+        statuses.resize(dag.tasks().len(), TaskStatus::default());
+        Self { tasks: statuses }
+    }
+
+    /// Where task `i` stands.
+    pub fn status(&self, i: usize) -> &TaskStatus {
+        &self.tasks[i]
+    }
+
+    /// Where every task stands.
+    pub fn statuses(&self) -> &[TaskStatus] {
+        &self.tasks
+    }
+
+    fn set(&mut self, i: usize, to: TaskState) -> Result<Change, Error> {
+        let from = self.tasks[i].state;
+        self.tasks[i].state = from.transition(to)?;
+        Ok(Change { task: i, from, to })
+    }
+
+    /// Decides every pending task whose upstreams allow it: it becomes
+    /// `scheduled` (may run), `skipped` or `upstream_failed`. Returns the
+    /// changes, upstreams before downstreams.
+    ///
+    /// Rules, in order:
+    /// 1. A branch upstream that succeeded without choosing the task skips it.
+    /// 2. The task's trigger rule judges all its direct upstreams.
+    /// 3. A task that may run still needs every data upstream to have
+    ///    succeeded, since it takes their outputs: otherwise it waits, or
+    ///    ends `upstream_failed` (a data upstream failed) or `skipped`.
+    pub fn settle(&mut self, dag: &Dag) -> Vec<Change> {
+        let mut changes = Vec::new();
+        for &i in dag.topological_order() {
+            if self.tasks[i].state != TaskState::Pending {
+                continue;
+            }
+            let node = &dag.tasks()[i];
+            let branched_away = node.upstream.iter().any(|u| {
+                let up = &self.tasks[u.task];
+                up.state == TaskState::Success
+                    && up
+                        .follow
+                        .as_ref()
+                        .is_some_and(|f| !f.iter().any(|t| t == node.id.as_str()))
+            });
+            let verdict = if branched_away {
+                Verdict::Skip
+            } else {
+                let mut counts = UpstreamCounts {
+                    total: node.upstream.len(),
+                    ..Default::default()
+                };
+                for u in &node.upstream {
+                    match self.tasks[u.task].state {
+                        TaskState::Success => counts.success += 1,
+                        TaskState::Failed | TaskState::UpstreamFailed => counts.failed += 1,
+                        TaskState::Skipped => counts.skipped += 1,
+                        _ => {}
+                    }
+                }
+                match node.options.trigger_rule().evaluate(&counts) {
+                    Verdict::Run => self.data_verdict(dag, i),
+                    other => other,
+                }
+            };
+            let to = match verdict {
+                Verdict::Wait => continue,
+                Verdict::Run => TaskState::Scheduled,
+                Verdict::Skip => TaskState::Skipped,
+                Verdict::UpstreamFailed => TaskState::UpstreamFailed,
+            };
+            if let Ok(change) = self.set(i, to) {
+                changes.push(change);
+            }
+        }
+        changes
+    }
+
+    fn data_verdict(&self, dag: &Dag, i: usize) -> Verdict {
+        let mut verdict = Verdict::Run;
+        for u in dag.tasks()[i].upstream.iter().filter(|u| u.kind == EdgeKind::Data) {
+            match self.tasks[u.task].state {
+                TaskState::Success => {}
+                TaskState::Failed | TaskState::UpstreamFailed => return Verdict::UpstreamFailed,
+                TaskState::Skipped => verdict = Verdict::Skip,
+                _ => {
+                    if verdict == Verdict::Run {
+                        verdict = Verdict::Wait;
+                    }
+                }
+            }
+        }
+        verdict
+    }
+
+    /// Scheduled tasks in the order they should get slots: higher priority
+    /// weight first, then upstreams before downstreams.
+    pub fn runnable(&self, dag: &Dag) -> Vec<usize> {
+        let mut ready: Vec<(usize, usize)> = dag
+            .topological_order()
+            .iter()
+            .enumerate()
+            .filter(|(_, i)| self.tasks[**i].state == TaskState::Scheduled)
+            .map(|(rank, i)| (rank, *i))
+            .collect();
+        ready.sort_by_key(|(rank, i)| (-dag.tasks()[*i].options.priority_weight(), *rank));
+        ready.into_iter().map(|(_, i)| i).collect()
+    }
+
+    /// Task instances held by an executor (queued or running).
+    pub fn active(&self) -> usize {
+        self.tasks.iter().filter(|t| t.state.is_active()).count()
+    }
+
+    /// Hands scheduled task `i` to an executor: it becomes `queued` and a
+    /// new try begins. Returns the try number.
+    pub fn queue(&mut self, i: usize) -> Result<u32, Error> {
+        self.set(i, TaskState::Queued)?;
+        self.tasks[i].tries += 1;
+        self.tasks[i].follow = None;
+        Ok(self.tasks[i].tries)
+    }
+
+    /// The executor started task `i`.
+    pub fn start(&mut self, i: usize) -> Result<Change, Error> {
+        self.set(i, TaskState::Running)
+    }
+
+    /// Records how the current try of task `i` ended and decides what
+    /// follows: success, skip, a retry after a delay, or failure.
+    pub fn finish(&mut self, dag: &Dag, i: usize, outcome: Outcome) -> Result<(Change, Finish), Error> {
+        let (to, finish) = match outcome {
+            Outcome::Success { follow } => {
+                self.tasks[i].follow = follow;
+                (TaskState::Success, Finish::Success)
+            }
+            Outcome::Skipped => (TaskState::Skipped, Finish::Skipped),
+            Outcome::Failed { retryable } => {
+                let policy = dag.tasks()[i].options.retry_policy();
+                match policy.delay_after(self.tasks[i].tries).filter(|_| retryable) {
+                    Some(delay) => (TaskState::UpForRetry, Finish::Retry { delay }),
+                    None => (TaskState::Failed, Finish::Failed),
+                }
+            }
+        };
+        let change = self.set(i, to)?;
+        Ok((change, finish))
+    }
+
+    /// The retry delay of task `i` has passed: it is scheduled again.
+    pub fn retry_due(&mut self, i: usize) -> Result<Change, Error> {
+        self.set(i, TaskState::Scheduled)
+    }
+
+    /// The run's state: `running` while any task is unfinished, then
+    /// `failed` if any task failed or could not run because of a failure,
+    /// else `success`.
+    pub fn run_state(&self) -> RunState {
+        if self.tasks.iter().any(|t| !t.state.is_terminal()) {
+            RunState::Running
+        } else if self
+            .tasks
+            .iter()
+            .any(|t| matches!(t.state, TaskState::Failed | TaskState::UpstreamFailed))
+        {
+            RunState::Failed
+        } else {
+            RunState::Success
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dag::tests::spec;
+    use crate::{Backoff, DagBuilder, TaskOptions, TriggerRule};
+
+    fn ok() -> Outcome {
+        Outcome::Success { follow: None }
+    }
+
+    fn fail() -> Outcome {
+        Outcome::Failed { retryable: true }
+    }
+
+    fn states(dag: &Dag, p: &RunProgress) -> Vec<String> {
+        dag.tasks()
+            .iter()
+            .zip(p.statuses())
+            .map(|(t, s)| format!("{}={}", t.id, s.state))
+            .collect()
+    }
+
+    /// Runs `i` to `outcome` and settles.
+    fn run(dag: &Dag, p: &mut RunProgress, id: &str, outcome: Outcome) -> Finish {
+        let i = dag.index_of(id).unwrap();
+        p.queue(i).unwrap();
+        p.start(i).unwrap();
+        let (_, finish) = p.finish(dag, i, outcome).unwrap();
+        p.settle(dag);
+        finish
+    }
+
+    fn with_rule(id: &str, data: &[&str], rule: TriggerRule) -> crate::TaskSpec {
+        let mut s = spec(id, data);
+        s.options.trigger_rule = Some(rule);
+        s
+    }
+
+    #[test]
+    fn chain_runs_in_order_and_succeeds() {
+        let dag = DagBuilder::new("chain")
+            .task(spec("a", &[]))
+            .task(spec("b", &["a"]))
+            .task(spec("c", &["b"]))
+            .build()
+            .unwrap();
+        let mut p = RunProgress::new(&dag);
+        let changes = p.settle(&dag);
+        assert_eq!(changes.len(), 1);
+        assert_eq!(p.runnable(&dag), [0]);
+        run(&dag, &mut p, "a", ok());
+        assert_eq!(p.runnable(&dag), [1]);
+        run(&dag, &mut p, "b", ok());
+        assert_eq!(p.run_state(), RunState::Running);
+        run(&dag, &mut p, "c", ok());
+        assert_eq!(p.run_state(), RunState::Success);
+    }
+
+    #[test]
+    fn failure_propagates_and_fails_the_run() {
+        let dag = DagBuilder::new("x")
+            .task(spec("a", &[]))
+            .task(spec("b", &["a"]))
+            .task(spec("c", &["b"]))
+            .task(with_rule("cleanup", &[], TriggerRule::AllDone))
+            .order("c", "cleanup")
+            .build()
+            .unwrap();
+        let mut p = RunProgress::new(&dag);
+        p.settle(&dag);
+        assert_eq!(run(&dag, &mut p, "a", fail()), Finish::Failed);
+        assert_eq!(
+            states(&dag, &p),
+            ["a=failed", "b=upstream_failed", "c=upstream_failed", "cleanup=scheduled"]
+        );
+        run(&dag, &mut p, "cleanup", ok());
+        assert_eq!(p.run_state(), RunState::Failed);
+    }
+
+    #[test]
+    fn retries_follow_the_policy() {
+        let mut a = spec("a", &[]);
+        a.options = TaskOptions {
+            retries: Some(2),
+            retry_delay: Some(Duration::from_secs(10)),
+            backoff: Some(Backoff::Exponential),
+            ..Default::default()
+        };
+        let dag = DagBuilder::new("x").task(a).build().unwrap();
+        let mut p = RunProgress::new(&dag);
+        p.settle(&dag);
+        assert_eq!(run(&dag, &mut p, "a", fail()), Finish::Retry { delay: Duration::from_secs(10) });
+        assert_eq!(p.status(0).state, TaskState::UpForRetry);
+        assert_eq!(p.run_state(), RunState::Running);
+        p.retry_due(0).unwrap();
+        assert_eq!(run(&dag, &mut p, "a", fail()), Finish::Retry { delay: Duration::from_secs(20) });
+        p.retry_due(0).unwrap();
+        assert_eq!(run(&dag, &mut p, "a", fail()), Finish::Failed);
+        assert_eq!(p.status(0).tries, 3);
+        assert_eq!(p.run_state(), RunState::Failed);
+    }
+
+    #[test]
+    fn fatal_errors_are_not_retried() {
+        let mut a = spec("a", &[]);
+        a.options.retries = Some(5);
+        let dag = DagBuilder::new("x").task(a).build().unwrap();
+        let mut p = RunProgress::new(&dag);
+        p.settle(&dag);
+        let finish = run(&dag, &mut p, "a", Outcome::Failed { retryable: false });
+        assert_eq!(finish, Finish::Failed);
+    }
+
+    #[test]
+    fn skip_propagates_through_all_success_but_not_none_failed() {
+        let dag = DagBuilder::new("x")
+            .task(spec("a", &[]))
+            .task(spec("b", &[]))
+            .task(spec("c", &[]))
+            .task(with_rule("join", &[], TriggerRule::NoneFailed))
+            .order("a", "b")
+            .order("b", "c")
+            .order("a", "join")
+            .order("b", "join")
+            .build()
+            .unwrap();
+        let mut p = RunProgress::new(&dag);
+        p.settle(&dag);
+        run(&dag, &mut p, "a", ok());
+        run(&dag, &mut p, "b", Outcome::Skipped);
+        assert_eq!(
+            states(&dag, &p),
+            ["a=success", "b=skipped", "c=skipped", "join=scheduled"]
+        );
+        run(&dag, &mut p, "join", ok());
+        assert_eq!(p.run_state(), RunState::Success);
+    }
+
+    #[test]
+    fn branch_skips_the_paths_not_chosen() {
+        let dag = DagBuilder::new("x")
+            .task(spec("choose", &[]))
+            .task(spec("big", &[]))
+            .task(spec("small", &[]))
+            .task(with_rule("report", &[], TriggerRule::NoneFailed))
+            .order("choose", "big")
+            .order("choose", "small")
+            .order("big", "report")
+            .order("small", "report")
+            .build()
+            .unwrap();
+        let mut p = RunProgress::new(&dag);
+        p.settle(&dag);
+        run(&dag, &mut p, "choose", Outcome::Success { follow: Some(vec!["small".into()]) });
+        assert_eq!(
+            states(&dag, &p),
+            ["choose=success", "big=skipped", "small=scheduled", "report=pending"]
+        );
+        run(&dag, &mut p, "small", ok());
+        assert_eq!(p.status(3).state, TaskState::Scheduled);
+    }
+
+    #[test]
+    fn data_inputs_must_have_succeeded_whatever_the_rule() {
+        // `report` takes `a`'s output but runs on all_done: when `a` fails,
+        // it cannot get its input.
+        let dag = DagBuilder::new("x")
+            .task(spec("a", &[]))
+            .task(with_rule("report", &["a"], TriggerRule::AllDone))
+            .build()
+            .unwrap();
+        let mut p = RunProgress::new(&dag);
+        p.settle(&dag);
+        run(&dag, &mut p, "a", fail());
+        assert_eq!(p.status(1).state, TaskState::UpstreamFailed);
+
+        // one_success fires early, but a data upstream still running holds it.
+        let dag = DagBuilder::new("x")
+            .task(spec("a", &[]))
+            .task(spec("b", &[]))
+            .task(with_rule("c", &["b"], TriggerRule::OneSuccess))
+            .order("a", "c")
+            .build()
+            .unwrap();
+        let mut p = RunProgress::new(&dag);
+        p.settle(&dag);
+        run(&dag, &mut p, "a", ok());
+        assert_eq!(p.status(2).state, TaskState::Pending);
+        run(&dag, &mut p, "b", ok());
+        assert_eq!(p.status(2).state, TaskState::Scheduled);
+    }
+
+    #[test]
+    fn runnable_prefers_priority_then_topology() {
+        let mut low = spec("low", &[]);
+        low.options.priority_weight = Some(1);
+        let mut high = spec("high", &[]);
+        high.options.priority_weight = Some(10);
+        let dag = DagBuilder::new("x")
+            .task(low)
+            .task(spec("mid", &[]))
+            .task(high)
+            .build()
+            .unwrap();
+        let mut p = RunProgress::new(&dag);
+        p.settle(&dag);
+        let order: Vec<&str> = p.runnable(&dag).iter().map(|i| dag.tasks()[*i].id.as_str()).collect();
+        assert_eq!(order, ["high", "low", "mid"]);
+    }
+
+    #[test]
+    fn illegal_moves_are_refused() {
+        let dag = DagBuilder::new("x").task(spec("a", &[])).build().unwrap();
+        let mut p = RunProgress::new(&dag);
+        assert!(p.start(0).is_err(), "a pending task cannot start");
+        assert!(p.finish(&dag, 0, ok()).is_err());
+    }
+}

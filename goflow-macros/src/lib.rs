@@ -1,0 +1,1 @@
+//! Procedural macros of goflow. Use them through the `goflow` crate.

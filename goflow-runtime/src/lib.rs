@@ -1,0 +1,1 @@
+//! The goflow runtime. Use it through the `goflow` crate.

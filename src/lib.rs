@@ -1,0 +1,1 @@
+//! goflow facade (filled in below).
