@@ -1,1 +1,69 @@
-//! goflow facade (filled in below).
+//! # goflow
+//!
+//! Workflows (DAGs of tasks) defined in Rust and compiled into one binary
+//! that is at once the scheduler, the CLI and the worker.
+//!
+//! ```no_run
+//! use goflow::prelude::*;
+//!
+//! #[task]
+//! fn extract() -> Vec<u32> {
+//!     vec![1, 2, 3]
+//! }
+//!
+//! #[task(retries = 2, retry_delay = "10s")]
+//! fn total(values: Vec<u32>) -> u32 {
+//!     values.iter().sum()
+//! }
+//!
+//! #[dag(schedule = "@daily", start = "2026-01-01")]
+//! fn numbers() {
+//!     let values = extract();
+//!     let sum = total(values);
+//! }
+//!
+//! goflow::main!();
+//! ```
+//!
+//! Tasks are plain functions: call them in unit tests. `#[dag]` checks the
+//! wiring at compile time: passing `values` (a `Vec<u32>`) where a task
+//! expects a `String` does not compile.
+
+#[doc(inline)]
+pub use goflow_core::{
+    Backoff, Branch, Dag, DagBuilder, DagId, DataInterval, ExecutorKind, Inputs, KubernetesOptions,
+    RunId, RunState, RunType, Schedule, TaskContext, TaskData, TaskDef, TaskError, TaskErrorKind,
+    TaskId, TaskOptions, TaskOutput, TaskState, TriggerRule,
+};
+#[doc(inline)]
+pub use goflow_macros::{dag, main, task};
+
+/// The model crate, for what the facade does not re-export.
+pub use goflow_core as core;
+/// The runtime crate: registry, CLI, runners.
+pub use goflow_runtime as runtime;
+
+/// What a DAG file needs: `use goflow::prelude::*;`.
+pub mod prelude {
+    pub use crate::{dag, task, Branch, TaskContext, TaskError};
+    pub use serde::{Deserialize, Serialize};
+}
+
+/// Paths used by the code the macros generate. Not a public API.
+#[doc(hidden)]
+pub mod __private {
+    pub use goflow_core::{
+        schedule, Backoff, Dag, DagBuilder, ExecutorKind, Inputs, KubernetesOptions, Schedule,
+        TaskContext, TaskData, TaskDef, TaskError, TaskFuture, TaskOptions, TaskOutput, TaskSpec,
+        TriggerRule, Tz,
+    };
+    pub use goflow_runtime::{run_blocking, DagRegistration, TaskRegistration};
+    pub use inventory;
+    pub use serde_json;
+    pub use std;
+
+    /// The entry point `goflow::main!()` expands to.
+    pub fn main() -> std::process::ExitCode {
+        goflow_runtime::cli::main()
+    }
+}

@@ -346,16 +346,22 @@ impl DagBuilder {
             });
         }
         let lookup = |task: &str, up: &str| -> Result<usize, Error> {
-            index.get(up).copied().ok_or_else(|| Error::UnknownUpstream {
-                dag: id.to_string(),
-                task: task.to_owned(),
-                upstream: up.to_owned(),
-            })
+            index
+                .get(up)
+                .copied()
+                .ok_or_else(|| Error::UnknownUpstream {
+                    dag: id.to_string(),
+                    task: task.to_owned(),
+                    upstream: up.to_owned(),
+                })
         };
         for (i, spec) in self.tasks.iter().enumerate() {
             for up in &spec.data_upstream {
                 let u = lookup(&spec.id, up)?;
-                let edge = Upstream { task: u, kind: EdgeKind::Data };
+                let edge = Upstream {
+                    task: u,
+                    kind: EdgeKind::Data,
+                };
                 if !tasks[i].upstream.iter().any(|e| e.task == u) {
                     tasks[i].upstream.push(edge);
                 }
@@ -365,7 +371,10 @@ impl DagBuilder {
             let d = lookup(down, down)?;
             let u = lookup(down, up)?;
             if !tasks[d].upstream.iter().any(|e| e.task == u) {
-                tasks[d].upstream.push(Upstream { task: u, kind: EdgeKind::Order });
+                tasks[d].upstream.push(Upstream {
+                    task: u,
+                    kind: EdgeKind::Order,
+                });
             }
         }
         let mut downstream = vec![Vec::new(); tasks.len()];
@@ -403,7 +412,10 @@ impl DagBuilder {
 
 /// Kahn's algorithm, ties broken by declaration order. On a cycle, returns
 /// the tasks of one cycle with the first repeated at the end.
-fn topological_order(tasks: &[TaskNode], downstream: &[Vec<usize>]) -> Result<Vec<usize>, Vec<usize>> {
+fn topological_order(
+    tasks: &[TaskNode],
+    downstream: &[Vec<usize>],
+) -> Result<Vec<usize>, Vec<usize>> {
     let mut indegree: Vec<usize> = tasks.iter().map(|t| t.upstream.len()).collect();
     let mut ready: std::collections::BTreeSet<usize> =
         (0..tasks.len()).filter(|i| indegree[*i] == 0).collect();
@@ -495,7 +507,10 @@ pub(crate) mod tests {
             .unwrap_err();
         assert_eq!(err.to_string(), "DAG x: duplicate task id \"a\"");
 
-        let err = DagBuilder::new("x").task(spec("a", &["zz"])).build().unwrap_err();
+        let err = DagBuilder::new("x")
+            .task(spec("a", &["zz"]))
+            .build()
+            .unwrap_err();
         assert!(err.to_string().contains("unknown task \"zz\""), "{err}");
 
         let err = DagBuilder::new("x")
@@ -517,7 +532,10 @@ pub(crate) mod tests {
     #[test]
     fn defaults_apply_to_tasks() {
         let dag = DagBuilder::new("x")
-            .default_options(TaskOptions { retries: Some(3), ..Default::default() })
+            .default_options(TaskOptions {
+                retries: Some(3),
+                ..Default::default()
+            })
             .task(spec("a", &[]))
             .build()
             .unwrap();
@@ -526,10 +544,18 @@ pub(crate) mod tests {
 
     #[test]
     fn fingerprint_follows_structure() {
-        let base = || DagBuilder::new("x").task(spec("a", &[])).task(spec("b", &["a"]));
+        let base = || {
+            DagBuilder::new("x")
+                .task(spec("a", &[]))
+                .task(spec("b", &["a"]))
+        };
         let one = base().build().unwrap().fingerprint();
         assert_eq!(one, base().build().unwrap().fingerprint());
-        let more = base().task(spec("c", &["b"])).build().unwrap().fingerprint();
+        let more = base()
+            .task(spec("c", &["b"]))
+            .build()
+            .unwrap()
+            .fingerprint();
         assert_ne!(one, more);
         let reordered = base().order("a", "b").build().unwrap().fingerprint();
         assert_eq!(one, reordered, "a duplicate edge changes nothing");

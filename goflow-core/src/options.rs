@@ -71,7 +71,7 @@ impl ExecutorKind {
 
 impl fmt::Display for ExecutorKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+        f.pad(self.as_str())
     }
 }
 
@@ -245,9 +245,8 @@ pub fn check_quantity(q: &str) -> Result<(), String> {
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
         .unwrap_or(q.len());
     let (number, suffix) = q.split_at(number_end);
-    let valid_number = !number.is_empty()
-        && number.chars().filter(|c| *c == '.').count() <= 1
-        && number != ".";
+    let valid_number =
+        !number.is_empty() && number.chars().filter(|c| *c == '.').count() <= 1 && number != ".";
     if valid_number && (suffix.is_empty() || SUFFIXES.contains(&suffix) || suffix == "E") {
         Ok(())
     } else {
@@ -310,7 +309,9 @@ mod tests {
             backoff: Backoff::Exponential,
             max_delay: Duration::from_secs(60),
         };
-        let delays: Vec<u64> = (1..=6).map(|t| exp.delay_after(t).unwrap().as_secs()).collect();
+        let delays: Vec<u64> = (1..=6)
+            .map(|t| exp.delay_after(t).unwrap().as_secs())
+            .collect();
         assert_eq!(delays, [10, 20, 40, 60, 60, 60]);
         assert_eq!(exp.delay_after(11), None);
         // Far-out tries saturate instead of overflowing.
@@ -336,9 +337,15 @@ mod tests {
 
     #[test]
     fn option_words() {
-        assert_eq!("exponential".parse::<Backoff>().unwrap(), Backoff::Exponential);
+        assert_eq!(
+            "exponential".parse::<Backoff>().unwrap(),
+            Backoff::Exponential
+        );
         assert!("linear".parse::<Backoff>().is_err());
-        assert_eq!("local_process".parse::<ExecutorKind>().unwrap(), ExecutorKind::LocalProcess);
+        assert_eq!(
+            "local_process".parse::<ExecutorKind>().unwrap(),
+            ExecutorKind::LocalProcess
+        );
         assert!("docker".parse::<ExecutorKind>().is_err());
     }
 }

@@ -187,7 +187,11 @@ impl RunProgress {
 
     fn data_verdict(&self, dag: &Dag, i: usize) -> Verdict {
         let mut verdict = Verdict::Run;
-        for u in dag.tasks()[i].upstream.iter().filter(|u| u.kind == EdgeKind::Data) {
+        for u in dag.tasks()[i]
+            .upstream
+            .iter()
+            .filter(|u| u.kind == EdgeKind::Data)
+        {
             match self.tasks[u.task].state {
                 TaskState::Success => {}
                 TaskState::Failed | TaskState::UpstreamFailed => return Verdict::UpstreamFailed,
@@ -237,7 +241,12 @@ impl RunProgress {
 
     /// Records how the current try of task `i` ended and decides what
     /// follows: success, skip, a retry after a delay, or failure.
-    pub fn finish(&mut self, dag: &Dag, i: usize, outcome: Outcome) -> Result<(Change, Finish), Error> {
+    pub fn finish(
+        &mut self,
+        dag: &Dag,
+        i: usize,
+        outcome: Outcome,
+    ) -> Result<(Change, Finish), Error> {
         let (to, finish) = match outcome {
             Outcome::Success { follow } => {
                 self.tasks[i].follow = follow;
@@ -246,7 +255,10 @@ impl RunProgress {
             Outcome::Skipped => (TaskState::Skipped, Finish::Skipped),
             Outcome::Failed { retryable } => {
                 let policy = dag.tasks()[i].options.retry_policy();
-                match policy.delay_after(self.tasks[i].tries).filter(|_| retryable) {
+                match policy
+                    .delay_after(self.tasks[i].tries)
+                    .filter(|_| retryable)
+                {
                     Some(delay) => (TaskState::UpForRetry, Finish::Retry { delay }),
                     None => (TaskState::Failed, Finish::Failed),
                 }
@@ -352,7 +364,12 @@ mod tests {
         assert_eq!(run(&dag, &mut p, "a", fail()), Finish::Failed);
         assert_eq!(
             states(&dag, &p),
-            ["a=failed", "b=upstream_failed", "c=upstream_failed", "cleanup=scheduled"]
+            [
+                "a=failed",
+                "b=upstream_failed",
+                "c=upstream_failed",
+                "cleanup=scheduled"
+            ]
         );
         run(&dag, &mut p, "cleanup", ok());
         assert_eq!(p.run_state(), RunState::Failed);
@@ -370,11 +387,21 @@ mod tests {
         let dag = DagBuilder::new("x").task(a).build().unwrap();
         let mut p = RunProgress::new(&dag);
         p.settle(&dag);
-        assert_eq!(run(&dag, &mut p, "a", fail()), Finish::Retry { delay: Duration::from_secs(10) });
+        assert_eq!(
+            run(&dag, &mut p, "a", fail()),
+            Finish::Retry {
+                delay: Duration::from_secs(10)
+            }
+        );
         assert_eq!(p.status(0).state, TaskState::UpForRetry);
         assert_eq!(p.run_state(), RunState::Running);
         p.retry_due(0).unwrap();
-        assert_eq!(run(&dag, &mut p, "a", fail()), Finish::Retry { delay: Duration::from_secs(20) });
+        assert_eq!(
+            run(&dag, &mut p, "a", fail()),
+            Finish::Retry {
+                delay: Duration::from_secs(20)
+            }
+        );
         p.retry_due(0).unwrap();
         assert_eq!(run(&dag, &mut p, "a", fail()), Finish::Failed);
         assert_eq!(p.status(0).tries, 3);
@@ -432,10 +459,22 @@ mod tests {
             .unwrap();
         let mut p = RunProgress::new(&dag);
         p.settle(&dag);
-        run(&dag, &mut p, "choose", Outcome::Success { follow: Some(vec!["small".into()]) });
+        run(
+            &dag,
+            &mut p,
+            "choose",
+            Outcome::Success {
+                follow: Some(vec!["small".into()]),
+            },
+        );
         assert_eq!(
             states(&dag, &p),
-            ["choose=success", "big=skipped", "small=scheduled", "report=pending"]
+            [
+                "choose=success",
+                "big=skipped",
+                "small=scheduled",
+                "report=pending"
+            ]
         );
         run(&dag, &mut p, "small", ok());
         assert_eq!(p.status(3).state, TaskState::Scheduled);
@@ -485,7 +524,11 @@ mod tests {
             .unwrap();
         let mut p = RunProgress::new(&dag);
         p.settle(&dag);
-        let order: Vec<&str> = p.runnable(&dag).iter().map(|i| dag.tasks()[*i].id.as_str()).collect();
+        let order: Vec<&str> = p
+            .runnable(&dag)
+            .iter()
+            .map(|i| dag.tasks()[*i].id.as_str())
+            .collect();
         assert_eq!(order, ["high", "low", "mid"]);
     }
 

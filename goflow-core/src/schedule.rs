@@ -121,9 +121,7 @@ fn expand_alias(spec: &str) -> Option<&'static str> {
 
 /// Parses a time zone name such as `Europe/Paris` or `UTC`.
 pub fn parse_tz(tz: &str) -> Result<Tz, Error> {
-    Tz::from_str(tz).map_err(|_| Error::InvalidTimeZone {
-        tz: tz.to_owned(),
-    })
+    Tz::from_str(tz).map_err(|_| Error::InvalidTimeZone { tz: tz.to_owned() })
 }
 
 impl Schedule {
@@ -140,12 +138,11 @@ impl Schedule {
             _ => {}
         }
         if let Some(rest) = spec.strip_prefix("@every") {
-            let d = crate::duration::parse(rest.trim()).map_err(|reason| {
-                Error::InvalidSchedule {
+            let d =
+                crate::duration::parse(rest.trim()).map_err(|reason| Error::InvalidSchedule {
                     schedule: spec.to_owned(),
                     reason,
-                }
-            })?;
+                })?;
             if d < Duration::from_secs(1) {
                 return Err(Error::InvalidSchedule {
                     schedule: spec.to_owned(),
@@ -198,7 +195,9 @@ impl Schedule {
             None => self.first_logical_date(start)?,
             Some(prev) => match self {
                 Schedule::Manual | Schedule::Once => return None,
-                Schedule::Cron(c) => c.next_after(prev.max(start - chrono::Duration::seconds(1)))?,
+                Schedule::Cron(c) => {
+                    c.next_after(prev.max(start - chrono::Duration::seconds(1)))?
+                }
                 Schedule::Interval(_) => self.interval_for(start, prev)?.end,
             },
         };
@@ -252,8 +251,32 @@ impl Schedule {
     }
 
     /// When the next scheduled run after `now` becomes due (the end of its
-    /// data interval), for display: `None` for manual schedules.
-    pub fn next_due_after(&self, start: DateTime<Utc>, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    /// data interval), for display: `None` for manual schedules and once
+    /// the interval would start after `end`.
+    pub fn next_due_after(
+        &self,
+        start: DateTime<Utc>,
+        end: Option<DateTime<Utc>>,
+        now: DateTime<Utc>,
+    ) -> Option<DateTime<Utc>> {
+        let due = self.next_due_unbounded(start, now)?;
+        // The run due at `due` is the one whose interval ends there.
+        let interval_start = match self {
+            Schedule::Cron(c) => c.at_or_before(due - chrono::Duration::seconds(1))?,
+            Schedule::Interval(d) => due - chrono::Duration::from_std(*d).ok()?,
+            Schedule::Manual | Schedule::Once => due,
+        };
+        match end {
+            Some(end) if interval_start > end => None,
+            _ => Some(due),
+        }
+    }
+
+    fn next_due_unbounded(
+        &self,
+        start: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Option<DateTime<Utc>> {
         match self {
             Schedule::Manual => None,
             Schedule::Once => (start > now).then_some(start),
@@ -403,12 +426,17 @@ pub fn parse_datetime(s: &str, tz: Tz) -> Result<DateTime<Utc>, Error> {
     let naive = if let Ok(d) = NaiveDate::parse_from_str(s_trim, "%Y-%m-%d") {
         d.and_hms_opt(0, 0, 0).ok_or_else(|| bad("invalid time"))?
     } else {
-        ["%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M"]
-            .iter()
-            .find_map(|f| NaiveDateTime::parse_from_str(s_trim, f).ok())
-            .ok_or_else(|| {
-                bad("expected YYYY-MM-DD, YYYY-MM-DDTHH:MM[:SS], or RFC 3339 with an offset")
-            })?
+        [
+            "%Y-%m-%dT%H:%M:%S",
+            "%Y-%m-%dT%H:%M",
+            "%Y-%m-%d %H:%M:%S",
+            "%Y-%m-%d %H:%M",
+        ]
+        .iter()
+        .find_map(|f| NaiveDateTime::parse_from_str(s_trim, f).ok())
+        .ok_or_else(|| {
+            bad("expected YYYY-MM-DD, YYYY-MM-DDTHH:MM[:SS], or RFC 3339 with an offset")
+        })?
     };
     match tz.from_local_datetime(&naive) {
         LocalResult::Single(dt) => Ok(dt.with_timezone(&Utc)),
@@ -427,8 +455,14 @@ mod tests {
 
     #[test]
     fn aliases_and_manual() {
-        assert!(matches!(Schedule::parse("", "UTC").unwrap(), Schedule::Manual));
-        assert!(matches!(Schedule::parse("@once", "UTC").unwrap(), Schedule::Once));
+        assert!(matches!(
+            Schedule::parse("", "UTC").unwrap(),
+            Schedule::Manual
+        ));
+        assert!(matches!(
+            Schedule::parse("@once", "UTC").unwrap(),
+            Schedule::Once
+        ));
         let Schedule::Cron(c) = Schedule::parse("@daily", "UTC").unwrap() else {
             panic!("not cron")
         };
@@ -441,13 +475,17 @@ mod tests {
 
     #[test]
     fn invalid_cron_names_the_field() {
-        let err = Schedule::parse("61 * * * *", "UTC").unwrap_err().to_string();
+        let err = Schedule::parse("61 * * * *", "UTC")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("minute field \"61\""), "{err}");
         let err = Schedule::parse("0 6 * *", "UTC").unwrap_err().to_string();
         assert!(err.contains("expected 5 fields"), "{err}");
         let err = Schedule::parse("0 0 * * 9", "UTC").unwrap_err().to_string();
         assert!(err.contains("day-of-week"), "{err}");
-        let err = Schedule::parse("@fortnightly", "UTC").unwrap_err().to_string();
+        let err = Schedule::parse("@fortnightly", "UTC")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("unknown alias"), "{err}");
         assert!(Schedule::parse("0 6 * * *", "Mars/Olympus").is_err());
     }
@@ -465,9 +503,17 @@ mod tests {
         let s = Schedule::parse("0 9 * * 5-7", "UTC").unwrap();
         let Schedule::Cron(c) = &s else { panic!() };
         assert_eq!(c.next_after(sat), Some(utc("2026-01-10T09:00:00Z")));
-        assert_eq!(c.next_after(utc("2026-01-10T09:00:00Z")), Some(utc("2026-01-11T09:00:00Z")));
-        assert_eq!(c.next_after(utc("2026-01-11T09:00:00Z")), Some(utc("2026-01-16T09:00:00Z")));
-        let Schedule::Cron(c) = Schedule::parse("0 0 * * MON,wed", "UTC").unwrap() else { panic!() };
+        assert_eq!(
+            c.next_after(utc("2026-01-10T09:00:00Z")),
+            Some(utc("2026-01-11T09:00:00Z"))
+        );
+        assert_eq!(
+            c.next_after(utc("2026-01-11T09:00:00Z")),
+            Some(utc("2026-01-16T09:00:00Z"))
+        );
+        let Schedule::Cron(c) = Schedule::parse("0 0 * * MON,wed", "UTC").unwrap() else {
+            panic!()
+        };
         assert_eq!(c.next_after(sat), Some(utc("2026-01-12T00:00:00Z")));
     }
 
@@ -486,13 +532,29 @@ mod tests {
         assert_eq!(latest.start, utc("2026-01-04T06:00:00Z"));
         assert_eq!(latest.end, utc("2026-01-05T06:00:00Z"));
         assert_eq!(
-            s.next_due_after(start, utc("2026-01-05T07:00:00Z")),
+            s.next_due_after(start, None, utc("2026-01-05T07:00:00Z")),
             Some(utc("2026-01-06T06:00:00Z"))
         );
-        // Before the first interval has ended, nothing is complete.
-        assert_eq!(s.latest_complete_interval(start, utc("2026-01-01T07:00:00Z")), None);
+        // Past the end date there is no next run.
+        let end = Some(utc("2026-01-03T00:00:00Z"));
         assert_eq!(
-            s.interval_for(start, utc("2026-01-03T12:00:00Z")).unwrap().start,
+            s.next_due_after(start, end, utc("2026-01-05T07:00:00Z")),
+            None
+        );
+        assert_eq!(
+            s.next_due_after(start, end, utc("2026-01-02T07:00:00Z")),
+            Some(utc("2026-01-03T06:00:00Z")),
+            "the interval starting 01-02 06:00 is before the end"
+        );
+        // Before the first interval has ended, nothing is complete.
+        assert_eq!(
+            s.latest_complete_interval(start, utc("2026-01-01T07:00:00Z")),
+            None
+        );
+        assert_eq!(
+            s.interval_for(start, utc("2026-01-03T12:00:00Z"))
+                .unwrap()
+                .start,
             utc("2026-01-03T06:00:00Z")
         );
     }
@@ -524,14 +586,19 @@ mod tests {
         assert_eq!(i.end, utc("2026-01-01T06:10:00Z"));
         let next = s.next_interval(start, Some(i.start)).unwrap();
         assert_eq!(next.start, i.end);
-        let latest = s.latest_complete_interval(start, utc("2026-01-01T05:30:00Z")).unwrap();
+        let latest = s
+            .latest_complete_interval(start, utc("2026-01-01T05:30:00Z"))
+            .unwrap();
         assert_eq!(latest.end, utc("2026-01-01T05:10:00Z"));
     }
 
     #[test]
     fn dates_in_a_time_zone() {
         let paris = parse_tz("Europe/Paris").unwrap();
-        assert_eq!(parse_datetime("2026-01-01", paris).unwrap(), utc("2025-12-31T23:00:00Z"));
+        assert_eq!(
+            parse_datetime("2026-01-01", paris).unwrap(),
+            utc("2025-12-31T23:00:00Z")
+        );
         assert_eq!(
             parse_datetime("2026-07-01T06:00", paris).unwrap(),
             utc("2026-07-01T04:00:00Z")
@@ -540,7 +607,9 @@ mod tests {
             parse_datetime("2026-07-01T06:00:00Z", paris).unwrap(),
             utc("2026-07-01T06:00:00Z")
         );
-        let err = parse_datetime("2026-03-29T02:30", paris).unwrap_err().to_string();
+        let err = parse_datetime("2026-03-29T02:30", paris)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("does not exist"), "{err}");
         assert!(parse_datetime("yesterday", paris).is_err());
     }

@@ -198,7 +198,7 @@ macro_rules! display_and_parse {
     ($ty:ty, $what:literal, $expected:literal, [$($v:expr),+ $(,)?]) => {
         impl fmt::Display for $ty {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(self.as_str())
+                f.pad(self.as_str())
             }
         }
 
@@ -238,13 +238,23 @@ display_and_parse!(
     RunState,
     "run state",
     "queued, running, success, failed",
-    [RunState::Queued, RunState::Running, RunState::Success, RunState::Failed]
+    [
+        RunState::Queued,
+        RunState::Running,
+        RunState::Success,
+        RunState::Failed
+    ]
 );
 display_and_parse!(
     RunType,
     "run type",
     "scheduled, manual, backfill, test",
-    [RunType::Scheduled, RunType::Manual, RunType::Backfill, RunType::Test]
+    [
+        RunType::Scheduled,
+        RunType::Manual,
+        RunType::Backfill,
+        RunType::Test
+    ]
 );
 
 #[cfg(test)]
@@ -265,23 +275,35 @@ mod tests {
     #[test]
     fn task_lifecycle() {
         use TaskState::*;
-        let path = [Pending, Scheduled, Queued, Running, UpForRetry, Scheduled, Queued, Running, Success];
+        let path = [
+            Pending, Scheduled, Queued, Running, UpForRetry, Scheduled, Queued, Running, Success,
+        ];
         for w in path.windows(2) {
             assert!(w[0].can_become(w[1]), "{} -> {}", w[0], w[1]);
         }
         assert!(!Success.can_become(Running));
         assert!(!Pending.can_become(Running));
-        assert!(!Running.can_become(Pending), "a running task must be cancelled before clearing");
+        assert!(
+            !Running.can_become(Pending),
+            "a running task must be cancelled before clearing"
+        );
         assert!(Failed.can_become(Pending));
         let err = Success.transition(Running).unwrap_err().to_string();
-        assert_eq!(err, "illegal transition of task instance from success to running");
+        assert_eq!(
+            err,
+            "illegal transition of task instance from success to running"
+        );
     }
 
     #[test]
     fn terminal_states_never_move_except_by_clearing() {
         for from in TaskState::ALL.into_iter().filter(|s| s.is_terminal()) {
             for to in TaskState::ALL {
-                assert_eq!(from.can_become(to), to == TaskState::Pending, "{from} -> {to}");
+                assert_eq!(
+                    from.can_become(to),
+                    to == TaskState::Pending,
+                    "{from} -> {to}"
+                );
             }
         }
     }

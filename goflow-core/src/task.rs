@@ -285,7 +285,9 @@ impl Inputs {
     /// Reads the output of `upstream` as a `T`.
     pub fn read<T: DeserializeOwned>(&self, upstream: &str) -> Result<T, TaskError> {
         let value = self.values.get(upstream).ok_or_else(|| {
-            TaskError::input(format!("the output of upstream task {upstream:?} is missing"))
+            TaskError::input(format!(
+                "the output of upstream task {upstream:?} is missing"
+            ))
         })?;
         T::deserialize(value).map_err(|e| {
             TaskError::input(format!(
@@ -360,7 +362,11 @@ mod tests {
         let err = inputs.read::<String>("load").unwrap_err();
         assert_eq!(err.kind(), TaskErrorKind::Input);
         assert!(err.to_string().contains("\"load\""), "{err}");
-        assert!(inputs.read::<u32>("other").unwrap_err().to_string().contains("missing"));
+        assert!(inputs
+            .read::<u32>("other")
+            .unwrap_err()
+            .to_string()
+            .contains("missing"));
     }
 
     #[test]

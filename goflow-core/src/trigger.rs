@@ -141,7 +141,7 @@ impl TriggerRule {
 
 impl fmt::Display for TriggerRule {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+        f.pad(self.as_str())
     }
 }
 
@@ -200,7 +200,12 @@ mod tests {
     use Verdict::*;
 
     fn c(total: usize, success: usize, failed: usize, skipped: usize) -> UpstreamCounts {
-        UpstreamCounts { total, success, failed, skipped }
+        UpstreamCounts {
+            total,
+            success,
+            failed,
+            skipped,
+        }
     }
 
     #[test]
@@ -209,7 +214,10 @@ mod tests {
             assert_eq!(r.as_str().parse::<TriggerRule>().unwrap(), r);
         }
         let err = "all_sucess".parse::<TriggerRule>().unwrap_err().to_string();
-        assert!(err.contains("\"all_sucess\"") && err.contains("none_skipped"), "{err}");
+        assert!(
+            err.contains("\"all_sucess\"") && err.contains("none_skipped"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -253,7 +261,11 @@ mod tests {
             (Always, 0, 3, 0, Run),
         ];
         for (rule, s, f, k, want) in cases {
-            assert_eq!(rule.evaluate(&c(3, s, f, k)), want, "{rule} s={s} f={f} k={k}");
+            assert_eq!(
+                rule.evaluate(&c(3, s, f, k)),
+                want,
+                "{rule} s={s} f={f} k={k}"
+            );
         }
     }
 }

@@ -1,0 +1,402 @@
+//! Parsing of attribute arguments shared by `#[task]` and `#[dag]`:
+//! `key = value` pairs whose values are checked with goflow-core's own
+//! parsers, so a bad literal is a compile error pointing at it.
+
+use proc_macro2::{Span, TokenStream};
+use quote::{quote, ToTokens};
+use syn::punctuated::Punctuated;
+use syn::spanned::Spanned;
+use syn::{Expr, ExprLit, Lit, Meta, Token};
+
+/// Errors collected while expanding, so a user sees all of them at once.
+#[derive(Default)]
+pub struct Errors(Option<syn::Error>);
+
+impl Errors {
+    pub fn push(&mut self, e: syn::Error) {
+        match &mut self.0 {
+            Some(all) => all.combine(e),
+            None => self.0 = Some(e),
+        }
+    }
+
+    pub fn at(&mut self, span: Span, msg: impl std::fmt::Display) {
+        self.push(syn::Error::new(span, msg));
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_none()
+    }
+
+    pub fn to_compile_error(&self) -> TokenStream {
+        self.0
+            .as_ref()
+            .map(syn::Error::to_compile_error)
+            .unwrap_or_default()
+    }
+}
+
+/// Parses `a = 1, b = "x", c(..)` into metas.
+pub fn parse_metas(tokens: TokenStream) -> syn::Result<Vec<Meta>> {
+    let parser = Punctuated::<Meta, Token![,]>::parse_terminated;
+    Ok(syn::parse::Parser::parse2(parser, tokens)?
+        .into_iter()
+        .collect())
+}
+
+pub fn meta_name(meta: &Meta) -> String {
+    meta.path()
+        .get_ident()
+        .map(ToString::to_string)
+        .unwrap_or_else(|| meta.path().to_token_stream().to_string())
+}
+
+fn value_of<'m>(meta: &'m Meta, errors: &mut Errors) -> Option<&'m Expr> {
+    match meta {
+        Meta::NameValue(nv) => Some(&nv.value),
+        _ => {
+            errors.at(
+                meta.span(),
+                format!(
+                    "`{}` takes a value: `{} = ...`",
+                    meta_name(meta),
+                    meta_name(meta)
+                ),
+            );
+            None
+        }
+    }
+}
+
+pub fn string(meta: &Meta, errors: &mut Errors) -> Option<(String, Span)> {
+    match value_of(meta, errors)? {
+        Expr::Lit(ExprLit {
+            lit: Lit::Str(s), ..
+        }) => Some((s.value(), s.span())),
+        other => {
+            errors.at(
+                other.span(),
+                format!("`{}` expects a string literal", meta_name(meta)),
+            );
+            None
+        }
+    }
+}
+
+pub fn boolean(meta: &Meta, errors: &mut Errors) -> Option<bool> {
+    if let Meta::Path(_) = meta {
+        return Some(true);
+    }
+    match value_of(meta, errors)? {
+        Expr::Lit(ExprLit {
+            lit: Lit::Bool(b), ..
+        }) => Some(b.value),
+        other => {
+            errors.at(
+                other.span(),
+                format!("`{}` expects `true` or `false`", meta_name(meta)),
+            );
+            None
+        }
+    }
+}
+
+pub fn integer(meta: &Meta, min: i64, max: i64, errors: &mut Errors) -> Option<i64> {
+    let expr = value_of(meta, errors)?;
+    let (negative, lit) = match expr {
+        Expr::Unary(u) if matches!(u.op, syn::UnOp::Neg(_)) => (true, &*u.expr),
+        e => (false, e),
+    };
+    let parsed = match lit {
+        Expr::Lit(ExprLit {
+            lit: Lit::Int(i), ..
+        }) => i.base10_parse::<i64>().ok(),
+        _ => None,
+    };
+    match parsed.map(|v| if negative { -v } else { v }) {
+        Some(v) if (min..=max).contains(&v) => Some(v),
+        _ => {
+            errors.at(
+                expr.span(),
+                format!(
+                    "`{}` expects a whole number from {min} to {max}",
+                    meta_name(meta)
+                ),
+            );
+            None
+        }
+    }
+}
+
+/// `["a", "b"]`.
+pub fn string_list(meta: &Meta, errors: &mut Errors) -> Option<Vec<(String, Span)>> {
+    match value_of(meta, errors)? {
+        Expr::Array(arr) => {
+            let mut out = Vec::new();
+            for e in &arr.elems {
+                match e {
+                    Expr::Lit(ExprLit {
+                        lit: Lit::Str(s), ..
+                    }) => out.push((s.value(), s.span())),
+                    other => errors.at(other.span(), "expected a string literal"),
+                }
+            }
+            Some(out)
+        }
+        other => {
+            errors.at(
+                other.span(),
+                format!(
+                    "`{}` expects a list of strings: `[\"a\", \"b\"]`",
+                    meta_name(meta)
+                ),
+            );
+            None
+        }
+    }
+}
+
+pub fn duration(meta: &Meta, errors: &mut Errors) -> Option<std::time::Duration> {
+    let (s, span) = string(meta, errors)?;
+    match goflow_core::duration::parse(&s) {
+        Ok(d) => Some(d),
+        Err(reason) => {
+            errors.at(
+                span,
+                format!("bad duration literal for `{}`: {reason}", meta_name(meta)),
+            );
+            None
+        }
+    }
+}
+
+pub fn duration_tokens(d: std::time::Duration) -> TokenStream {
+    let secs = d.as_secs();
+    let nanos = d.subsec_nanos();
+    quote!(::goflow::__private::std::time::Duration::new(#secs, #nanos))
+}
+
+fn opt<T: ToTokens>(v: Option<T>) -> TokenStream {
+    match v {
+        Some(v) => quote!(::goflow::__private::std::option::Option::Some(#v)),
+        None => quote!(::goflow::__private::std::option::Option::None),
+    }
+}
+
+fn opt_string(v: &Option<String>) -> TokenStream {
+    opt(v
+        .as_ref()
+        .map(|s| quote!(::goflow::__private::std::string::String::from(#s))))
+}
+
+/// Task options as written in `#[task(...)]` or `#[dag(defaults(...))]`.
+#[derive(Default)]
+pub struct TaskOptionArgs {
+    pub retries: Option<u32>,
+    pub retry_delay: Option<std::time::Duration>,
+    pub backoff: Option<goflow_core::Backoff>,
+    pub max_retry_delay: Option<std::time::Duration>,
+    pub timeout: Option<std::time::Duration>,
+    pub trigger_rule: Option<goflow_core::TriggerRule>,
+    pub pool: Option<String>,
+    pub priority_weight: Option<i32>,
+    pub executor: Option<goflow_core::ExecutorKind>,
+    pub image: Option<String>,
+    pub cpu: Option<String>,
+    pub cpu_limit: Option<String>,
+    pub memory: Option<String>,
+    pub memory_limit: Option<String>,
+    pub env: Vec<(String, String)>,
+    pub service_account: Option<String>,
+    pub node_selector: Vec<(String, String)>,
+}
+
+/// The option names `#[task]` accepts, for "unknown option" messages.
+pub const TASK_OPTIONS: &str = "retries, retry_delay, backoff, max_retry_delay, timeout, \
+    trigger_rule, pool, priority, executor, image, cpu, cpu_limit, memory, memory_limit, env, \
+    service_account, node_selector";
+
+impl TaskOptionArgs {
+    /// Takes `meta` if it is a task option; returns false if it is not one.
+    pub fn accept(&mut self, meta: &Meta, errors: &mut Errors) -> bool {
+        let name = meta_name(meta);
+        let parsed_word = |errors: &mut Errors, f: &dyn Fn(&str) -> Result<(), String>| {
+            let (s, span) = string(meta, errors)?;
+            match f(&s) {
+                Ok(()) => Some(s),
+                Err(reason) => {
+                    errors.at(span, reason);
+                    None
+                }
+            }
+        };
+        match name.as_str() {
+            "retries" => self.retries = integer(meta, 0, 1000, errors).map(|v| v as u32),
+            "retry_delay" => self.retry_delay = duration(meta, errors),
+            "max_retry_delay" => self.max_retry_delay = duration(meta, errors),
+            "timeout" => self.timeout = duration(meta, errors),
+            "backoff" => {
+                self.backoff = parsed_word(errors, &|s| {
+                    s.parse::<goflow_core::Backoff>()
+                        .map(drop)
+                        .map_err(|e| e.to_string())
+                })
+                .and_then(|s| s.parse().ok())
+            }
+            "trigger_rule" => {
+                self.trigger_rule = parsed_word(errors, &|s| {
+                    s.parse::<goflow_core::TriggerRule>()
+                        .map(drop)
+                        .map_err(|e| e.to_string())
+                })
+                .and_then(|s| s.parse().ok())
+            }
+            "executor" => {
+                self.executor = parsed_word(errors, &|s| {
+                    s.parse::<goflow_core::ExecutorKind>()
+                        .map(drop)
+                        .map_err(|e| e.to_string())
+                })
+                .and_then(|s| s.parse().ok())
+            }
+            "pool" => {
+                self.pool = parsed_word(errors, &|s| {
+                    if s.is_empty() {
+                        Err("the pool name must not be empty".into())
+                    } else {
+                        Ok(())
+                    }
+                })
+            }
+            "priority" | "priority_weight" => {
+                self.priority_weight =
+                    integer(meta, -1_000_000, 1_000_000, errors).map(|v| v as i32)
+            }
+            "image" => {
+                self.image = parsed_word(errors, &|s| {
+                    if s.is_empty() || s.chars().any(char::is_whitespace) {
+                        Err(format!("{s:?} is not a container image reference"))
+                    } else {
+                        Ok(())
+                    }
+                })
+            }
+            "cpu" => self.cpu = parsed_word(errors, &goflow_core::options::check_quantity),
+            "cpu_limit" => {
+                self.cpu_limit = parsed_word(errors, &goflow_core::options::check_quantity)
+            }
+            "memory" => self.memory = parsed_word(errors, &goflow_core::options::check_quantity),
+            "memory_limit" => {
+                self.memory_limit = parsed_word(errors, &goflow_core::options::check_quantity)
+            }
+            "service_account" => {
+                self.service_account = parsed_word(errors, &|s| {
+                    goflow_core::id::check_dns1123_label(s)
+                        .map_err(|r| format!("service account {s:?} is not a valid name: {r}"))
+                })
+            }
+            "env" => self.env = key_values(meta, "environment variable", errors),
+            "node_selector" => self.node_selector = key_values(meta, "node selector", errors),
+            _ => return false,
+        }
+        true
+    }
+
+    /// A `TaskOptions` expression.
+    pub fn to_tokens(&self) -> TokenStream {
+        let p = quote!(::goflow::__private);
+        let retries = opt(self.retries);
+        let retry_delay = opt(self.retry_delay.map(duration_tokens));
+        let max_retry_delay = opt(self.max_retry_delay.map(duration_tokens));
+        let timeout = opt(self.timeout.map(duration_tokens));
+        let backoff = opt(self.backoff.map(|b| match b {
+            goflow_core::Backoff::Fixed => quote!(#p::Backoff::Fixed),
+            goflow_core::Backoff::Exponential => quote!(#p::Backoff::Exponential),
+        }));
+        let trigger_rule = opt(self.trigger_rule.map(|r| {
+            let variant = syn::Ident::new(&to_camel(r.as_str()), Span::call_site());
+            quote!(#p::TriggerRule::#variant)
+        }));
+        let executor = opt(self.executor.map(|e| {
+            let variant = syn::Ident::new(&to_camel(e.as_str()), Span::call_site());
+            quote!(#p::ExecutorKind::#variant)
+        }));
+        let pool = opt_string(&self.pool);
+        let priority = opt(self.priority_weight);
+        let image = opt_string(&self.image);
+        let cpu = opt_string(&self.cpu);
+        let cpu_limit = opt_string(&self.cpu_limit);
+        let memory = opt_string(&self.memory);
+        let memory_limit = opt_string(&self.memory_limit);
+        let service_account = opt_string(&self.service_account);
+        let pairs = |v: &[(String, String)]| {
+            let items = v.iter().map(|(k, val)| {
+                quote!((#p::std::string::String::from(#k), #p::std::string::String::from(#val)))
+            });
+            quote!(#p::std::vec![#(#items),*])
+        };
+        let env = pairs(&self.env);
+        let node_selector = pairs(&self.node_selector);
+        quote! {
+            #p::TaskOptions {
+                retries: #retries,
+                retry_delay: #retry_delay,
+                backoff: #backoff,
+                max_retry_delay: #max_retry_delay,
+                timeout: #timeout,
+                trigger_rule: #trigger_rule,
+                pool: #pool,
+                priority_weight: #priority,
+                executor: #executor,
+                kubernetes: #p::KubernetesOptions {
+                    image: #image,
+                    cpu_request: #cpu,
+                    cpu_limit: #cpu_limit,
+                    memory_request: #memory,
+                    memory_limit: #memory_limit,
+                    env: #env,
+                    service_account: #service_account,
+                    node_selector: #node_selector,
+                },
+            }
+        }
+    }
+}
+
+fn to_camel(snake: &str) -> String {
+    snake
+        .split('_')
+        .map(|w| {
+            let mut c = w.chars();
+            c.next()
+                .map(|f| f.to_ascii_uppercase().to_string() + c.as_str())
+                .unwrap_or_default()
+        })
+        .collect()
+}
+
+fn key_values(meta: &Meta, what: &str, errors: &mut Errors) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for (item, span) in string_list(meta, errors).unwrap_or_default() {
+        match item.split_once('=') {
+            Some((k, v)) if !k.trim().is_empty() => out.push((k.trim().to_owned(), v.to_owned())),
+            _ => errors.at(
+                span,
+                format!("expected a {what} as \"KEY=value\", found {item:?}"),
+            ),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::to_camel;
+
+    #[test]
+    fn camel_case_variants() {
+        assert_eq!(to_camel("all_success"), "AllSuccess");
+        assert_eq!(to_camel("in_process"), "InProcess");
+        assert_eq!(to_camel("always"), "Always");
+    }
+}

@@ -1,0 +1,10 @@
+use goflow::prelude::*;
+
+struct Connection;
+
+#[task]
+fn connect() -> Connection {
+    Connection
+}
+
+fn main() {}
