@@ -70,8 +70,8 @@ fn drive(dag: &Dag) {
             break;
         }
         for i in ready {
-            p.queue(i).unwrap();
-            p.start(i).unwrap();
+            p.queue(dag, i).unwrap();
+            p.start(dag, i).unwrap();
             p.finish(dag, i, Outcome::Success { follow: None }).unwrap();
         }
         p.settle(dag);

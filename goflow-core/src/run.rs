@@ -91,24 +91,101 @@ pub enum Finish {
 }
 
 /// The states of all task instances of one run.
+///
+/// Besides each task's status it keeps, per task, running counts of its
+/// upstreams' outcomes, so deciding a task costs O(1) and settling after
+/// a change touches only what the change can affect: a fan-in of 10,000
+/// upstreams is not re-counted on every completion.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RunProgress {
     tasks: Vec<TaskStatus>,
+    tally: Vec<Tally>,
+}
+
+/// Outcomes of a task's direct upstreams.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Tally {
+    all: UpstreamCounts,
+    data_success: usize,
+    data_failed: usize,
+    data_skipped: usize,
+    data_total: usize,
+    /// A branch upstream succeeded without choosing this task.
+    branched_away: bool,
+}
+
+/// Which tally bucket a state counts in: success, failed, skipped.
+fn bucket(state: TaskState) -> Option<usize> {
+    match state {
+        TaskState::Success => Some(0),
+        TaskState::Failed | TaskState::UpstreamFailed => Some(1),
+        TaskState::Skipped => Some(2),
+        _ => None,
+    }
 }
 
 impl RunProgress {
     /// A fresh run of `dag`: every task pending.
     pub fn new(dag: &Dag) -> Self {
-        Self {
-            tasks: vec![TaskStatus::default(); dag.tasks().len()],
-        }
+        Self::from_statuses(dag, Vec::new())
     }
 
     /// A run whose task instances stand at `statuses` (indexed like
     /// [`Dag::tasks`]), e.g. as loaded from a database.
     pub fn from_statuses(dag: &Dag, mut statuses: Vec<TaskStatus>) -> Self {
         statuses.resize(dag.tasks().len(), TaskStatus::default());
-        Self { tasks: statuses }
+        let mut tally = vec![Tally::default(); dag.tasks().len()];
+        for (i, node) in dag.tasks().iter().enumerate() {
+            tally[i].all.total = node.upstream.len();
+            tally[i].data_total = node
+                .upstream
+                .iter()
+                .filter(|u| u.kind == EdgeKind::Data)
+                .count();
+        }
+        let mut progress = Self {
+            tasks: statuses,
+            tally,
+        };
+        for i in 0..dag.tasks().len() {
+            progress.count(dag, i, progress.tasks[i].state, 1);
+        }
+        progress
+    }
+
+    /// Adds (`sign = 1`) or removes (`-1`) task `i`'s outcome `state` from
+    /// its downstreams' tallies.
+    fn count(&mut self, dag: &Dag, i: usize, state: TaskState, sign: isize) {
+        let Some(b) = bucket(state) else { return };
+        for &d in dag.downstream(i) {
+            let node = &dag.tasks()[d];
+            let data = node
+                .upstream
+                .iter()
+                .any(|u| u.task == i && u.kind == EdgeKind::Data);
+            let unchosen = b == 0
+                && self.tasks[i]
+                    .follow
+                    .as_ref()
+                    .is_some_and(|f| !f.iter().any(|t| t == node.id.as_str()));
+            let t = &mut self.tally[d];
+            let bump = |n: &mut usize| *n = n.saturating_add_signed(sign);
+            match b {
+                0 => bump(&mut t.all.success),
+                1 => bump(&mut t.all.failed),
+                _ => bump(&mut t.all.skipped),
+            }
+            if data {
+                match b {
+                    0 => bump(&mut t.data_success),
+                    1 => bump(&mut t.data_failed),
+                    _ => bump(&mut t.data_skipped),
+                }
+            }
+            if unchosen {
+                t.branched_away = sign > 0;
+            }
+        }
     }
 
     /// Where task `i` stands.
@@ -121,9 +198,13 @@ impl RunProgress {
         &self.tasks
     }
 
-    fn set(&mut self, i: usize, to: TaskState) -> Result<Change, Error> {
+    fn set(&mut self, dag: &Dag, i: usize, to: TaskState) -> Result<Change, Error> {
         let from = self.tasks[i].state;
         self.tasks[i].state = from.transition(to)?;
+        if bucket(from) != bucket(to) {
+            self.count(dag, i, from, -1);
+            self.count(dag, i, to, 1);
+        }
         Ok(Change { task: i, from, to })
     }
 
@@ -140,70 +221,57 @@ impl RunProgress {
     pub fn settle(&mut self, dag: &Dag) -> Vec<Change> {
         let mut changes = Vec::new();
         for &i in dag.topological_order() {
-            if self.tasks[i].state != TaskState::Pending {
-                continue;
-            }
-            let node = &dag.tasks()[i];
-            let branched_away = node.upstream.iter().any(|u| {
-                let up = &self.tasks[u.task];
-                up.state == TaskState::Success
-                    && up
-                        .follow
-                        .as_ref()
-                        .is_some_and(|f| !f.iter().any(|t| t == node.id.as_str()))
-            });
-            let verdict = if branched_away {
-                Verdict::Skip
-            } else {
-                let mut counts = UpstreamCounts {
-                    total: node.upstream.len(),
-                    ..Default::default()
-                };
-                for u in &node.upstream {
-                    match self.tasks[u.task].state {
-                        TaskState::Success => counts.success += 1,
-                        TaskState::Failed | TaskState::UpstreamFailed => counts.failed += 1,
-                        TaskState::Skipped => counts.skipped += 1,
-                        _ => {}
-                    }
-                }
-                match node.options.trigger_rule().evaluate(&counts) {
-                    Verdict::Run => self.data_verdict(dag, i),
-                    other => other,
-                }
-            };
-            let to = match verdict {
-                Verdict::Wait => continue,
-                Verdict::Run => TaskState::Scheduled,
-                Verdict::Skip => TaskState::Skipped,
-                Verdict::UpstreamFailed => TaskState::UpstreamFailed,
-            };
-            if let Ok(change) = self.set(i, to) {
+            if let Some(change) = self.decide(dag, i) {
                 changes.push(change);
             }
         }
         changes
     }
 
-    fn data_verdict(&self, dag: &Dag, i: usize) -> Verdict {
-        let mut verdict = Verdict::Run;
-        for u in dag.tasks()[i]
-            .upstream
+    /// Like [`RunProgress::settle`], but looks only at what changes to
+    /// `tasks` can affect: their downstreams, and transitively the
+    /// downstreams of tasks this skips or fails.
+    pub fn settle_after(&mut self, dag: &Dag, tasks: &[usize]) -> Vec<Change> {
+        let mut changes = Vec::new();
+        let mut work: Vec<usize> = tasks
             .iter()
-            .filter(|u| u.kind == EdgeKind::Data)
-        {
-            match self.tasks[u.task].state {
-                TaskState::Success => {}
-                TaskState::Failed | TaskState::UpstreamFailed => return Verdict::UpstreamFailed,
-                TaskState::Skipped => verdict = Verdict::Skip,
-                _ => {
-                    if verdict == Verdict::Run {
-                        verdict = Verdict::Wait;
-                    }
+            .flat_map(|t| dag.downstream(*t))
+            .copied()
+            .collect();
+        while let Some(i) = work.pop() {
+            if let Some(change) = self.decide(dag, i) {
+                if change.to.is_terminal() {
+                    work.extend_from_slice(dag.downstream(i));
                 }
+                changes.push(change);
             }
         }
-        verdict
+        changes
+    }
+
+    /// Applies the rules to task `i` if it is pending.
+    fn decide(&mut self, dag: &Dag, i: usize) -> Option<Change> {
+        if self.tasks[i].state != TaskState::Pending {
+            return None;
+        }
+        let t = self.tally[i];
+        let verdict = if t.branched_away {
+            Verdict::Skip
+        } else {
+            match dag.tasks()[i].options.trigger_rule().evaluate(&t.all) {
+                Verdict::Run if t.data_failed > 0 => Verdict::UpstreamFailed,
+                Verdict::Run if t.data_skipped > 0 => Verdict::Skip,
+                Verdict::Run if t.data_success < t.data_total => Verdict::Wait,
+                other => other,
+            }
+        };
+        let to = match verdict {
+            Verdict::Wait => return None,
+            Verdict::Run => TaskState::Scheduled,
+            Verdict::Skip => TaskState::Skipped,
+            Verdict::UpstreamFailed => TaskState::UpstreamFailed,
+        };
+        self.set(dag, i, to).ok()
     }
 
     /// Scheduled tasks in the order they should get slots: higher priority
@@ -227,16 +295,16 @@ impl RunProgress {
 
     /// Hands scheduled task `i` to an executor: it becomes `queued` and a
     /// new try begins. Returns the try number.
-    pub fn queue(&mut self, i: usize) -> Result<u32, Error> {
-        self.set(i, TaskState::Queued)?;
+    pub fn queue(&mut self, dag: &Dag, i: usize) -> Result<u32, Error> {
+        self.set(dag, i, TaskState::Queued)?;
         self.tasks[i].tries += 1;
         self.tasks[i].follow = None;
         Ok(self.tasks[i].tries)
     }
 
     /// The executor started task `i`.
-    pub fn start(&mut self, i: usize) -> Result<Change, Error> {
-        self.set(i, TaskState::Running)
+    pub fn start(&mut self, dag: &Dag, i: usize) -> Result<Change, Error> {
+        self.set(dag, i, TaskState::Running)
     }
 
     /// Records how the current try of task `i` ended and decides what
@@ -264,13 +332,27 @@ impl RunProgress {
                 }
             }
         };
-        let change = self.set(i, to)?;
+        let change = self.set(dag, i, to)?;
         Ok((change, finish))
     }
 
     /// The retry delay of task `i` has passed: it is scheduled again.
-    pub fn retry_due(&mut self, i: usize) -> Result<Change, Error> {
-        self.set(i, TaskState::Scheduled)
+    pub fn retry_due(&mut self, dag: &Dag, i: usize) -> Result<Change, Error> {
+        self.set(dag, i, TaskState::Scheduled)
+    }
+
+    /// Clears task `i` for another run of it: back to `pending`, tries
+    /// kept so numbering continues. `None` when it is pending already or
+    /// an executor holds it (it must be cancelled first).
+    pub fn clear(&mut self, dag: &Dag, i: usize) -> Option<Change> {
+        if self.tasks[i].state == TaskState::Pending {
+            return None;
+        }
+        let change = self.set(dag, i, TaskState::Pending).ok()?;
+        // The branch choice went with the outcome; the tallies were
+        // updated while it was still known.
+        self.tasks[i].follow = None;
+        Some(change)
     }
 
     /// The run's state: `running` while any task is unfinished, then
@@ -316,8 +398,8 @@ mod tests {
     /// Runs `i` to `outcome` and settles.
     fn run(dag: &Dag, p: &mut RunProgress, id: &str, outcome: Outcome) -> Finish {
         let i = dag.index_of(id).unwrap();
-        p.queue(i).unwrap();
-        p.start(i).unwrap();
+        p.queue(dag, i).unwrap();
+        p.start(dag, i).unwrap();
         let (_, finish) = p.finish(dag, i, outcome).unwrap();
         p.settle(dag);
         finish
@@ -395,14 +477,14 @@ mod tests {
         );
         assert_eq!(p.status(0).state, TaskState::UpForRetry);
         assert_eq!(p.run_state(), RunState::Running);
-        p.retry_due(0).unwrap();
+        p.retry_due(&dag, 0).unwrap();
         assert_eq!(
             run(&dag, &mut p, "a", fail()),
             Finish::Retry {
                 delay: Duration::from_secs(20)
             }
         );
-        p.retry_due(0).unwrap();
+        p.retry_due(&dag, 0).unwrap();
         assert_eq!(run(&dag, &mut p, "a", fail()), Finish::Failed);
         assert_eq!(p.status(0).tries, 3);
         assert_eq!(p.run_state(), RunState::Failed);
@@ -536,7 +618,109 @@ mod tests {
     fn illegal_moves_are_refused() {
         let dag = DagBuilder::new("x").task(spec("a", &[])).build().unwrap();
         let mut p = RunProgress::new(&dag);
-        assert!(p.start(0).is_err(), "a pending task cannot start");
+        assert!(p.start(&dag, 0).is_err(), "a pending task cannot start");
         assert!(p.finish(&dag, 0, ok()).is_err());
+    }
+
+    /// A tiny deterministic generator, so the equivalence test needs no
+    /// dependency and always explores the same cases.
+    struct Lcg(u64);
+    impl Lcg {
+        fn next(&mut self, n: usize) -> usize {
+            self.0 = self
+                .0
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((self.0 >> 33) as usize) % n.max(1)
+        }
+    }
+
+    /// Incremental settling reaches exactly the states a full pass would,
+    /// over random DAGs, trigger rules, branches and outcomes.
+    #[test]
+    fn settle_after_matches_full_settle() {
+        let mut rng = Lcg(42);
+        for case in 0..300 {
+            let n = 2 + rng.next(12);
+            let mut b = DagBuilder::new("r");
+            for i in 0..n {
+                let mut data = Vec::new();
+                for j in 0..i {
+                    if rng.next(4) == 0 {
+                        data.push(format!("t{j}"));
+                    }
+                }
+                let refs: Vec<&str> = data.iter().map(String::as_str).collect();
+                let mut t = spec(&format!("t{i}"), &refs);
+                t.options.trigger_rule = Some(TriggerRule::ALL[rng.next(8)]);
+                b = b.task(t);
+                for j in 0..i {
+                    if rng.next(6) == 0 {
+                        b = b.order(format!("t{j}"), format!("t{i}"));
+                    }
+                }
+            }
+            let dag = b.build().unwrap();
+            let mut inc = RunProgress::new(&dag);
+            let mut full = RunProgress::new(&dag);
+            inc.settle(&dag);
+            full.settle(&dag);
+            loop {
+                let ready = inc.runnable(&dag);
+                assert_eq!(ready, full.runnable(&dag), "case {case}");
+                let Some(&i) = ready.get(rng.next(ready.len())) else {
+                    break;
+                };
+                let outcome = match rng.next(4) {
+                    0 => Outcome::Skipped,
+                    1 => Outcome::Failed { retryable: false },
+                    2 => Outcome::Success {
+                        follow: Some(
+                            dag.downstream(i)
+                                .iter()
+                                .filter(|_| rng.next(2) == 0)
+                                .map(|d| dag.tasks()[*d].id.to_string())
+                                .collect(),
+                        ),
+                    },
+                    _ => Outcome::Success { follow: None },
+                };
+                for p in [&mut inc, &mut full] {
+                    p.queue(&dag, i).unwrap();
+                    p.start(&dag, i).unwrap();
+                    p.finish(&dag, i, outcome.clone()).unwrap();
+                }
+                inc.settle_after(&dag, &[i]);
+                full.settle(&dag);
+                assert_eq!(inc.statuses(), full.statuses(), "case {case}");
+            }
+            assert_eq!(inc.run_state(), full.run_state());
+            assert!(
+                inc.run_state().is_terminal(),
+                "case {case}: {:?}",
+                states(&dag, &inc)
+            );
+        }
+    }
+
+    #[test]
+    fn clearing_a_failed_task_runs_it_and_its_downstreams_again() {
+        let dag = DagBuilder::new("x")
+            .task(spec("a", &[]))
+            .task(spec("b", &["a"]))
+            .build()
+            .unwrap();
+        let mut p = RunProgress::new(&dag);
+        p.settle(&dag);
+        run(&dag, &mut p, "a", fail());
+        assert_eq!(p.run_state(), RunState::Failed);
+        p.clear(&dag, 0).unwrap();
+        p.clear(&dag, 1).unwrap();
+        p.settle(&dag);
+        assert_eq!(states(&dag, &p), ["a=scheduled", "b=pending"]);
+        run(&dag, &mut p, "a", ok());
+        assert_eq!(p.status(0).tries, 2, "try numbers continue after a clear");
+        run(&dag, &mut p, "b", ok());
+        assert_eq!(p.run_state(), RunState::Success);
     }
 }

@@ -176,12 +176,12 @@ pub async fn run_dag(
         data_interval: run.params.data_interval,
         at: Utc::now(),
     });
-    run.settle_and_launch()?;
+    run.settle_and_launch(None)?;
     while !run.progress.run_state().is_terminal() {
         let Some(joined) = run.jobs.join_next_with_id().await else {
             return Err(run.stalled());
         };
-        match joined {
+        let changed = match joined {
             Ok((id, job)) => {
                 run.slots.remove(&id);
                 match job {
@@ -196,13 +196,13 @@ pub async fn run_dag(
                     } else {
                         TaskError::msg("the task was cancelled")
                     };
-                    run.finish_try(task, Err(error))?;
+                    run.finish_try(task, Err(error))?
                 }
                 Some(Slot::Timer(task)) => run.retry_due(task)?,
                 None => continue,
             },
-        }
-        run.settle_and_launch()?;
+        };
+        run.settle_and_launch(Some(changed))?;
     }
     Ok(run.report())
 }
@@ -281,23 +281,28 @@ impl<'o> Run<'o> {
         (self.observer)(&RunEvent::Task(event));
     }
 
-    /// Decides what pending tasks can now do, then fills free slots with
-    /// runnable tasks, highest priority first.
-    fn settle_and_launch(&mut self) -> Result<(), RunError> {
-        for change in self.progress.settle(&self.dag) {
+    /// Decides what pending tasks can now do (all of them at the start,
+    /// then only what a change to task `after` affects), then fills free
+    /// slots with runnable tasks, highest priority first.
+    fn settle_and_launch(&mut self, after: Option<usize>) -> Result<(), RunError> {
+        let changes = match after {
+            None => self.progress.settle(&self.dag),
+            Some(task) => self.progress.settle_after(&self.dag, &[task]),
+        };
+        for change in changes {
             self.emit(change.task, change.from, change.to, Details::default());
         }
         let limit = self.dag.max_active_tasks() as usize;
         let free = limit.saturating_sub(self.progress.active());
         for task in self.progress.runnable(&self.dag).into_iter().take(free) {
-            self.progress.queue(task)?;
+            self.progress.queue(&self.dag, task)?;
             self.emit(
                 task,
                 TaskState::Scheduled,
                 TaskState::Queued,
                 Details::default(),
             );
-            let change = self.progress.start(task)?;
+            let change = self.progress.start(&self.dag, task)?;
             self.emit(task, change.from, change.to, Details::default());
             self.spawn_try(task);
         }
@@ -360,7 +365,7 @@ impl<'o> Run<'o> {
         &mut self,
         task: usize,
         result: Result<TaskOutput, TaskError>,
-    ) -> Result<(), RunError> {
+    ) -> Result<usize, RunError> {
         let elapsed = self.rows[task]
             .started
             .take()
@@ -400,13 +405,13 @@ impl<'o> Run<'o> {
             duration: Some(elapsed),
         };
         self.emit(task, change.from, change.to, details);
-        Ok(())
+        Ok(task)
     }
 
-    fn retry_due(&mut self, task: usize) -> Result<(), RunError> {
-        let change = self.progress.retry_due(task)?;
+    fn retry_due(&mut self, task: usize) -> Result<usize, RunError> {
+        let change = self.progress.retry_due(&self.dag, task)?;
         self.emit(task, change.from, change.to, Details::default());
-        Ok(())
+        Ok(task)
     }
 
     fn stalled(&self) -> RunError {
