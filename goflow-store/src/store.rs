@@ -1,0 +1,1363 @@
+//! [`Store`]: the async API over a pool of connections.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use diesel::dsl::count_star;
+use diesel::prelude::*;
+use diesel::r2d2::Pool;
+use diesel::result::{DatabaseErrorKind, Error as DieselError};
+use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
+use goflow_core::{RunState, RunType, TaskState};
+
+use crate::conn::{per_backend, transaction, transaction_if, AnyConnection, Manager, Setup};
+use crate::model::{
+    convert, int, micros, parse, ClaimedTask, DagRecord, DagRow, DbDag, DbLogLine, DbNewLogLine,
+    DbNewRun, DbNewTaskInstance, DbPool, DbRun, DbScheduler, DbTaskChange, DbTaskInstance,
+    DbTaskTry, LogLine, NewLogLine, NewRun, PoolRow, RunRow, SchedulerRow, TaskInstanceRow,
+    TaskTryRow, TaskUpdate,
+};
+use crate::schema::{
+    dag_runs, dags, pools, schedulers, task_instances as ti, task_logs, task_outputs, task_tries,
+};
+use crate::url::{self, DbUrl, Target};
+use crate::{Backend, Result, StoreError};
+
+#[cfg(feature = "sqlite")]
+const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
+#[cfg(feature = "postgres")]
+const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
+
+/// Key of the PostgreSQL advisory lock that serializes concurrent
+/// migrations (ASCII "goflow").
+#[cfg(feature = "postgres")]
+const MIGRATION_LOCK: i64 = 0x676f_666c_6f77;
+
+/// Rows per multi-row `INSERT`, well under both backends' bind limits.
+const INSERT_CHUNK: usize = 1000;
+
+/// Tuning for [`Store::connect_with`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoreOptions {
+    /// Most pooled connections (an in-memory SQLite database always has one).
+    pub max_connections: u32,
+    /// How long a SQLite writer waits for another before failing.
+    pub busy_timeout: Duration,
+    /// How long a call waits for a free pooled connection.
+    pub checkout_timeout: Duration,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions {
+            max_connections: 8,
+            busy_timeout: Duration::from_secs(10),
+            checkout_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// One change in [`Store::update_tasks`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TaskChange {
+    /// The task.
+    pub task_id: String,
+    /// The state it must be in for the change to apply.
+    pub expected: TaskState,
+    /// The change.
+    pub update: TaskUpdate,
+}
+
+/// The durable store: DAGs, runs, task instances, tries, outputs, logs,
+/// scheduler heartbeats and pools, in SQLite or PostgreSQL.
+///
+/// Cloning is cheap (the pool is shared). Every method runs its queries on
+/// a blocking thread (`spawn_blocking`) with a pooled connection, so the
+/// async runtime is never blocked; every change is one transaction.
+#[derive(Clone)]
+pub struct Store {
+    pool: Pool<Manager>,
+    backend: Backend,
+    url: Arc<str>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("backend", &self.backend)
+            .field("url", &self.url)
+            .finish_non_exhaustive()
+    }
+}
+
+const QUEUED: &str = "queued";
+const RUNNING: &str = "running";
+
+impl Store {
+    /// Connects to `url` with default [`StoreOptions`]: `postgres://...` or
+    /// `postgresql://...` for PostgreSQL; `sqlite://PATH`, `sqlite::memory:`
+    /// or a bare file path for SQLite (the file is created if missing).
+    ///
+    /// A database that does not answer is an error naming the URL (without
+    /// its password) and the cause. Does not migrate: call
+    /// [`migrate`](Self::migrate).
+    pub async fn connect(url: &str) -> Result<Store> {
+        Self::connect_with(url, StoreOptions::default()).await
+    }
+
+    /// Connects to `url` with `options`.
+    pub async fn connect_with(url: &str, options: StoreOptions) -> Result<Store> {
+        let parsed = url::parse(url)?;
+        match tokio::task::spawn_blocking(move || Self::connect_blocking(parsed, options)).await {
+            Ok(r) => r,
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            Err(_) => Err(StoreError::Cancelled),
+        }
+    }
+
+    fn connect_blocking(parsed: DbUrl, options: StoreOptions) -> Result<Store> {
+        let DbUrl {
+            target,
+            display: shown,
+        } = parsed;
+        let setup = Setup {
+            busy_timeout: options.busy_timeout,
+        };
+        // One connection first, for a precise error instead of a pool timeout.
+        let mut probe = target.establish().map_err(|source| StoreError::Connect {
+            url: shown.clone(),
+            source,
+        })?;
+        setup
+            .apply(&mut probe)
+            .map_err(|source| StoreError::Setup {
+                url: shown.clone(),
+                source,
+            })?;
+        let backend = probe.backend();
+        drop(probe);
+
+        let builder = Pool::builder()
+            .connection_customizer(Box::new(setup))
+            .connection_timeout(options.checkout_timeout);
+        let builder = if is_memory(&target) {
+            // Every connection to `:memory:` is a new database: keep one, forever.
+            builder
+                .max_size(1)
+                .min_idle(Some(1))
+                .idle_timeout(None)
+                .max_lifetime(None)
+        } else {
+            builder
+                .max_size(options.max_connections.max(1))
+                .min_idle(Some(1))
+        };
+        let pool = builder
+            .build(Manager { target })
+            .map_err(|source| StoreError::Pool {
+                url: shown.clone(),
+                source,
+            })?;
+        tracing::debug!(url = %shown, backend = backend.as_str(), "connected to the store");
+        Ok(Store {
+            pool,
+            backend,
+            url: shown.into(),
+        })
+    }
+
+    /// The backend this store talks to.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// The URL, password removed.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// Runs `f` with a pooled connection on a blocking thread.
+    async fn run<T, F>(&self, op: &'static str, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut AnyConnection) -> Result<T> + Send + 'static,
+    {
+        let pool = self.pool.clone();
+        let url = self.url.clone();
+        let job = tokio::task::spawn_blocking(move || {
+            let mut conn = pool.get().map_err(|source| StoreError::Pool {
+                url: url.to_string(),
+                source,
+            })?;
+            f(&mut conn)
+        });
+        match job.await {
+            Ok(r) => r.map_err(|e| e.in_op(op)),
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            Err(_) => Err(StoreError::Cancelled),
+        }
+    }
+
+    // -----------------------------------------------------------------------
+    // Schema
+    // -----------------------------------------------------------------------
+
+    /// Applies the embedded migrations not yet applied, returning their
+    /// versions. Idempotent, and safe to call from several processes at
+    /// once (a write lock on SQLite, an advisory lock on PostgreSQL).
+    pub async fn migrate(&self) -> Result<Vec<String>> {
+        self.run("migrate", |conn| {
+            let applied = match conn {
+                #[cfg(feature = "postgres")]
+                AnyConnection::Postgres(c) => c.transaction::<_, StoreError, _>(|c| {
+                    diesel::sql_query(format!("SELECT pg_advisory_xact_lock({MIGRATION_LOCK})"))
+                        .execute(c)?;
+                    c.run_pending_migrations(POSTGRES_MIGRATIONS)
+                        .map(|v| v.iter().map(ToString::to_string).collect::<Vec<_>>())
+                        .map_err(|source| StoreError::Migration { source })
+                })?,
+                #[cfg(feature = "sqlite")]
+                AnyConnection::Sqlite(c) => c.immediate_transaction::<_, StoreError, _>(|c| {
+                    c.run_pending_migrations(SQLITE_MIGRATIONS)
+                        .map(|v| v.iter().map(ToString::to_string).collect::<Vec<_>>())
+                        .map_err(|source| StoreError::Migration { source })
+                })?,
+            };
+            if !applied.is_empty() {
+                tracing::info!(?applied, "applied store migrations");
+            }
+            Ok(applied)
+        })
+        .await
+    }
+
+    // -----------------------------------------------------------------------
+    // DAGs
+    // -----------------------------------------------------------------------
+
+    /// Inserts or updates a DAG. A new DAG gets version 1; an existing one
+    /// keeps its `created_date` and `is_paused`, and gets a new version and
+    /// `last_updated_date` only when its fingerprint changed. Descriptive
+    /// fields (schedule, description, tags...) always follow the record.
+    pub async fn sync_dag(&self, record: &DagRecord, now: DateTime<Utc>) -> Result<DagRow> {
+        let record = record.clone();
+        self.run("sync_dag", move |conn| {
+            match transaction(conn, |c| sync_dag_tx(c, &record, now)) {
+                // Another scheduler inserted it first: update instead.
+                Err(StoreError::Database {
+                    source: DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, _),
+                    ..
+                }) => transaction(conn, |c| sync_dag_tx(c, &record, now)),
+                other => other,
+            }
+        })
+        .await
+    }
+
+    /// Pauses or unpauses a DAG.
+    pub async fn set_paused(&self, dag_id: &str, paused: bool) -> Result<()> {
+        let dag_id = dag_id.to_owned();
+        self.run("set_paused", move |conn| {
+            let n = diesel::update(dags::table.find(&dag_id))
+                .set(dags::is_paused.eq(paused))
+                .execute(conn)?;
+            if n == 0 {
+                return Err(StoreError::DagNotFound { dag_id });
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    /// The DAG `dag_id`, if stored.
+    pub async fn get_dag(&self, dag_id: &str) -> Result<Option<DagRow>> {
+        let dag_id = dag_id.to_owned();
+        self.run("get_dag", move |conn| {
+            dags::table
+                .find(&dag_id)
+                .select(DbDag::as_select())
+                .first(conn)
+                .optional()?
+                .map(DagRow::try_from)
+                .transpose()
+        })
+        .await
+    }
+
+    /// Every DAG, by id.
+    pub async fn list_dags(&self) -> Result<Vec<DagRow>> {
+        self.run("list_dags", |conn| {
+            convert(
+                dags::table
+                    .order(dags::id)
+                    .select(DbDag::as_select())
+                    .load(conn)?,
+            )
+        })
+        .await
+    }
+
+    // -----------------------------------------------------------------------
+    // Runs
+    // -----------------------------------------------------------------------
+
+    /// Creates a run (`queued`) and all its task instances (`pending`) in
+    /// one transaction. A run with the same run id or logical date in the
+    /// DAG is [`StoreError::RunExists`], and nothing is written.
+    pub async fn create_run(&self, new: &NewRun, now: DateTime<Utc>) -> Result<RunRow> {
+        let new = new.clone();
+        self.run("create_run", move |conn| {
+            transaction(conn, |c| create_run_tx(c, &new, now))
+        })
+        .await
+    }
+
+    /// The run with surrogate id `run`.
+    pub async fn get_run(&self, run: i64) -> Result<Option<RunRow>> {
+        self.run("get_run", move |conn| {
+            dag_runs::table
+                .find(run)
+                .select(DbRun::as_select())
+                .first(conn)
+                .optional()?
+                .map(RunRow::try_from)
+                .transpose()
+        })
+        .await
+    }
+
+    /// The run `run_id` of DAG `dag_id`.
+    pub async fn find_run(&self, dag_id: &str, run_id: &str) -> Result<Option<RunRow>> {
+        let (dag_id, run_id) = (dag_id.to_owned(), run_id.to_owned());
+        self.run("find_run", move |conn| {
+            dag_runs::table
+                .filter(dag_runs::dag_id.eq(&dag_id))
+                .filter(dag_runs::run_id.eq(&run_id))
+                .select(DbRun::as_select())
+                .first(conn)
+                .optional()?
+                .map(RunRow::try_from)
+                .transpose()
+        })
+        .await
+    }
+
+    /// A page of a DAG's runs, latest logical date first.
+    pub async fn list_runs(&self, dag_id: &str, limit: i64, offset: i64) -> Result<Vec<RunRow>> {
+        let dag_id = dag_id.to_owned();
+        self.run("list_runs", move |conn| {
+            convert(
+                dag_runs::table
+                    .filter(dag_runs::dag_id.eq(&dag_id))
+                    .order((dag_runs::execution_date.desc(), dag_runs::id.desc()))
+                    .limit(limit)
+                    .offset(offset)
+                    .select(DbRun::as_select())
+                    .load(conn)?,
+            )
+        })
+        .await
+    }
+
+    /// Queued and running runs, of one DAG or of all, oldest logical date
+    /// first.
+    pub async fn active_runs(&self, dag_id: Option<&str>) -> Result<Vec<RunRow>> {
+        let dag_id = dag_id.map(str::to_owned);
+        self.run("active_runs", move |conn| {
+            let mut q = dag_runs::table
+                .filter(dag_runs::status.eq_any([QUEUED, RUNNING]))
+                .order((dag_runs::execution_date.asc(), dag_runs::id.asc()))
+                .select(DbRun::as_select())
+                .into_boxed();
+            if let Some(d) = dag_id {
+                q = q.filter(dag_runs::dag_id.eq(d));
+            }
+            convert(q.load(conn)?)
+        })
+        .await
+    }
+
+    /// How many runs of a DAG are in each state (states with none are
+    /// absent).
+    pub async fn count_runs_by_state(&self, dag_id: &str) -> Result<HashMap<RunState, u64>> {
+        let dag_id = dag_id.to_owned();
+        self.run("count_runs_by_state", move |conn| {
+            let rows: Vec<(String, i64)> = dag_runs::table
+                .filter(dag_runs::dag_id.eq(&dag_id))
+                .group_by(dag_runs::status)
+                .select((dag_runs::status, count_star()))
+                .load(conn)?;
+            rows.into_iter()
+                .map(|(s, n)| Ok((parse("dag_runs", "status", &s)?, n.unsigned_abs())))
+                .collect()
+        })
+        .await
+    }
+
+    /// The run with the latest logical date, of any type or of `run_type`
+    /// (the scheduler asks for [`RunType::Scheduled`] to find the next
+    /// interval).
+    pub async fn latest_run(
+        &self,
+        dag_id: &str,
+        run_type: Option<RunType>,
+    ) -> Result<Option<RunRow>> {
+        let dag_id = dag_id.to_owned();
+        self.run("latest_run", move |conn| {
+            let mut q = dag_runs::table
+                .filter(dag_runs::dag_id.eq(dag_id))
+                .order((dag_runs::execution_date.desc(), dag_runs::id.desc()))
+                .select(DbRun::as_select())
+                .into_boxed();
+            if let Some(t) = run_type {
+                q = q.filter(dag_runs::run_type.eq(t.as_str()));
+            }
+            q.first(conn).optional()?.map(RunRow::try_from).transpose()
+        })
+        .await
+    }
+
+    /// Moves a run from `from` to `to` if it is still in `from`
+    /// (compare-and-set); returns whether it moved. Sets `start_date` when
+    /// it first runs, `end_date` when it finishes, and clears `end_date`
+    /// when it is queued again. An illegal transition is an error.
+    pub async fn set_run_state(
+        &self,
+        run: i64,
+        from: RunState,
+        to: RunState,
+        now: DateTime<Utc>,
+    ) -> Result<bool> {
+        from.transition(to)?;
+        self.run("set_run_state", move |conn| {
+            transaction(conn, |c| {
+                let row: DbRun = dag_runs::table
+                    .find(run)
+                    .select(DbRun::as_select())
+                    .first(c)
+                    .optional()?
+                    .ok_or(StoreError::RunNotFound { run })?;
+                if row.status != from.as_str() {
+                    return Ok(false);
+                }
+                let now = micros(now);
+                let start = match to {
+                    RunState::Running => row.start_date.or(Some(now)),
+                    _ => row.start_date,
+                };
+                let end = if to.is_terminal() { Some(now) } else { None };
+                let n = diesel::update(
+                    dag_runs::table
+                        .find(run)
+                        .filter(dag_runs::status.eq(from.as_str())),
+                )
+                .set((
+                    dag_runs::status.eq(to.as_str()),
+                    dag_runs::start_date.eq(start),
+                    dag_runs::end_date.eq(end),
+                    dag_runs::last_updated_date.eq(now),
+                ))
+                .execute(c)?;
+                Ok(n == 1)
+            })
+        })
+        .await
+    }
+
+    // -----------------------------------------------------------------------
+    // Task instances
+    // -----------------------------------------------------------------------
+
+    /// The task instances of a run, in the order they were created.
+    pub async fn task_instances(&self, run: i64) -> Result<Vec<TaskInstanceRow>> {
+        self.run("task_instances", move |conn| {
+            convert(
+                ti::table
+                    .filter(ti::dag_run_id.eq(run))
+                    .order(ti::id)
+                    .select(DbTaskInstance::as_select())
+                    .load(conn)?,
+            )
+        })
+        .await
+    }
+
+    /// One task instance.
+    pub async fn task_instance(&self, run: i64, task_id: &str) -> Result<Option<TaskInstanceRow>> {
+        let task_id = task_id.to_owned();
+        self.run("task_instance", move |conn| {
+            ti::table
+                .filter(ti::dag_run_id.eq(run))
+                .filter(ti::task_id.eq(&task_id))
+                .select(DbTaskInstance::as_select())
+                .first(conn)
+                .optional()?
+                .map(TaskInstanceRow::try_from)
+                .transpose()
+        })
+        .await
+    }
+
+    /// Applies `update` to a task instance if it is still in `expected`
+    /// (compare-and-set: of two schedulers, one wins); returns whether it
+    /// applied. When a try ends (queued or running to success, failed,
+    /// up_for_retry or skipped) its row in `task_tries` is written in the
+    /// same transaction. An illegal transition is an error; a missing task
+    /// instance is [`StoreError::TaskNotFound`].
+    pub async fn update_task(
+        &self,
+        run: i64,
+        task_id: &str,
+        expected: TaskState,
+        update: TaskUpdate,
+        now: DateTime<Utc>,
+    ) -> Result<bool> {
+        let change = TaskChange {
+            task_id: task_id.to_owned(),
+            expected,
+            update,
+        };
+        self.update_tasks(run, vec![change], now).await
+    }
+
+    /// Applies several changes to a run's task instances in one
+    /// transaction, all or nothing: if any task instance is no longer in
+    /// its expected state, nothing changes and the result is `false`.
+    pub async fn update_tasks(
+        &self,
+        run: i64,
+        changes: Vec<TaskChange>,
+        now: DateTime<Utc>,
+    ) -> Result<bool> {
+        for c in &changes {
+            if c.expected != c.update.state {
+                c.expected.transition(c.update.state)?;
+            }
+        }
+        self.run("update_tasks", move |conn| {
+            let applied = transaction_if(conn, |conn| {
+                for c in &changes {
+                    if !apply_task_change(conn, run, c, micros(now))? {
+                        return Ok(None);
+                    }
+                }
+                Ok(Some(()))
+            })?;
+            Ok(applied.is_some())
+        })
+        .await
+    }
+
+    /// Atomically moves up to `limit` `scheduled` task instances to
+    /// `queued`, owned by `scheduler_id`, highest priority weight first
+    /// (then oldest): each gets a new try number and is returned. Two
+    /// claimers never get the same task instance: PostgreSQL locks the rows
+    /// with `FOR UPDATE SKIP LOCKED`, SQLite takes the write lock up front.
+    ///
+    /// Pools are honoured: a pool with a row in `pools` never has more than
+    /// `slots` task instances queued or running. On PostgreSQL the pool rows
+    /// are locked while slots are counted, so concurrent claimers queue on
+    /// them (as Airflow's schedulers do).
+    pub async fn claim_tasks(
+        &self,
+        scheduler_id: &str,
+        limit: u32,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<ClaimedTask>> {
+        let scheduler_id = scheduler_id.to_owned();
+        self.run("claim_tasks", move |conn| {
+            transaction(conn, |c| {
+                claim_tx(c, &scheduler_id, i64::from(limit), micros(now))
+            })
+        })
+        .await
+    }
+
+    /// Hands a queued or running task instance over from `from` (its
+    /// current owner; `None` for none) to `to`, e.g. when a scheduler adopts
+    /// the work of one that died. Returns whether it applied.
+    pub async fn adopt_task(
+        &self,
+        run: i64,
+        task_id: &str,
+        from: Option<&str>,
+        to: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool> {
+        let (task_id, from, to) = (task_id.to_owned(), from.map(str::to_owned), to.to_owned());
+        self.run("adopt_task", move |conn| {
+            // The owner is checked by the UPDATE itself: of two adopters, one wins.
+            let target = ti::table
+                .filter(ti::dag_run_id.eq(run))
+                .filter(ti::task_id.eq(&task_id))
+                .filter(ti::state.eq_any([QUEUED, RUNNING]));
+            let set = (
+                ti::claimed_by.eq(&to),
+                ti::last_updated_date.eq(micros(now)),
+            );
+            let n = match &from {
+                Some(owner) => diesel::update(target.filter(ti::claimed_by.eq(owner)))
+                    .set(set)
+                    .execute(conn)?,
+                None => diesel::update(target.filter(ti::claimed_by.is_null()))
+                    .set(set)
+                    .execute(conn)?,
+            };
+            Ok(n == 1)
+        })
+        .await
+    }
+
+    /// Puts task instances back to `pending` for another round of tries,
+    /// dropping their outputs, and puts a finished run back to `queued`;
+    /// all in one transaction. Queued or running task instances cannot be
+    /// cleared ([`StoreError::TasksActive`]), nor unknown ones
+    /// ([`StoreError::TaskNotFound`]); then nothing changes. Returns how
+    /// many were cleared.
+    pub async fn clear_tasks(
+        &self,
+        run: i64,
+        task_ids: &[String],
+        now: DateTime<Utc>,
+    ) -> Result<usize> {
+        let task_ids = task_ids.to_vec();
+        self.run("clear_tasks", move |conn| {
+            transaction(conn, |c| clear_tx(c, run, &task_ids, micros(now)))
+        })
+        .await
+    }
+
+    /// The finished tries of a run's task instances (of one task, or all),
+    /// in the order they ended.
+    pub async fn task_tries(&self, run: i64, task_id: Option<&str>) -> Result<Vec<TaskTryRow>> {
+        let task_id = task_id.map(str::to_owned);
+        self.run("task_tries", move |conn| {
+            let mut q = task_tries::table
+                .filter(task_tries::dag_run_id.eq(run))
+                .order(task_tries::id)
+                .select(DbTaskTry::as_select())
+                .into_boxed();
+            if let Some(t) = task_id {
+                q = q.filter(task_tries::task_id.eq(t));
+            }
+            convert(q.load(conn)?)
+        })
+        .await
+    }
+
+    /// The latest `limit` finished tries of one task across runs, newest
+    /// first: duration, CPU and memory over time.
+    pub async fn task_try_history(
+        &self,
+        dag_id: &str,
+        task_id: &str,
+        limit: i64,
+    ) -> Result<Vec<TaskTryRow>> {
+        let (dag_id, task_id) = (dag_id.to_owned(), task_id.to_owned());
+        self.run("task_try_history", move |conn| {
+            convert(
+                task_tries::table
+                    .filter(task_tries::dag_id.eq(&dag_id))
+                    .filter(task_tries::task_id.eq(&task_id))
+                    .order(task_tries::id.desc())
+                    .limit(limit)
+                    .select(DbTaskTry::as_select())
+                    .load(conn)?,
+            )
+        })
+        .await
+    }
+
+    // -----------------------------------------------------------------------
+    // Outputs and logs
+    // -----------------------------------------------------------------------
+
+    /// Stores (or replaces) a task instance's output.
+    pub async fn put_output(
+        &self,
+        run: i64,
+        task_id: &str,
+        value: &serde_json::Value,
+    ) -> Result<()> {
+        let (task_id, value) = (task_id.to_owned(), value.to_string());
+        self.run("put_output", move |conn| {
+            transaction(conn, |c| {
+                diesel::delete(
+                    task_outputs::table
+                        .filter(task_outputs::dag_run_id.eq(run))
+                        .filter(task_outputs::task_id.eq(&task_id)),
+                )
+                .execute(c)?;
+                diesel::insert_into(task_outputs::table)
+                    .values((
+                        task_outputs::dag_run_id.eq(run),
+                        task_outputs::task_id.eq(&task_id),
+                        task_outputs::value.eq(&value),
+                    ))
+                    .execute(c)
+                    .map_err(|e| match e {
+                        DieselError::DatabaseError(DatabaseErrorKind::ForeignKeyViolation, _) => {
+                            StoreError::RunNotFound { run }
+                        }
+                        e => e.into(),
+                    })?;
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    /// A task instance's output, if it has one.
+    pub async fn get_output(&self, run: i64, task_id: &str) -> Result<Option<serde_json::Value>> {
+        let task_id = task_id.to_owned();
+        self.run("get_output", move |conn| {
+            let value: Option<String> = task_outputs::table
+                .filter(task_outputs::dag_run_id.eq(run))
+                .filter(task_outputs::task_id.eq(&task_id))
+                .select(task_outputs::value)
+                .first(conn)
+                .optional()?;
+            value
+                .map(|v| {
+                    serde_json::from_str(&v)
+                        .map_err(|e| StoreError::corrupt("task_outputs", "value", v, e))
+                })
+                .transpose()
+        })
+        .await
+    }
+
+    /// Appends log lines, in order, in one transaction.
+    pub async fn append_logs(&self, lines: Vec<NewLogLine>) -> Result<()> {
+        if lines.is_empty() {
+            return Ok(());
+        }
+        self.run("append_logs", move |conn| {
+            let rows = lines
+                .iter()
+                .map(|l| {
+                    Ok(DbNewLogLine {
+                        dag_run_id: l.run,
+                        task_id: &l.task_id,
+                        try_number: int("try number", l.try_number)?,
+                        timestamp: micros(l.timestamp),
+                        stream: l.stream.as_str(),
+                        line: &l.line,
+                    })
+                })
+                .collect::<Result<Vec<_>>>()?;
+            transaction(conn, |c| {
+                for chunk in rows.chunks(INSERT_CHUNK) {
+                    per_backend!(&mut *c, c => diesel::insert_into(task_logs::table).values(chunk).execute(c))?;
+                }
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    /// Up to `limit` log lines of a task instance (of one try, or all)
+    /// with an id above `after_id` (0 for the start), in order.
+    pub async fn read_logs(
+        &self,
+        run: i64,
+        task_id: &str,
+        try_number: Option<u32>,
+        after_id: i64,
+        limit: i64,
+    ) -> Result<Vec<LogLine>> {
+        let task_id = task_id.to_owned();
+        let try_number = try_number.map(|t| int("try number", t)).transpose()?;
+        self.run("read_logs", move |conn| {
+            let mut q = task_logs::table
+                .filter(task_logs::dag_run_id.eq(run))
+                .filter(task_logs::task_id.eq(task_id))
+                .filter(task_logs::id.gt(after_id))
+                .order(task_logs::id)
+                .limit(limit)
+                .select(DbLogLine::as_select())
+                .into_boxed();
+            if let Some(t) = try_number {
+                q = q.filter(task_logs::try_number.eq(t));
+            }
+            convert(q.load(conn)?)
+        })
+        .await
+    }
+
+    // -----------------------------------------------------------------------
+    // Schedulers and pools
+    // -----------------------------------------------------------------------
+
+    /// Records that scheduler `id` is alive at `now` (registering it on its
+    /// first heartbeat).
+    pub async fn heartbeat(
+        &self,
+        id: &str,
+        hostname: &str,
+        pid: u32,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        let (id, hostname) = (id.to_owned(), hostname.to_owned());
+        let pid = int("pid", pid)?;
+        self.run("heartbeat", move |conn| {
+            transaction(conn, |c| {
+                let now = micros(now);
+                let n = diesel::update(schedulers::table.find(&id))
+                    .set((
+                        schedulers::heartbeat_date.eq(now),
+                        schedulers::hostname.eq(&hostname),
+                        schedulers::pid.eq(pid),
+                    ))
+                    .execute(c)?;
+                if n == 0 {
+                    diesel::insert_into(schedulers::table)
+                        .values(DbScheduler {
+                            id: id.clone(),
+                            hostname: hostname.clone(),
+                            pid,
+                            started_date: now,
+                            heartbeat_date: now,
+                        })
+                        .execute(c)?;
+                }
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    /// Removes a scheduler that shuts down cleanly; what it still owns is
+    /// then orphaned at once.
+    pub async fn remove_scheduler(&self, id: &str) -> Result<bool> {
+        let id = id.to_owned();
+        self.run("remove_scheduler", move |conn| {
+            Ok(diesel::delete(schedulers::table.find(&id)).execute(conn)? == 1)
+        })
+        .await
+    }
+
+    /// Every registered scheduler, by id.
+    pub async fn list_schedulers(&self) -> Result<Vec<SchedulerRow>> {
+        self.run("list_schedulers", |conn| {
+            convert(
+                schedulers::table
+                    .order(schedulers::id)
+                    .select(DbScheduler::as_select())
+                    .load(conn)?,
+            )
+        })
+        .await
+    }
+
+    /// Queued or running task instances whose owner has not heartbeat
+    /// since `stale_before` (or is unknown, or absent): the work of a
+    /// scheduler that died, to adopt or fail on recovery.
+    pub async fn orphaned_tasks(
+        &self,
+        stale_before: DateTime<Utc>,
+    ) -> Result<Vec<TaskInstanceRow>> {
+        self.run("orphaned_tasks", move |conn| {
+            let alive: Vec<String> = schedulers::table
+                .filter(schedulers::heartbeat_date.ge(micros(stale_before)))
+                .select(schedulers::id)
+                .load(conn)?;
+            convert(
+                ti::table
+                    .filter(ti::state.eq_any([QUEUED, RUNNING]))
+                    .filter(ti::claimed_by.is_null().or(ti::claimed_by.ne_all(alive)))
+                    .order(ti::id)
+                    .select(DbTaskInstance::as_select())
+                    .load(conn)?,
+            )
+        })
+        .await
+    }
+
+    /// Creates or resizes a pool.
+    pub async fn set_pool(&self, name: &str, slots: u32, description: &str) -> Result<()> {
+        let (name, description) = (name.to_owned(), description.to_owned());
+        let slots = int("pool slots", slots)?;
+        self.run("set_pool", move |conn| {
+            transaction(conn, |c| {
+                let n = diesel::update(pools::table.find(&name))
+                    .set((pools::slots.eq(slots), pools::description.eq(&description)))
+                    .execute(c)?;
+                if n == 0 {
+                    diesel::insert_into(pools::table)
+                        .values(DbPool {
+                            name: name.clone(),
+                            slots,
+                            description: description.clone(),
+                        })
+                        .execute(c)?;
+                }
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    /// Deletes a pool (its tasks then have no limit); returns whether it
+    /// existed.
+    pub async fn delete_pool(&self, name: &str) -> Result<bool> {
+        let name = name.to_owned();
+        self.run("delete_pool", move |conn| {
+            Ok(diesel::delete(pools::table.find(&name)).execute(conn)? == 1)
+        })
+        .await
+    }
+
+    /// Every pool, by name.
+    pub async fn list_pools(&self) -> Result<Vec<PoolRow>> {
+        self.run("list_pools", |conn| {
+            convert(
+                pools::table
+                    .order(pools::name)
+                    .select(DbPool::as_select())
+                    .load(conn)?,
+            )
+        })
+        .await
+    }
+}
+
+fn is_memory(target: &Target) -> bool {
+    match target {
+        #[cfg(feature = "sqlite")]
+        Target::Sqlite { memory, .. } => *memory,
+        #[cfg(feature = "postgres")]
+        Target::Postgres { .. } => false,
+    }
+}
+
+fn sync_dag_tx(conn: &mut AnyConnection, rec: &DagRecord, now: DateTime<Utc>) -> Result<DagRow> {
+    let now = micros(now);
+    let tags = serde_json::Value::from(rec.tags.clone()).to_string();
+    let max_active_runs = int("max_active_runs", rec.max_active_runs)?;
+    let max_active_tasks = int("max_active_tasks", rec.max_active_tasks)?;
+    let existing: Option<DbDag> = dags::table
+        .find(&rec.id)
+        .select(DbDag::as_select())
+        .first(conn)
+        .optional()?;
+    match existing {
+        None => {
+            diesel::insert_into(dags::table)
+                .values(DbDag {
+                    id: rec.id.clone(),
+                    name: rec.name.clone(),
+                    namespace: rec.namespace.clone(),
+                    version: 1,
+                    fingerprint: rec.fingerprint.clone(),
+                    file_path: rec.file_path.clone(),
+                    file_format: rec.file_format.clone(),
+                    created_date: now,
+                    last_updated_date: now,
+                    last_seen_date: now,
+                    is_paused: rec.is_paused_on_create,
+                    schedule: rec.schedule.clone(),
+                    timezone: rec.timezone.clone(),
+                    description: rec.description.clone(),
+                    tags,
+                    max_active_runs,
+                    max_active_tasks,
+                })
+                .execute(conn)?;
+        }
+        Some(old) => {
+            let changed = old.fingerprint != rec.fingerprint;
+            let (version, last_updated) = if changed {
+                (old.version + 1, now)
+            } else {
+                (old.version, old.last_updated_date)
+            };
+            diesel::update(dags::table.find(&rec.id))
+                .set((
+                    dags::name.eq(&rec.name),
+                    dags::namespace.eq(&rec.namespace),
+                    dags::version.eq(version),
+                    dags::fingerprint.eq(&rec.fingerprint),
+                    dags::file_path.eq(&rec.file_path),
+                    dags::file_format.eq(&rec.file_format),
+                    dags::last_updated_date.eq(last_updated),
+                    dags::last_seen_date.eq(now),
+                    dags::schedule.eq(&rec.schedule),
+                    dags::timezone.eq(&rec.timezone),
+                    dags::description.eq(&rec.description),
+                    dags::tags.eq(&tags),
+                    dags::max_active_runs.eq(max_active_runs),
+                    dags::max_active_tasks.eq(max_active_tasks),
+                ))
+                .execute(conn)?;
+        }
+    }
+    dags::table
+        .find(&rec.id)
+        .select(DbDag::as_select())
+        .first(conn)?
+        .try_into()
+}
+
+fn create_run_tx(conn: &mut AnyConnection, new: &NewRun, now: DateTime<Utc>) -> Result<RunRow> {
+    let exists = || StoreError::RunExists {
+        dag_id: new.dag_id.clone(),
+        run_id: new.run_id.clone(),
+        execution_date: new.data_interval.start,
+    };
+    let now = micros(now);
+    let logical = micros(new.data_interval.start);
+    let clashes: i64 = dag_runs::table
+        .filter(dag_runs::dag_id.eq(&new.dag_id))
+        .filter(
+            dag_runs::run_id
+                .eq(&new.run_id)
+                .or(dag_runs::execution_date.eq(logical)),
+        )
+        .count()
+        .get_result(conn)?;
+    if clashes > 0 {
+        return Err(exists());
+    }
+    let values = DbNewRun {
+        dag_id: &new.dag_id,
+        run_id: &new.run_id,
+        status: RunState::Queued.as_str(),
+        run_type: new.run_type.as_str(),
+        execution_date: logical,
+        data_interval_start: logical,
+        data_interval_end: micros(new.data_interval.end),
+        conf: new.conf.to_string(),
+        dag_version: new.dag_version,
+        last_updated_date: now,
+        created_date: now,
+    };
+    let inserted: QueryResult<DbRun> = per_backend!(&mut *conn, c => diesel::insert_into(dag_runs::table)
+        .values(&values)
+        .returning(DbRun::as_returning())
+        .get_result(c));
+    let run = inserted.map_err(|e| match e {
+        // A concurrent creator won the race past the check above.
+        DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, _) => exists(),
+        DieselError::DatabaseError(DatabaseErrorKind::ForeignKeyViolation, _) => {
+            StoreError::DagNotFound {
+                dag_id: new.dag_id.clone(),
+            }
+        }
+        e => e.into(),
+    })?;
+    let tasks = new
+        .tasks
+        .iter()
+        .map(|t| {
+            Ok(DbNewTaskInstance {
+                dag_run_id: run.id,
+                dag_id: &new.dag_id,
+                task_id: &t.task_id,
+                state: TaskState::Pending.as_str(),
+                try_number: 0,
+                tries_before_clear: 0,
+                max_tries: int("max_tries", t.max_tries)?,
+                priority_weight: t.priority_weight,
+                pool: &t.pool,
+                executor: t.executor.as_str(),
+                last_updated_date: now,
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    for chunk in tasks.chunks(INSERT_CHUNK) {
+        per_backend!(&mut *conn, c => diesel::insert_into(ti::table).values(chunk).execute(c))?;
+    }
+    run.try_into()
+}
+
+/// Applies one compare-and-set change; `false` if the task instance is no
+/// longer in the expected state.
+fn apply_task_change(conn: &mut AnyConnection, run: i64, c: &TaskChange, now: i64) -> Result<bool> {
+    let row: DbTaskInstance = ti::table
+        .filter(ti::dag_run_id.eq(run))
+        .filter(ti::task_id.eq(&c.task_id))
+        .select(DbTaskInstance::as_select())
+        .first(conn)
+        .optional()?
+        .ok_or_else(|| StoreError::TaskNotFound {
+            run,
+            task_id: c.task_id.clone(),
+        })?;
+    if row.state != c.expected.as_str() {
+        return Ok(false);
+    }
+    let u = &c.update;
+    let moves = u.state != c.expected;
+    let ends_try = c.expected.is_active()
+        && matches!(
+            u.state,
+            TaskState::Success | TaskState::Failed | TaskState::UpForRetry | TaskState::Skipped
+        );
+    let start = u
+        .start_date
+        .map(micros)
+        .or_else(|| (moves && u.state == TaskState::Running).then_some(now));
+    let end = u
+        .end_date
+        .map(micros)
+        .or_else(|| (moves && (ends_try || u.state.is_terminal())).then_some(now));
+    let duration = end
+        .zip(start.or(row.start_date))
+        .map(|(e, s)| (e - s) / 1000);
+    let change = DbTaskChange {
+        state: u.state.as_str(),
+        try_number: u.try_number.map(|t| int("try number", t)).transpose()?,
+        queued_date: u.queued_date.map(micros),
+        start_date: start,
+        end_date: end,
+        duration_ms: duration,
+        next_retry_date: Some(if u.state == TaskState::UpForRetry {
+            u.next_retry_date.map(micros)
+        } else {
+            None
+        }),
+        follow: u
+            .follow
+            .as_ref()
+            .map(|f| Some(serde_json::Value::from(f.clone()).to_string())),
+        last_error: u.error.clone(),
+        exit_code: u.exit_code,
+        peak_memory_bytes: u.peak_memory_bytes,
+        cpu_user_ms: u.cpu_user_ms,
+        cpu_system_ms: u.cpu_system_ms,
+        executor_handle: u.executor_handle.clone(),
+        heartbeat_date: u.heartbeat_date.map(micros),
+        last_updated_date: now,
+    };
+    let n = diesel::update(
+        ti::table
+            .find(row.id)
+            .filter(ti::state.eq(c.expected.as_str())),
+    )
+    .set(&change)
+    .execute(conn)?;
+    if n == 0 {
+        return Ok(false);
+    }
+    if ends_try {
+        let ended: DbTaskInstance = ti::table
+            .find(row.id)
+            .select(DbTaskInstance::as_select())
+            .first(conn)?;
+        diesel::insert_into(task_tries::table)
+            .values(DbTaskTry::ended(ended))
+            .execute(conn)?;
+    }
+    Ok(true)
+}
+
+fn claim_tx(
+    conn: &mut AnyConnection,
+    scheduler_id: &str,
+    limit: i64,
+    now: i64,
+) -> Result<Vec<ClaimedTask>> {
+    // Slots left per limited pool. PostgreSQL: lock the pool rows (in name
+    // order, so claimers never deadlock) until commit, so that two claimers
+    // cannot both count the same free slot.
+    let limits: Vec<(String, i32)> = {
+        let q = pools::table
+            .order(pools::name)
+            .select((pools::name, pools::slots));
+        match &mut *conn {
+            #[cfg(feature = "postgres")]
+            AnyConnection::Postgres(c) => q.for_update().load(c)?,
+            #[cfg(feature = "sqlite")]
+            AnyConnection::Sqlite(c) => q.load(c)?,
+        }
+    };
+    let mut free: HashMap<String, i64> =
+        limits.into_iter().map(|(p, s)| (p, i64::from(s))).collect();
+    if !free.is_empty() {
+        let used: Vec<(String, i64)> = ti::table
+            .filter(ti::state.eq_any([QUEUED, RUNNING]))
+            .filter(ti::pool.eq_any(free.keys().cloned().collect::<Vec<_>>()))
+            .group_by(ti::pool)
+            .select((ti::pool, count_star()))
+            .load(conn)?;
+        for (pool, n) in used {
+            if let Some(f) = free.get_mut(&pool) {
+                *f -= n;
+            }
+        }
+    }
+
+    let mut claimed: Vec<i64> = Vec::new();
+    while (claimed.len() as i64) < limit {
+        let full: Vec<String> = free
+            .iter()
+            .filter(|(_, f)| **f <= 0)
+            .map(|(p, _)| p.clone())
+            .collect();
+        let q = ti::table
+            .filter(ti::state.eq(TaskState::Scheduled.as_str()))
+            .filter(ti::pool.ne_all(full))
+            .order((ti::priority_weight.desc(), ti::id.asc()))
+            .limit(limit - claimed.len() as i64)
+            .select((ti::id, ti::pool));
+        let candidates: Vec<(i64, String)> = match &mut *conn {
+            #[cfg(feature = "postgres")]
+            AnyConnection::Postgres(c) => q.for_update().skip_locked().load(c)?,
+            #[cfg(feature = "sqlite")]
+            AnyConnection::Sqlite(c) => q.load(c)?,
+        };
+        if candidates.is_empty() {
+            break;
+        }
+        let mut batch = Vec::with_capacity(candidates.len());
+        for (id, pool) in candidates {
+            match free.get_mut(&pool) {
+                Some(f) if *f <= 0 => {}
+                Some(f) => {
+                    *f -= 1;
+                    batch.push(id);
+                }
+                None => batch.push(id),
+            }
+        }
+        if batch.is_empty() {
+            break;
+        }
+        diesel::update(ti::table.filter(ti::id.eq_any(&batch)))
+            .set((
+                ti::state.eq(QUEUED),
+                ti::claimed_by.eq(scheduler_id),
+                ti::try_number.eq(ti::try_number + 1),
+                ti::queued_date.eq(now),
+                ti::start_date.eq(None::<i64>),
+                ti::end_date.eq(None::<i64>),
+                ti::duration_ms.eq(None::<i64>),
+                ti::next_retry_date.eq(None::<i64>),
+                ti::exit_code.eq(None::<i32>),
+                ti::peak_memory_bytes.eq(None::<i64>),
+                ti::cpu_user_ms.eq(None::<i64>),
+                ti::cpu_system_ms.eq(None::<i64>),
+                ti::last_error.eq(None::<String>),
+                ti::executor_handle.eq(None::<String>),
+                ti::follow.eq(None::<String>),
+                ti::heartbeat_date.eq(None::<i64>),
+                ti::last_updated_date.eq(now),
+            ))
+            .execute(conn)?;
+        claimed.extend(batch);
+    }
+    if claimed.is_empty() {
+        return Ok(Vec::new());
+    }
+
+    let rows: Vec<DbTaskInstance> = ti::table
+        .filter(ti::id.eq_any(&claimed))
+        .order((ti::priority_weight.desc(), ti::id.asc()))
+        .select(DbTaskInstance::as_select())
+        .load(conn)?;
+    let runs: HashSet<i64> = rows.iter().map(|r| r.dag_run_id).collect();
+    let run_ids: HashMap<i64, String> = dag_runs::table
+        .filter(dag_runs::id.eq_any(runs.into_iter().collect::<Vec<_>>()))
+        .select((dag_runs::id, dag_runs::run_id))
+        .load::<(i64, String)>(conn)?
+        .into_iter()
+        .collect();
+    rows.into_iter()
+        .map(|r| {
+            let run_id = run_ids.get(&r.dag_run_id).cloned().unwrap_or_default();
+            Ok(ClaimedTask {
+                run_id,
+                instance: r.try_into()?,
+            })
+        })
+        .collect()
+}
+
+fn clear_tx(conn: &mut AnyConnection, run: i64, task_ids: &[String], now: i64) -> Result<usize> {
+    let run_row: DbRun = dag_runs::table
+        .find(run)
+        .select(DbRun::as_select())
+        .first(conn)
+        .optional()?
+        .ok_or(StoreError::RunNotFound { run })?;
+    let found: Vec<(String, String)> = ti::table
+        .filter(ti::dag_run_id.eq(run))
+        .filter(ti::task_id.eq_any(task_ids))
+        .select((ti::task_id, ti::state))
+        .load(conn)?;
+    if let Some(missing) = task_ids
+        .iter()
+        .find(|t| !found.iter().any(|(f, _)| f == *t))
+    {
+        return Err(StoreError::TaskNotFound {
+            run,
+            task_id: missing.clone(),
+        });
+    }
+    let mut active = Vec::new();
+    for (task, state) in &found {
+        if parse::<TaskState>("task_instances", "state", state)?.is_active() {
+            active.push(task.clone());
+        }
+    }
+    if !active.is_empty() {
+        return Err(StoreError::TasksActive { run, tasks: active });
+    }
+    // The state is checked again by the UPDATE: on PostgreSQL a claim may
+    // have queued one of them since it was read.
+    let n = diesel::update(
+        ti::table
+            .filter(ti::dag_run_id.eq(run))
+            .filter(ti::task_id.eq_any(task_ids))
+            .filter(ti::state.ne_all([QUEUED, RUNNING])),
+    )
+    .set((
+        ti::state.eq(TaskState::Pending.as_str()),
+        ti::tries_before_clear.eq(ti::try_number),
+        ti::follow.eq(None::<String>),
+        ti::executor_handle.eq(None::<String>),
+        ti::queued_date.eq(None::<i64>),
+        ti::start_date.eq(None::<i64>),
+        ti::end_date.eq(None::<i64>),
+        ti::duration_ms.eq(None::<i64>),
+        ti::next_retry_date.eq(None::<i64>),
+        ti::exit_code.eq(None::<i32>),
+        ti::peak_memory_bytes.eq(None::<i64>),
+        ti::cpu_user_ms.eq(None::<i64>),
+        ti::cpu_system_ms.eq(None::<i64>),
+        ti::last_error.eq(None::<String>),
+        ti::claimed_by.eq(None::<String>),
+        ti::heartbeat_date.eq(None::<i64>),
+        ti::last_updated_date.eq(now),
+    ))
+    .execute(conn)?;
+    if n != found.len() {
+        let active: Vec<String> = ti::table
+            .filter(ti::dag_run_id.eq(run))
+            .filter(ti::task_id.eq_any(task_ids))
+            .filter(ti::state.eq_any([QUEUED, RUNNING]))
+            .select(ti::task_id)
+            .load(conn)?;
+        return Err(StoreError::TasksActive { run, tasks: active });
+    }
+    diesel::delete(
+        task_outputs::table
+            .filter(task_outputs::dag_run_id.eq(run))
+            .filter(task_outputs::task_id.eq_any(task_ids)),
+    )
+    .execute(conn)?;
+    let run_state: RunState = parse("dag_runs", "status", &run_row.status)?;
+    if n > 0 && run_state.is_terminal() {
+        diesel::update(dag_runs::table.find(run))
+            .set((
+                dag_runs::status.eq(RunState::Queued.as_str()),
+                dag_runs::end_date.eq(None::<i64>),
+                dag_runs::last_updated_date.eq(now),
+            ))
+            .execute(conn)?;
+    }
+    Ok(n)
+}
