@@ -3,6 +3,8 @@
 //! executors, store and web UI. Use it through the `goflow` crate.
 
 pub mod cli;
+pub mod db;
+pub mod executor;
 pub mod registry;
 pub mod runner;
 

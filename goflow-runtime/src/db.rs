@@ -1,0 +1,105 @@
+//! The glue between the registry and the store: where the database is,
+//! syncing the binary's DAGs into it, and the shape of new runs.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use goflow_core::{Dag, DataInterval, RunType};
+use goflow_store::{DagRecord, DagRow, NewRun, NewTaskInstance, Store, StoreError};
+
+use crate::Registry;
+
+/// The database used when none is given: `goflow.db` in the working
+/// directory, created on first use.
+pub const DEFAULT_DATABASE_URL: &str = "sqlite://goflow.db";
+
+/// The environment variable naming the database.
+pub const DATABASE_URL_ENV: &str = "GOFLOW_DATABASE_URL";
+
+/// The database URL to use: the one given (e.g. `--database-url`), else
+/// `GOFLOW_DATABASE_URL`, else [`DEFAULT_DATABASE_URL`].
+pub fn database_url(explicit: Option<&str>) -> String {
+    explicit
+        .map(str::to_owned)
+        .or_else(|| std::env::var(DATABASE_URL_ENV).ok().filter(|s| !s.is_empty()))
+        .unwrap_or_else(|| DEFAULT_DATABASE_URL.to_owned())
+}
+
+/// Connects to `url` and brings its schema up to date.
+pub async fn open(url: &str) -> Result<Store, StoreError> {
+    let store = Store::connect(url).await?;
+    store.migrate().await?;
+    Ok(store)
+}
+
+/// Writes every DAG of the registry into the store (created on first
+/// sight, version bumped when its structure changed) and returns the rows
+/// by DAG id.
+pub async fn sync_registry(
+    store: &Store,
+    registry: &Registry,
+    now: DateTime<Utc>,
+) -> Result<HashMap<String, DagRow>, StoreError> {
+    let mut rows = HashMap::new();
+    for dag in registry.dags() {
+        let row = store.sync_dag(&DagRecord::from_dag(dag), now).await?;
+        rows.insert(row.id.clone(), row);
+    }
+    Ok(rows)
+}
+
+/// The run id of a run: `<type>__<logical date>`, as Airflow names them,
+/// e.g. `scheduled__2026-01-01T06:00:00Z`.
+pub fn run_id(run_type: RunType, logical_date: DateTime<Utc>) -> String {
+    format!(
+        "{}__{}",
+        run_type.as_str(),
+        logical_date.to_rfc3339_opts(SecondsFormat::AutoSi, true)
+    )
+}
+
+/// A new run of `dag` (at `version`) with one pending task instance per
+/// task.
+pub fn new_run(
+    dag: &Dag,
+    version: i32,
+    run_type: RunType,
+    data_interval: DataInterval,
+    conf: serde_json::Value,
+) -> NewRun {
+    NewRun {
+        dag_id: dag.id().to_string(),
+        run_id: run_id(run_type, data_interval.start),
+        run_type,
+        data_interval,
+        conf,
+        dag_version: version,
+        tasks: dag
+            .tasks()
+            .iter()
+            .map(|t| NewTaskInstance {
+                task_id: t.id.to_string(),
+                max_tries: t.options.retry_policy().max_tries(),
+                priority_weight: t.options.priority_weight(),
+                pool: t.options.pool().to_owned(),
+                executor: t.options.executor.unwrap_or(goflow_core::ExecutorKind::InProcess),
+            })
+            .collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn run_ids_follow_airflow() {
+        let t = DateTime::parse_from_rfc3339("2026-01-01T06:00:00Z").unwrap().with_timezone(&Utc);
+        assert_eq!(run_id(RunType::Scheduled, t), "scheduled__2026-01-01T06:00:00Z");
+    }
+
+    #[test]
+    fn explicit_url_wins() {
+        assert_eq!(database_url(Some("sqlite://x.db")), "sqlite://x.db");
+    }
+}

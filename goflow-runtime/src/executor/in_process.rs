@@ -1,0 +1,184 @@
+//! The in-process executor: a try is a tokio task of the scheduler's own
+//! runtime. The fastest, and what `dags test` and the quickstart use.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use goflow_core::{ExecutorKind, TaskError};
+use tokio::task::AbortHandle;
+
+use super::{EventSender, Executor, ExecutorEvent, Launch, TryKey, TryMetrics};
+
+/// Runs tries on the current tokio runtime.
+#[derive(Clone, Debug, Default)]
+pub struct InProcessExecutor {
+    running: Arc<Mutex<HashMap<TryKey, AbortHandle>>>,
+}
+
+impl InProcessExecutor {
+    /// A new executor with nothing running.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Tries currently running.
+    pub fn running(&self) -> usize {
+        self.running.lock().map(|m| m.len()).unwrap_or(0)
+    }
+}
+
+impl Executor for InProcessExecutor {
+    fn kind(&self) -> ExecutorKind {
+        ExecutorKind::InProcess
+    }
+
+    fn launch(&self, launch: Launch, events: EventSender) {
+        let Launch { key, dag, ctx, inputs } = launch;
+        let node = &dag.tasks()[key.task];
+        let body = node.run;
+        let timeout = node.options.timeout;
+        let _ = events.send(ExecutorEvent::Started {
+            key: key.clone(),
+            handle: None,
+        });
+        // The body runs in its own task so that a panic, or an abort on
+        // cancel, is seen here as a `JoinError` and reported as a failure.
+        let inner = tokio::spawn(async move {
+            let fut = body(ctx, &inputs);
+            match timeout {
+                Some(limit) => tokio::time::timeout(limit, fut)
+                    .await
+                    .unwrap_or_else(|_| Err(TaskError::timed_out(limit))),
+                None => fut.await,
+            }
+        });
+        if let Ok(mut running) = self.running.lock() {
+            running.insert(key.clone(), inner.abort_handle());
+        }
+        let running = Arc::clone(&self.running);
+        tokio::spawn(async move {
+            let result = match inner.await {
+                Ok(result) => result,
+                Err(e) if e.is_panic() => Err(TaskError::panicked(crate::panic_message(
+                    &*e.into_panic(),
+                ))),
+                Err(_) => Err(TaskError::msg("the try was cancelled")),
+            };
+            if let Ok(mut running) = running.lock() {
+                running.remove(&key);
+            }
+            let _ = events.send(ExecutorEvent::Finished {
+                key,
+                result,
+                metrics: TryMetrics::default(),
+            });
+        });
+    }
+
+    fn cancel(&self, key: &TryKey) {
+        if let Some(handle) = self.running.lock().ok().and_then(|m| m.get(key).cloned()) {
+            handle.abort();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use goflow_core::{
+        DagBuilder, DataInterval, Inputs, RunId, RunType, TaskContext, TaskFuture, TaskOptions,
+        TaskOutput, TaskSpec,
+    };
+    use tokio::sync::mpsc;
+
+    use super::*;
+
+    fn ok(_: TaskContext, _: &Inputs) -> TaskFuture {
+        Box::pin(async { Ok(TaskOutput { value: serde_json::json!(7), follow: None }) })
+    }
+    fn slow(_: TaskContext, _: &Inputs) -> TaskFuture {
+        Box::pin(async {
+            tokio::time::sleep(Duration::from_secs(3600)).await;
+            Ok(TaskOutput { value: serde_json::Value::Null, follow: None })
+        })
+    }
+    fn boom(_: TaskContext, _: &Inputs) -> TaskFuture {
+        Box::pin(async { panic!("kaboom") })
+    }
+
+    fn launch(run: fn(TaskContext, &Inputs) -> TaskFuture, timeout: Option<Duration>) -> Launch {
+        let dag = DagBuilder::new("d")
+            .task(TaskSpec {
+                id: "t".into(),
+                function: "t",
+                options: TaskOptions { timeout, ..Default::default() },
+                data_upstream: vec![],
+                run,
+            })
+            .build()
+            .unwrap();
+        Launch {
+            key: TryKey { run: 1, task: 0, try_number: 1 },
+            ctx: TaskContext {
+                dag_id: dag.id().clone(),
+                run_id: RunId::new("r").unwrap(),
+                task_id: dag.tasks()[0].id.clone(),
+                try_number: 1,
+                max_tries: 1,
+                run_type: RunType::Manual,
+                data_interval: DataInterval::at(chrono::Utc::now()),
+                conf: serde_json::json!({}),
+            },
+            dag: Arc::new(dag),
+            inputs: Inputs::new(),
+        }
+    }
+
+    async fn finished(rx: &mut mpsc::UnboundedReceiver<ExecutorEvent>) -> Result<serde_json::Value, TaskError> {
+        loop {
+            match rx.recv().await.expect("a Finished event") {
+                ExecutorEvent::Finished { result, .. } => return result.map(|o| o.value),
+                _ => continue,
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn reports_start_and_output() {
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        InProcessExecutor::new().launch(launch(ok, None), tx);
+        assert!(matches!(rx.recv().await, Some(ExecutorEvent::Started { .. })));
+        assert_eq!(finished(&mut rx).await.unwrap(), serde_json::json!(7));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn times_out() {
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        InProcessExecutor::new().launch(launch(slow, Some(Duration::from_secs(5))), tx);
+        let err = finished(&mut rx).await.unwrap_err();
+        assert_eq!(err.kind(), goflow_core::TaskErrorKind::TimedOut);
+    }
+
+    #[tokio::test]
+    async fn a_panic_is_a_failure() {
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        InProcessExecutor::new().launch(launch(boom, None), tx);
+        let err = finished(&mut rx).await.unwrap_err();
+        assert!(err.to_string().contains("kaboom"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn cancel_ends_the_try() {
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let exec = InProcessExecutor::new();
+        let l = launch(slow, None);
+        let key = l.key.clone();
+        exec.launch(l, tx);
+        assert!(matches!(rx.recv().await, Some(ExecutorEvent::Started { .. })));
+        exec.cancel(&key);
+        let err = finished(&mut rx).await.unwrap_err();
+        assert!(err.to_string().contains("cancelled"), "{err}");
+        assert_eq!(exec.running(), 0);
+    }
+}

@@ -1,0 +1,105 @@
+//! Executors run task tries: in this process, in a child process, or (with
+//! the `kubernetes` feature, later) as Kubernetes Jobs. The scheduler hands
+//! each a [`Launch`] and learns what happened through [`ExecutorEvent`]s.
+//!
+//! An executor owns timeouts (it knows how to stop what it started) and
+//! must always end a launched try with exactly one
+//! [`ExecutorEvent::Finished`], also when the try is cancelled.
+
+pub mod in_process;
+
+use std::sync::Arc;
+
+use goflow_core::{Dag, ExecutorKind, Inputs, TaskContext, TaskError, TaskOutput};
+use goflow_store::LogStream;
+use tokio::sync::mpsc;
+
+pub use in_process::InProcessExecutor;
+
+/// One try of one task instance.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct TryKey {
+    /// The run's row id in the store.
+    pub run: i64,
+    /// Index of the task in [`Dag::tasks`].
+    pub task: usize,
+    /// The try number, from 1.
+    pub try_number: u32,
+}
+
+/// Everything an executor needs to run a try.
+#[derive(Clone, Debug)]
+pub struct Launch {
+    /// Which try.
+    pub key: TryKey,
+    /// The DAG the task belongs to.
+    pub dag: Arc<Dag>,
+    /// The task's context.
+    pub ctx: TaskContext,
+    /// The outputs of its data upstreams.
+    pub inputs: Inputs,
+}
+
+/// What a try measured about itself. Fields are `None` when the executor
+/// cannot know them (an in-process task has no exit code).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TryMetrics {
+    /// The process's exit code.
+    pub exit_code: Option<i32>,
+    /// Peak resident memory, in bytes.
+    pub peak_memory_bytes: Option<u64>,
+    /// User CPU time, in milliseconds.
+    pub cpu_user_ms: Option<u64>,
+    /// System CPU time, in milliseconds.
+    pub cpu_system_ms: Option<u64>,
+}
+
+/// What an executor reports about a try.
+#[derive(Debug)]
+pub enum ExecutorEvent {
+    /// The try is running; `handle` names it for the executor (a pid, a
+    /// Job name).
+    Started {
+        /// Which try.
+        key: TryKey,
+        /// The executor's handle on it.
+        handle: Option<String>,
+    },
+    /// The try wrote a line.
+    Log {
+        /// Which try.
+        key: TryKey,
+        /// Its stream.
+        stream: LogStream,
+        /// The line, without its newline.
+        line: String,
+    },
+    /// The try ended. Sent exactly once per launch.
+    Finished {
+        /// Which try.
+        key: TryKey,
+        /// Its output, or why it did not succeed.
+        result: Result<TaskOutput, TaskError>,
+        /// What it measured.
+        metrics: TryMetrics,
+    },
+}
+
+/// The sending end executors report on.
+pub type EventSender = mpsc::UnboundedSender<ExecutorEvent>;
+
+/// Runs task tries.
+pub trait Executor: Send + Sync + 'static {
+    /// Which kind of executor this is.
+    fn kind(&self) -> ExecutorKind;
+
+    /// Starts a try in the background and returns at once; the try's
+    /// events go to `events`. The try's timeout
+    /// (`launch.dag.tasks()[key.task].options.timeout`) is the executor's
+    /// to enforce.
+    fn launch(&self, launch: Launch, events: EventSender);
+
+    /// Stops a running try. It still ends with a `Finished` event (with a
+    /// failed result) unless it had already finished.
+    fn cancel(&self, key: &TryKey);
+}
