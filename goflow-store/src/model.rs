@@ -272,6 +272,9 @@ pub struct RunRow {
     pub last_updated_date: DateTime<Utc>,
     /// Creation.
     pub created_date: DateTime<Utc>,
+    /// The scheduler that owns the run (see
+    /// [`Store::claim_runs`](crate::Store::claim_runs)).
+    pub claimed_by: Option<String>,
 }
 
 impl RunRow {
@@ -298,6 +301,7 @@ pub(crate) struct DbRun {
     pub end_date: Option<i64>,
     pub last_updated_date: i64,
     pub created_date: i64,
+    pub claimed_by: Option<String>,
 }
 
 #[derive(Insertable)]
@@ -337,6 +341,7 @@ impl TryFrom<DbRun> for RunRow {
             dag_id: r.dag_id,
             run_id: r.run_id,
             dag_version: r.dag_version,
+            claimed_by: r.claimed_by,
         })
     }
 }

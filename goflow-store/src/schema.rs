@@ -39,6 +39,7 @@ diesel::table! {
         end_date -> Nullable<BigInt>,
         last_updated_date -> BigInt,
         created_date -> BigInt,
+        claimed_by -> Nullable<Text>,
     }
 }
 

@@ -569,8 +569,109 @@ impl Store {
         let scheduler_id = scheduler_id.to_owned();
         self.run("claim_tasks", move |conn| {
             transaction(conn, |c| {
-                claim_tx(c, &scheduler_id, i64::from(limit), micros(now))
+                claim_tx(c, &scheduler_id, None, i64::from(limit), micros(now))
             })
+        })
+        .await
+    }
+
+    /// Like [`Store::claim_tasks`], restricted to the task instances of
+    /// `runs` (e.g. the runs of one DAG that a scheduler owns, so that it
+    /// can honour the DAG's `max_active_tasks`).
+    pub async fn claim_tasks_in(
+        &self,
+        scheduler_id: &str,
+        runs: &[i64],
+        limit: u32,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<ClaimedTask>> {
+        let scheduler_id = scheduler_id.to_owned();
+        let runs = runs.to_vec();
+        self.run("claim_tasks", move |conn| {
+            transaction(conn, |c| {
+                claim_tx(c, &scheduler_id, Some(&runs), i64::from(limit), micros(now))
+            })
+        })
+        .await
+    }
+
+    /// Gives `scheduler_id` ownership of up to `limit` queued or running
+    /// runs that no live scheduler owns: unowned runs, runs it owns
+    /// already, and runs whose owner's heartbeat is older than
+    /// `stale_before` (it died). Returns the runs it did not own before,
+    /// oldest logical date first. Two claimers never get the same run:
+    /// PostgreSQL locks the rows with `FOR UPDATE SKIP LOCKED`, SQLite
+    /// takes the write lock up front.
+    pub async fn claim_runs(
+        &self,
+        scheduler_id: &str,
+        limit: u32,
+        stale_before: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<RunRow>> {
+        let me = scheduler_id.to_owned();
+        self.run("claim_runs", move |conn| {
+            transaction(conn, |c| {
+                let alive: Vec<String> = schedulers::table
+                    .filter(schedulers::heartbeat_date.ge(micros(stale_before)))
+                    .filter(schedulers::id.ne(&me))
+                    .select(schedulers::id)
+                    .load(c)?;
+                let q = dag_runs::table
+                    .filter(dag_runs::status.eq_any([QUEUED, RUNNING]))
+                    .filter(
+                        dag_runs::claimed_by
+                            .is_null()
+                            .or(dag_runs::claimed_by.ne_all(alive)),
+                    )
+                    .filter(
+                        dag_runs::claimed_by
+                            .is_null()
+                            .or(dag_runs::claimed_by.ne(&me)),
+                    )
+                    .order((dag_runs::execution_date.asc(), dag_runs::id.asc()))
+                    .limit(i64::from(limit))
+                    .select(dag_runs::id);
+                let ids: Vec<i64> = match &mut *c {
+                    #[cfg(feature = "postgres")]
+                    AnyConnection::Postgres(pc) => q.for_update().skip_locked().load(pc)?,
+                    #[cfg(feature = "sqlite")]
+                    AnyConnection::Sqlite(sc) => q.load(sc)?,
+                };
+                if ids.is_empty() {
+                    return Ok(Vec::new());
+                }
+                diesel::update(dag_runs::table.filter(dag_runs::id.eq_any(&ids)))
+                    .set((
+                        dag_runs::claimed_by.eq(&me),
+                        dag_runs::last_updated_date.eq(micros(now)),
+                    ))
+                    .execute(c)?;
+                convert(
+                    dag_runs::table
+                        .filter(dag_runs::id.eq_any(&ids))
+                        .order((dag_runs::execution_date.asc(), dag_runs::id.asc()))
+                        .select(DbRun::as_select())
+                        .load(c)?,
+                )
+            })
+        })
+        .await
+    }
+
+    /// Gives up ownership of a run (when it finished, or on shutdown), if
+    /// `scheduler_id` owns it.
+    pub async fn release_run(&self, run: i64, scheduler_id: &str) -> Result<bool> {
+        let me = scheduler_id.to_owned();
+        self.run("release_run", move |conn| {
+            let n = diesel::update(
+                dag_runs::table
+                    .find(run)
+                    .filter(dag_runs::claimed_by.eq(&me)),
+            )
+            .set(dag_runs::claimed_by.eq(None::<String>))
+            .execute(conn)?;
+            Ok(n == 1)
         })
         .await
     }
@@ -1157,6 +1258,7 @@ fn apply_task_change(conn: &mut AnyConnection, run: i64, c: &TaskChange, now: i6
 fn claim_tx(
     conn: &mut AnyConnection,
     scheduler_id: &str,
+    runs: Option<&[i64]>,
     limit: i64,
     now: i64,
 ) -> Result<Vec<ClaimedTask>> {
@@ -1197,9 +1299,16 @@ fn claim_tx(
             .filter(|(_, f)| **f <= 0)
             .map(|(p, _)| p.clone())
             .collect();
+        // One query shape for both cases, so it runs on either backend.
+        let any_run = runs.is_none();
         let q = ti::table
             .filter(ti::state.eq(TaskState::Scheduled.as_str()))
             .filter(ti::pool.ne_all(full))
+            .filter(
+                ti::dag_run_id
+                    .eq_any(runs.unwrap_or_default().to_vec())
+                    .or(any_run.into_sql::<diesel::sql_types::Bool>()),
+            )
             .order((ti::priority_weight.desc(), ti::id.asc()))
             .limit(limit - claimed.len() as i64)
             .select((ti::id, ti::pool));

@@ -872,3 +872,66 @@ async fn bad_urls_give_errors_naming_the_url_and_the_cause() {
     let err = Store::connect(&url).await.unwrap_err().to_string();
     assert!(err.contains("missing/dir/goflow.db"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runs_are_owned_by_one_live_scheduler_at_a_time() {
+    for db in databases().await {
+        let (s, b) = (&db.store, db.backend());
+        let mut runs = Vec::new();
+        for day in 0..6 {
+            runs.push(dag_with_run(s, "owned", day, vec![task("a", 1, "p")]).await.id);
+        }
+        s.heartbeat("s1", "host", 1, t(100)).await.unwrap();
+        s.heartbeat("s2", "host", 2, t(100)).await.unwrap();
+
+        // Two claimers at once split the runs without sharing one.
+        let (one, two) = tokio::join!(
+            s.claim_runs("s1", 4, t(90), t(100)),
+            s.claim_runs("s2", 4, t(90), t(100))
+        );
+        let (one, two) = (one.unwrap(), two.unwrap());
+        let ids_one: HashSet<i64> = one.iter().map(|r| r.id).collect();
+        let ids_two: HashSet<i64> = two.iter().map(|r| r.id).collect();
+        assert!(ids_one.is_disjoint(&ids_two), "{b}: a run claimed by both");
+        assert_eq!(ids_one.len() + ids_two.len(), 6, "{b}: all runs claimed");
+        assert!(one.iter().all(|r| r.claimed_by.as_deref() == Some("s1")), "{b}");
+
+        // Nothing is left for either while both are alive.
+        assert!(s.claim_runs("s1", 10, t(90), t(101)).await.unwrap().is_empty(), "{b}");
+        assert!(s.claim_runs("s2", 10, t(90), t(101)).await.unwrap().is_empty(), "{b}");
+
+        // s2 stops heartbeating: after the cutoff, s1 takes its runs over.
+        s.heartbeat("s1", "host", 1, t(200)).await.unwrap();
+        let taken = s.claim_runs("s1", 10, t(150), t(200)).await.unwrap();
+        let taken: HashSet<i64> = taken.iter().map(|r| r.id).collect();
+        assert_eq!(taken, ids_two, "{b}: the dead scheduler's runs move");
+
+        // A finished run is never claimed; a released one is.
+        let first = runs[0];
+        assert!(s.release_run(first, "s1").await.unwrap() || s.release_run(first, "s2").await.unwrap());
+        let again = s.claim_runs("s1", 10, t(150), t(201)).await.unwrap();
+        assert_eq!(again.iter().map(|r| r.id).collect::<Vec<_>>(), [first], "{b}");
+        s.set_run_state(first, RunState::Queued, RunState::Running, t(202)).await.unwrap();
+        s.set_run_state(first, RunState::Running, RunState::Success, t(203)).await.unwrap();
+        s.release_run(first, "s1").await.unwrap();
+        assert!(s.claim_runs("s1", 10, t(150), t(204)).await.unwrap().is_empty(), "{b}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn task_claims_can_be_limited_to_some_runs() {
+    for db in databases().await {
+        let (s, b) = (&db.store, db.backend());
+        let r1 = dag_with_run(s, "two", 0, vec![task("a", 1, "p"), task("b", 1, "p")]).await;
+        let r2 = dag_with_run(s, "two", 1, vec![task("a", 1, "p")]).await;
+        schedule(s, r1.id, &["a", "b"]).await;
+        schedule(s, r2.id, &["a"]).await;
+        let got = s.claim_tasks_in("s1", &[r2.id], 10, t(10)).await.unwrap();
+        assert_eq!(got.len(), 1, "{b}");
+        assert_eq!(got[0].instance.run, r2.id, "{b}");
+        let got = s.claim_tasks_in("s1", &[r1.id], 1, t(10)).await.unwrap();
+        assert_eq!(got.len(), 1, "{b}: the limit holds");
+        assert!(s.claim_tasks_in("s1", &[], 10, t(10)).await.unwrap().is_empty(), "{b}");
+        assert_eq!(s.claim_tasks("s1", 10, t(10)).await.unwrap().len(), 1, "{b}: one left in r1");
+    }
+}

@@ -37,6 +37,7 @@ CREATE TABLE dag_runs (
     end_date BIGINT,
     last_updated_date BIGINT NOT NULL,
     created_date BIGINT NOT NULL,
+    claimed_by TEXT,
     CONSTRAINT dag_runs_dag_id_execution_date_key UNIQUE (dag_id, execution_date),
     CONSTRAINT dag_runs_dag_id_run_id_key UNIQUE (dag_id, run_id)
 );
