@@ -8,6 +8,7 @@
 //! Users reach these types through the `goflow` crate.
 
 pub mod dag;
+pub mod due;
 pub mod duration;
 mod error;
 pub mod id;

@@ -60,7 +60,7 @@ impl Default for StoreOptions {
 }
 
 /// One change in [`Store::update_tasks`].
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct TaskChange {
     /// The task.
     pub task_id: String,
@@ -68,6 +68,21 @@ pub struct TaskChange {
     pub expected: TaskState,
     /// The change.
     pub update: TaskUpdate,
+    /// The task's output, written in the same transaction (so a task is
+    /// never `success` without its output).
+    pub output: Option<serde_json::Value>,
+}
+
+impl TaskChange {
+    /// A change of `task_id` from `expected` by `update`, without output.
+    pub fn new(task_id: impl Into<String>, expected: TaskState, update: TaskUpdate) -> Self {
+        TaskChange {
+            task_id: task_id.into(),
+            expected,
+            update,
+            output: None,
+        }
+    }
 }
 
 /// The durable store: DAGs, runs, task instances, tries, outputs, logs,
@@ -514,11 +529,7 @@ impl Store {
         update: TaskUpdate,
         now: DateTime<Utc>,
     ) -> Result<bool> {
-        let change = TaskChange {
-            task_id: task_id.to_owned(),
-            expected,
-            update,
-        };
+        let change = TaskChange::new(task_id, expected, update);
         self.update_tasks(run, vec![change], now).await
     }
 
@@ -784,28 +795,7 @@ impl Store {
     ) -> Result<()> {
         let (task_id, value) = (task_id.to_owned(), value.to_string());
         self.run("put_output", move |conn| {
-            transaction(conn, |c| {
-                diesel::delete(
-                    task_outputs::table
-                        .filter(task_outputs::dag_run_id.eq(run))
-                        .filter(task_outputs::task_id.eq(&task_id)),
-                )
-                .execute(c)?;
-                diesel::insert_into(task_outputs::table)
-                    .values((
-                        task_outputs::dag_run_id.eq(run),
-                        task_outputs::task_id.eq(&task_id),
-                        task_outputs::value.eq(&value),
-                    ))
-                    .execute(c)
-                    .map_err(|e| match e {
-                        DieselError::DatabaseError(DatabaseErrorKind::ForeignKeyViolation, _) => {
-                            StoreError::RunNotFound { run }
-                        }
-                        e => e.into(),
-                    })?;
-                Ok(())
-            })
+            transaction(conn, |c| write_output(c, run, &task_id, &value))
         })
         .await
     }
@@ -1243,6 +1233,9 @@ fn apply_task_change(conn: &mut AnyConnection, run: i64, c: &TaskChange, now: i6
     if n == 0 {
         return Ok(false);
     }
+    if let Some(value) = &c.output {
+        write_output(conn, run, &c.task_id, &value.to_string())?;
+    }
     if ends_try {
         let ended: DbTaskInstance = ti::table
             .find(row.id)
@@ -1253,6 +1246,29 @@ fn apply_task_change(conn: &mut AnyConnection, run: i64, c: &TaskChange, now: i6
             .execute(conn)?;
     }
     Ok(true)
+}
+
+fn write_output(conn: &mut AnyConnection, run: i64, task_id: &str, value: &str) -> Result<()> {
+    diesel::delete(
+        task_outputs::table
+            .filter(task_outputs::dag_run_id.eq(run))
+            .filter(task_outputs::task_id.eq(task_id)),
+    )
+    .execute(conn)?;
+    diesel::insert_into(task_outputs::table)
+        .values((
+            task_outputs::dag_run_id.eq(run),
+            task_outputs::task_id.eq(task_id),
+            task_outputs::value.eq(value),
+        ))
+        .execute(conn)
+        .map_err(|e| match e {
+            DieselError::DatabaseError(DatabaseErrorKind::ForeignKeyViolation, _) => {
+                StoreError::RunNotFound { run }
+            }
+            e => e.into(),
+        })?;
+    Ok(())
 }
 
 fn claim_tx(

@@ -284,11 +284,7 @@ async fn compare_and_set_refuses_stale_transitions() {
 
         // All or nothing: `a` is no longer pending, so `b` does not move either.
         let batch = ["b", "a"]
-            .map(|id| TaskChange {
-                task_id: id.into(),
-                expected: TaskState::Pending,
-                update: to_scheduled(),
-            })
+            .map(|id| TaskChange::new(id, TaskState::Pending, to_scheduled()))
             .to_vec();
         assert!(!s.update_tasks(run.id, batch, t(7)).await.unwrap(), "{b}");
         let b_state = s.task_instance(run.id, "b").await.unwrap().unwrap().state;
@@ -879,7 +875,11 @@ async fn runs_are_owned_by_one_live_scheduler_at_a_time() {
         let (s, b) = (&db.store, db.backend());
         let mut runs = Vec::new();
         for day in 0..6 {
-            runs.push(dag_with_run(s, "owned", day, vec![task("a", 1, "p")]).await.id);
+            runs.push(
+                dag_with_run(s, "owned", day, vec![task("a", 1, "p")])
+                    .await
+                    .id,
+            );
         }
         s.heartbeat("s1", "host", 1, t(100)).await.unwrap();
         s.heartbeat("s2", "host", 2, t(100)).await.unwrap();
@@ -894,11 +894,26 @@ async fn runs_are_owned_by_one_live_scheduler_at_a_time() {
         let ids_two: HashSet<i64> = two.iter().map(|r| r.id).collect();
         assert!(ids_one.is_disjoint(&ids_two), "{b}: a run claimed by both");
         assert_eq!(ids_one.len() + ids_two.len(), 6, "{b}: all runs claimed");
-        assert!(one.iter().all(|r| r.claimed_by.as_deref() == Some("s1")), "{b}");
+        assert!(
+            one.iter().all(|r| r.claimed_by.as_deref() == Some("s1")),
+            "{b}"
+        );
 
         // Nothing is left for either while both are alive.
-        assert!(s.claim_runs("s1", 10, t(90), t(101)).await.unwrap().is_empty(), "{b}");
-        assert!(s.claim_runs("s2", 10, t(90), t(101)).await.unwrap().is_empty(), "{b}");
+        assert!(
+            s.claim_runs("s1", 10, t(90), t(101))
+                .await
+                .unwrap()
+                .is_empty(),
+            "{b}"
+        );
+        assert!(
+            s.claim_runs("s2", 10, t(90), t(101))
+                .await
+                .unwrap()
+                .is_empty(),
+            "{b}"
+        );
 
         // s2 stops heartbeating: after the cutoff, s1 takes its runs over.
         s.heartbeat("s1", "host", 1, t(200)).await.unwrap();
@@ -908,13 +923,29 @@ async fn runs_are_owned_by_one_live_scheduler_at_a_time() {
 
         // A finished run is never claimed; a released one is.
         let first = runs[0];
-        assert!(s.release_run(first, "s1").await.unwrap() || s.release_run(first, "s2").await.unwrap());
+        assert!(
+            s.release_run(first, "s1").await.unwrap() || s.release_run(first, "s2").await.unwrap()
+        );
         let again = s.claim_runs("s1", 10, t(150), t(201)).await.unwrap();
-        assert_eq!(again.iter().map(|r| r.id).collect::<Vec<_>>(), [first], "{b}");
-        s.set_run_state(first, RunState::Queued, RunState::Running, t(202)).await.unwrap();
-        s.set_run_state(first, RunState::Running, RunState::Success, t(203)).await.unwrap();
+        assert_eq!(
+            again.iter().map(|r| r.id).collect::<Vec<_>>(),
+            [first],
+            "{b}"
+        );
+        s.set_run_state(first, RunState::Queued, RunState::Running, t(202))
+            .await
+            .unwrap();
+        s.set_run_state(first, RunState::Running, RunState::Success, t(203))
+            .await
+            .unwrap();
         s.release_run(first, "s1").await.unwrap();
-        assert!(s.claim_runs("s1", 10, t(150), t(204)).await.unwrap().is_empty(), "{b}");
+        assert!(
+            s.claim_runs("s1", 10, t(150), t(204))
+                .await
+                .unwrap()
+                .is_empty(),
+            "{b}"
+        );
     }
 }
 
@@ -931,7 +962,47 @@ async fn task_claims_can_be_limited_to_some_runs() {
         assert_eq!(got[0].instance.run, r2.id, "{b}");
         let got = s.claim_tasks_in("s1", &[r1.id], 1, t(10)).await.unwrap();
         assert_eq!(got.len(), 1, "{b}: the limit holds");
-        assert!(s.claim_tasks_in("s1", &[], 10, t(10)).await.unwrap().is_empty(), "{b}");
-        assert_eq!(s.claim_tasks("s1", 10, t(10)).await.unwrap().len(), 1, "{b}: one left in r1");
+        assert!(
+            s.claim_tasks_in("s1", &[], 10, t(10))
+                .await
+                .unwrap()
+                .is_empty(),
+            "{b}"
+        );
+        assert_eq!(
+            s.claim_tasks("s1", 10, t(10)).await.unwrap().len(),
+            1,
+            "{b}: one left in r1"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_output_is_written_with_its_success_or_not_at_all() {
+    for db in databases().await {
+        let (s, b) = (&db.store, db.backend());
+        let run = dag_with_run(s, "out", 0, vec![task("a", 1, "p"), task("b", 1, "p")]).await;
+        schedule(s, run.id, &["a", "b"]).await;
+        s.claim_tasks("s1", 10, t(3)).await.unwrap();
+        let success = |id: &str, v: serde_json::Value| TaskChange {
+            output: Some(v),
+            ..TaskChange::new(id, TaskState::Queued, TaskUpdate::new(TaskState::Success))
+        };
+        // `b` is not running, so the batch fails and `a`'s output is not kept.
+        let stale = vec![
+            success("a", serde_json::json!(1)),
+            TaskChange::new("b", TaskState::Running, TaskUpdate::new(TaskState::Success)),
+        ];
+        assert!(!s.update_tasks(run.id, stale, t(4)).await.unwrap(), "{b}");
+        assert_eq!(s.get_output(run.id, "a").await.unwrap(), None, "{b}");
+        assert!(s
+            .update_tasks(run.id, vec![success("a", serde_json::json!([1, 2]))], t(5))
+            .await
+            .unwrap());
+        assert_eq!(
+            s.get_output(run.id, "a").await.unwrap(),
+            Some(serde_json::json!([1, 2])),
+            "{b}"
+        );
     }
 }

@@ -194,10 +194,12 @@ pub async fn dag_with_run(
 pub async fn schedule(store: &Store, run: i64, tasks: &[&str]) {
     let changes = tasks
         .iter()
-        .map(|t| TaskChange {
-            task_id: (*t).to_owned(),
-            expected: TaskState::Pending,
-            update: TaskUpdate::new(TaskState::Scheduled),
+        .map(|t| {
+            TaskChange::new(
+                *t,
+                TaskState::Pending,
+                TaskUpdate::new(TaskState::Scheduled),
+            )
         })
         .collect();
     assert!(store.update_tasks(run, changes, t(2)).await.unwrap());
