@@ -1,5 +1,6 @@
-//! The command line of a goflow binary: `dags list`, `dags test`, and (in
-//! later milestones) the scheduler, `tasks run` and `db migrate`.
+//! The command line of a goflow binary: `dags list|test|trigger|pause|
+//! unpause|runs`, `tasks run|clear`, `db migrate`, and (in later
+//! milestones) the scheduler.
 //!
 //! [`main`] is what `goflow::main!()` calls. The commands themselves run
 //! through [`run`], which takes its registry, output and clock as
@@ -7,15 +8,28 @@
 //!
 //! Exit codes: 0 when all went well, 1 when a DAG run failed, 2 for bad
 //! input (clap's own usage errors keep clap's behaviour).
+//!
+//! Commands that work on the database (`dags trigger|pause|unpause|runs`,
+//! `tasks clear`, `db migrate`) use the one given by `--database-url` (or
+//! `GOFLOW_DATABASE_URL`, default `sqlite://goflow.db`); all but `db
+//! migrate` migrate it and sync this binary's DAGs into it first. `dags
+//! list` and `dags test` never touch it.
 
+mod clear;
 mod dags;
+mod db;
+mod pause;
+mod runs;
 mod table;
+mod tasks;
 
 use std::io::Write;
 use std::process::ExitCode;
 
 use chrono::{DateTime, Utc};
 use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use goflow_store::StoreError;
 
 use crate::runner::RunError;
 use crate::{Registry, RegistryError};
@@ -30,6 +44,16 @@ pub struct Cli {
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
+    /// The database: `sqlite://PATH`, `postgres://USER@HOST/DB`...
+    /// [default: sqlite://goflow.db]
+    #[arg(
+        long,
+        global = true,
+        value_name = "URL",
+        env = "GOFLOW_DATABASE_URL",
+        hide_env_values = true
+    )]
+    pub database_url: Option<String>,
 }
 
 /// The top-level commands.
@@ -38,6 +62,51 @@ pub enum Command {
     /// List, inspect and run DAGs.
     #[command(subcommand)]
     Dags(DagsCommand),
+    /// Run task tries.
+    #[command(subcommand)]
+    Tasks(TasksCommand),
+    /// Manage the database.
+    #[command(subcommand)]
+    Db(DbCommand),
+}
+
+/// `db ...`
+#[derive(Clone, Debug, Subcommand)]
+pub enum DbCommand {
+    /// Apply the migrations the database lacks (creating it if needed).
+    Migrate,
+}
+
+/// `tasks ...`
+#[derive(Clone, Debug, Subcommand)]
+pub enum TasksCommand {
+    /// Run one try of one task in this process, as the local-process
+    /// executor's worker: reads the launch payload (`{"context": ...,
+    /// "inputs": ...}`) from stdin or `--payload-file`, writes the result
+    /// to `$GOFLOW_RESULT_FILE` (else prints it as the last line of stdout).
+    /// Exits 0 when the task succeeded or skipped itself, 1 when it failed,
+    /// 2 for bad input.
+    Run(TaskRunArgs),
+    /// Put task instances of a run back to pending so the scheduler runs
+    /// them again (a finished run is queued again).
+    Clear(ClearArgs),
+}
+
+/// `tasks run`
+#[derive(Clone, Debug, Args)]
+pub struct TaskRunArgs {
+    /// The DAG's id.
+    pub dag_id: String,
+    /// The run's id.
+    pub run_id: String,
+    /// The task's id.
+    pub task_id: String,
+    /// The try number, from 1.
+    #[arg(long = "try", value_name = "N", default_value_t = 1)]
+    pub try_number: u32,
+    /// Read the launch payload from this file instead of stdin.
+    #[arg(long, value_name = "PATH")]
+    pub payload_file: Option<std::path::PathBuf>,
 }
 
 /// `dags ...`
@@ -48,6 +117,15 @@ pub enum DagsCommand {
     /// Run one run of a DAG in this process, without the scheduler or the
     /// database, printing each task's state changes.
     Test(TestArgs),
+    /// Create a manual run of a DAG, queued for the scheduler; prints its
+    /// run id.
+    Trigger(TriggerArgs),
+    /// Pause a DAG: the scheduler creates no scheduled runs for it.
+    Pause(PauseArgs),
+    /// Unpause a DAG.
+    Unpause(PauseArgs),
+    /// Show a DAG's recent runs, or with `--days` a per-day summary.
+    Runs(RunsArgs),
 }
 
 /// `dags list`
@@ -72,6 +150,64 @@ pub struct TestArgs {
     /// `ctx.param(...)`.
     #[arg(long)]
     pub conf: Option<String>,
+}
+
+/// `dags trigger`
+#[derive(Clone, Debug, Args)]
+pub struct TriggerArgs {
+    /// The DAG's id.
+    pub dag_id: String,
+    /// The run's configuration, a JSON object tasks read with
+    /// `ctx.param(...)`.
+    #[arg(long)]
+    pub conf: Option<String>,
+    /// The run's logical date in the DAG's time zone: `2026-01-01`,
+    /// `2026-01-01T06:00`, or RFC 3339 with an offset. Defaults to now.
+    #[arg(long)]
+    pub date: Option<String>,
+}
+
+/// `dags pause` and `dags unpause`
+#[derive(Clone, Debug, Args)]
+pub struct PauseArgs {
+    /// The DAG's id.
+    pub dag_id: String,
+}
+
+/// `dags runs`
+#[derive(Clone, Debug, Args)]
+pub struct RunsArgs {
+    /// The DAG's id.
+    pub dag_id: String,
+    /// How many runs to show, latest logical date first.
+    #[arg(long, default_value_t = 25, value_parser = clap::value_parser!(u32).range(1..))]
+    pub limit: u32,
+    /// Output format.
+    #[arg(long, short, value_enum, default_value_t = OutputFormat::Table)]
+    pub output: OutputFormat,
+    /// Instead of runs, each of the last N days (today included, in the
+    /// DAG's time zone, by logical date) with its runs counted by state.
+    #[arg(
+        long,
+        value_name = "N",
+        conflicts_with = "limit",
+        value_parser = clap::value_parser!(u32).range(1..=3660)
+    )]
+    pub days: Option<u32>,
+}
+
+/// `tasks clear`
+#[derive(Clone, Debug, Args)]
+pub struct ClearArgs {
+    /// The DAG's id.
+    pub dag_id: String,
+    /// The run's id, as `dags runs` shows it.
+    pub run_id: String,
+    /// The tasks to clear; every task of the run when none is given.
+    pub tasks: Vec<String>,
+    /// Also clear every task downstream of those given.
+    #[arg(long)]
+    pub downstream: bool,
 }
 
 /// How listings are printed.
@@ -115,6 +251,47 @@ pub enum CliError {
     /// The output could not be written.
     #[error("cannot write the output: {0}")]
     Io(#[from] std::io::Error),
+    /// `tasks run` could not run its task.
+    #[error(transparent)]
+    Worker(#[from] crate::worker::WorkerError),
+    /// The database refused the command or could not be reached (the
+    /// message names the URL or what was refused).
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// `tasks clear` named a run the DAG does not have.
+    #[error("DAG {dag} has no run {run_id:?}; `dags runs {dag}` lists them")]
+    UnknownRun {
+        /// The DAG.
+        dag: String,
+        /// The run id as given.
+        run_id: String,
+    },
+    /// `tasks clear` named a task the run does not have.
+    #[error("run {run_id:?} of DAG {dag} has no task {task:?}; it has: {known}")]
+    UnknownTask {
+        /// The DAG.
+        dag: String,
+        /// The run.
+        run_id: String,
+        /// The task id as given.
+        task: String,
+        /// The run's tasks, comma-separated.
+        known: String,
+    },
+    /// `tasks clear` named task instances an executor holds.
+    #[error(
+        "cannot clear {} of run {run_id:?} of DAG {dag}: queued or running; \
+         they must finish or be cancelled first",
+        tasks.join(", ")
+    )]
+    TasksActive {
+        /// The DAG.
+        dag: String,
+        /// The run.
+        run_id: String,
+        /// The queued or running tasks.
+        tasks: Vec<String>,
+    },
 }
 
 impl CliError {
@@ -126,6 +303,17 @@ impl CliError {
             | CliError::InvalidDate(_)
             | CliError::NoInterval { .. } => ExitCode::from(2),
             CliError::Run(_) | CliError::Io(_) => ExitCode::FAILURE,
+            CliError::Worker(e) => e.exit_code(),
+            CliError::UnknownRun { .. }
+            | CliError::UnknownTask { .. }
+            | CliError::TasksActive { .. }
+            | CliError::Store(
+                StoreError::InvalidUrl { .. }
+                | StoreError::BackendNotCompiled { .. }
+                | StoreError::RunExists { .. }
+                | StoreError::InvalidInput { .. },
+            ) => ExitCode::from(2),
+            CliError::Store(_) => ExitCode::FAILURE,
         }
     }
 }
@@ -173,9 +361,29 @@ pub async fn run(
     out: &mut dyn Write,
     now: DateTime<Utc>,
 ) -> Result<ExitCode, CliError> {
+    // Resolved only by the commands that use the database.
+    let explicit_url = cli.database_url.filter(|u| !u.trim().is_empty());
+    let url = || crate::db::database_url(explicit_url.as_deref());
     match cli.command {
         Command::Dags(DagsCommand::List(args)) => dags::list(registry, &args, out, now),
         Command::Dags(DagsCommand::Test(args)) => dags::test(registry, &args, out, now).await,
+        Command::Tasks(TasksCommand::Run(args)) => tasks::run(registry, &args, out).await,
+        Command::Dags(DagsCommand::Trigger(args)) => {
+            runs::trigger(registry, &url(), &args, out, now).await
+        }
+        Command::Dags(DagsCommand::Pause(args)) => {
+            pause::set_paused(registry, &url(), &args, true, out, now).await
+        }
+        Command::Dags(DagsCommand::Unpause(args)) => {
+            pause::set_paused(registry, &url(), &args, false, out, now).await
+        }
+        Command::Dags(DagsCommand::Runs(args)) => {
+            runs::list(registry, &url(), &args, out, now).await
+        }
+        Command::Tasks(TasksCommand::Clear(args)) => {
+            clear::clear(registry, &url(), &args, out, now).await
+        }
+        Command::Db(DbCommand::Migrate) => db::migrate(&url(), out).await,
     }
 }
 
@@ -185,6 +393,10 @@ impl Command {
         match self {
             // Warnings only: the command's own output is the report.
             Command::Dags(_) => "warn",
+            // A worker's stderr is the task's log: keep the task's own
+            // `tracing` lines.
+            Command::Tasks(TasksCommand::Run(_)) => "info",
+            Command::Tasks(TasksCommand::Clear(_)) | Command::Db(_) => "warn",
         }
     }
 }

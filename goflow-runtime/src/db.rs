@@ -21,7 +21,11 @@ pub const DATABASE_URL_ENV: &str = "GOFLOW_DATABASE_URL";
 pub fn database_url(explicit: Option<&str>) -> String {
     explicit
         .map(str::to_owned)
-        .or_else(|| std::env::var(DATABASE_URL_ENV).ok().filter(|s| !s.is_empty()))
+        .or_else(|| {
+            std::env::var(DATABASE_URL_ENV)
+                .ok()
+                .filter(|s| !s.is_empty())
+        })
         .unwrap_or_else(|| DEFAULT_DATABASE_URL.to_owned())
 }
 
@@ -82,7 +86,10 @@ pub fn new_run(
                 max_tries: t.options.retry_policy().max_tries(),
                 priority_weight: t.options.priority_weight(),
                 pool: t.options.pool().to_owned(),
-                executor: t.options.executor.unwrap_or(goflow_core::ExecutorKind::InProcess),
+                executor: t
+                    .options
+                    .executor
+                    .unwrap_or(goflow_core::ExecutorKind::InProcess),
             })
             .collect(),
     }
@@ -94,8 +101,13 @@ mod tests {
 
     #[test]
     fn run_ids_follow_airflow() {
-        let t = DateTime::parse_from_rfc3339("2026-01-01T06:00:00Z").unwrap().with_timezone(&Utc);
-        assert_eq!(run_id(RunType::Scheduled, t), "scheduled__2026-01-01T06:00:00Z");
+        let t = DateTime::parse_from_rfc3339("2026-01-01T06:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        assert_eq!(
+            run_id(RunType::Scheduled, t),
+            "scheduled__2026-01-01T06:00:00Z"
+        );
     }
 
     #[test]

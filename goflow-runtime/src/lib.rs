@@ -7,6 +7,8 @@ pub mod db;
 pub mod executor;
 pub mod registry;
 pub mod runner;
+pub mod scheduler;
+pub mod worker;
 
 pub use registry::{DagRegistration, Registry, RegistryError, TaskRegistration};
 

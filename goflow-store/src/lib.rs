@@ -46,6 +46,9 @@ mod schema;
 mod store;
 mod url;
 
+#[cfg(feature = "testing")]
+pub mod testing;
+
 pub use error::{Result, StoreError};
 pub use model::{
     ClaimedTask, DagRecord, DagRow, LogLine, LogStream, NewLogLine, NewRun, NewTaskInstance,

@@ -116,7 +116,7 @@ pub(super) async fn test(
 }
 
 /// Reads `--conf`: a JSON object, `{}` when absent.
-fn parse_conf(conf: Option<&str>) -> Result<serde_json::Value, CliError> {
+pub(super) fn parse_conf(conf: Option<&str>) -> Result<serde_json::Value, CliError> {
     let Some(text) = conf else {
         return Ok(serde_json::Value::Object(Default::default()));
     };
@@ -158,7 +158,7 @@ fn data_interval(
 }
 
 /// An instant in the DAG's time zone, as RFC 3339.
-fn in_tz(dag: &Dag, t: DateTime<Utc>) -> String {
+pub(super) fn in_tz(dag: &Dag, t: DateTime<Utc>) -> String {
     t.with_timezone(&dag.tz())
         .to_rfc3339_opts(SecondsFormat::Secs, true)
 }

@@ -33,7 +33,12 @@ impl Executor for InProcessExecutor {
     }
 
     fn launch(&self, launch: Launch, events: EventSender) {
-        let Launch { key, dag, ctx, inputs } = launch;
+        let Launch {
+            key,
+            dag,
+            ctx,
+            inputs,
+        } = launch;
         let node = &dag.tasks()[key.task];
         let body = node.run;
         let timeout = node.options.timeout;
@@ -59,9 +64,9 @@ impl Executor for InProcessExecutor {
         tokio::spawn(async move {
             let result = match inner.await {
                 Ok(result) => result,
-                Err(e) if e.is_panic() => Err(TaskError::panicked(crate::panic_message(
-                    &*e.into_panic(),
-                ))),
+                Err(e) if e.is_panic() => {
+                    Err(TaskError::panicked(crate::panic_message(&*e.into_panic())))
+                }
                 Err(_) => Err(TaskError::msg("the try was cancelled")),
             };
             if let Ok(mut running) = running.lock() {
@@ -95,12 +100,20 @@ mod tests {
     use super::*;
 
     fn ok(_: TaskContext, _: &Inputs) -> TaskFuture {
-        Box::pin(async { Ok(TaskOutput { value: serde_json::json!(7), follow: None }) })
+        Box::pin(async {
+            Ok(TaskOutput {
+                value: serde_json::json!(7),
+                follow: None,
+            })
+        })
     }
     fn slow(_: TaskContext, _: &Inputs) -> TaskFuture {
         Box::pin(async {
             tokio::time::sleep(Duration::from_secs(3600)).await;
-            Ok(TaskOutput { value: serde_json::Value::Null, follow: None })
+            Ok(TaskOutput {
+                value: serde_json::Value::Null,
+                follow: None,
+            })
         })
     }
     fn boom(_: TaskContext, _: &Inputs) -> TaskFuture {
@@ -112,14 +125,21 @@ mod tests {
             .task(TaskSpec {
                 id: "t".into(),
                 function: "t",
-                options: TaskOptions { timeout, ..Default::default() },
+                options: TaskOptions {
+                    timeout,
+                    ..Default::default()
+                },
                 data_upstream: vec![],
                 run,
             })
             .build()
             .unwrap();
         Launch {
-            key: TryKey { run: 1, task: 0, try_number: 1 },
+            key: TryKey {
+                run: 1,
+                task: 0,
+                try_number: 1,
+            },
             ctx: TaskContext {
                 dag_id: dag.id().clone(),
                 run_id: RunId::new("r").unwrap(),
@@ -135,7 +155,9 @@ mod tests {
         }
     }
 
-    async fn finished(rx: &mut mpsc::UnboundedReceiver<ExecutorEvent>) -> Result<serde_json::Value, TaskError> {
+    async fn finished(
+        rx: &mut mpsc::UnboundedReceiver<ExecutorEvent>,
+    ) -> Result<serde_json::Value, TaskError> {
         loop {
             match rx.recv().await.expect("a Finished event") {
                 ExecutorEvent::Finished { result, .. } => return result.map(|o| o.value),
@@ -148,7 +170,10 @@ mod tests {
     async fn reports_start_and_output() {
         let (tx, mut rx) = mpsc::unbounded_channel();
         InProcessExecutor::new().launch(launch(ok, None), tx);
-        assert!(matches!(rx.recv().await, Some(ExecutorEvent::Started { .. })));
+        assert!(matches!(
+            rx.recv().await,
+            Some(ExecutorEvent::Started { .. })
+        ));
         assert_eq!(finished(&mut rx).await.unwrap(), serde_json::json!(7));
     }
 
@@ -175,7 +200,10 @@ mod tests {
         let l = launch(slow, None);
         let key = l.key.clone();
         exec.launch(l, tx);
-        assert!(matches!(rx.recv().await, Some(ExecutorEvent::Started { .. })));
+        assert!(matches!(
+            rx.recv().await,
+            Some(ExecutorEvent::Started { .. })
+        ));
         exec.cancel(&key);
         let err = finished(&mut rx).await.unwrap_err();
         assert!(err.to_string().contains("cancelled"), "{err}");

@@ -7,6 +7,7 @@
 //! [`ExecutorEvent::Finished`], also when the try is cancelled.
 
 pub mod in_process;
+pub mod local_process;
 
 use std::sync::Arc;
 
@@ -15,6 +16,7 @@ use goflow_store::LogStream;
 use tokio::sync::mpsc;
 
 pub use in_process::InProcessExecutor;
+pub use local_process::LocalProcessExecutor;
 
 /// One try of one task instance.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]

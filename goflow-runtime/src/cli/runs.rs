@@ -1,0 +1,269 @@
+//! `dags trigger` and `dags runs`: creating manual runs and looking at a
+//! DAG's recent runs, one by one or as a per-day summary.
+
+use std::collections::BTreeMap;
+use std::io::{self, Write};
+use std::process::ExitCode;
+
+use chrono::{DateTime, Days, NaiveDate, SecondsFormat, SubsecRound, Utc};
+use goflow_core::duration::format as format_duration;
+use goflow_core::schedule::parse_datetime;
+use goflow_core::{Dag, DataInterval, RunState, RunType};
+use goflow_store::{RunRow, StoreError};
+use serde::Serialize;
+
+use super::dags::{in_tz, parse_conf};
+use super::{db, table, CliError, OutputFormat, RunsArgs, TriggerArgs};
+use crate::Registry;
+
+/// `dags trigger`: creates a queued manual run, which a running scheduler
+/// picks up.
+pub(super) async fn trigger(
+    registry: &Registry,
+    url: &str,
+    args: &TriggerArgs,
+    out: &mut dyn Write,
+    now: DateTime<Utc>,
+) -> Result<ExitCode, CliError> {
+    // Bad input is refused before the database is touched.
+    let dag = registry.get(&args.dag_id)?;
+    let conf = parse_conf(args.conf.as_deref())?;
+    let logical_date = match &args.date {
+        Some(text) => parse_datetime(text, dag.tz()).map_err(CliError::InvalidDate)?,
+        // The store keeps microseconds: so does the run id.
+        None => now.trunc_subsecs(6),
+    };
+    let (store, dags) = db::open(url, registry, now).await?;
+    let version = dags
+        .get(dag.id().as_str())
+        .ok_or_else(|| StoreError::DagNotFound {
+            dag_id: dag.id().to_string(),
+        })?
+        .version;
+    let new = crate::db::new_run(
+        dag,
+        version,
+        RunType::Manual,
+        DataInterval::at(logical_date),
+        conf,
+    );
+    let run = store.create_run(&new, now).await?;
+    writeln!(
+        out,
+        "created run {} of DAG {} ({}, logical date {})",
+        run.run_id,
+        run.dag_id,
+        run.state,
+        in_tz(dag, run.execution_date())
+    )?;
+    if dags.get(dag.id().as_str()).is_some_and(|d| d.is_paused) {
+        writeln!(
+            out,
+            "note: DAG {} is paused; `dags unpause {}` to let it run",
+            dag.id(),
+            dag.id()
+        )?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// One run in `dags runs --output json`.
+#[derive(Serialize)]
+struct RunJson<'a> {
+    run_id: &'a str,
+    run_type: RunType,
+    state: RunState,
+    logical_date: String,
+    data_interval_start: String,
+    data_interval_end: String,
+    start_date: Option<String>,
+    end_date: Option<String>,
+    duration_seconds: Option<f64>,
+    conf: &'a serde_json::Value,
+    dag_version: i32,
+}
+
+/// One day in `dags runs --days N --output json`.
+#[derive(Debug, Default, PartialEq, Eq, Serialize)]
+struct DayJson {
+    day: String,
+    runs: u64,
+    success: u64,
+    failed: u64,
+    running: u64,
+    queued: u64,
+}
+
+/// `dags runs`: the latest runs of a DAG, or with `--days` how many ran
+/// each day and how they ended.
+pub(super) async fn list(
+    registry: &Registry,
+    url: &str,
+    args: &RunsArgs,
+    out: &mut dyn Write,
+    now: DateTime<Utc>,
+) -> Result<ExitCode, CliError> {
+    let dag = registry.get(&args.dag_id)?;
+    let (store, _) = db::open(url, registry, now).await?;
+    if let Some(days) = args.days {
+        let today = now.with_timezone(&dag.tz()).date_naive();
+        let first = today
+            .checked_sub_days(Days::new(u64::from(days) - 1))
+            .unwrap_or(NaiveDate::MIN);
+        let mut runs = Vec::new();
+        // Latest logical date first: stop at the first run before the window.
+        const PAGE: i64 = 500;
+        let mut offset = 0;
+        'pages: loop {
+            let page = store.list_runs(dag.id().as_str(), PAGE, offset).await?;
+            let len = page.len() as i64;
+            for run in page {
+                if local_day(dag, &run) < first {
+                    break 'pages;
+                }
+                runs.push(run);
+            }
+            if len < PAGE {
+                break;
+            }
+            offset += len;
+        }
+        let summary = per_day(dag, &runs, first, today);
+        return print_days(out, args.output, &summary);
+    }
+    let runs = store
+        .list_runs(dag.id().as_str(), i64::from(args.limit), 0)
+        .await?;
+    match args.output {
+        OutputFormat::Table if runs.is_empty() => {
+            writeln!(out, "DAG {} has no runs", dag.id())?;
+        }
+        OutputFormat::Table => {
+            let rows: Vec<Vec<String>> = runs
+                .iter()
+                .map(|run| {
+                    let shown = |t: Option<DateTime<Utc>>| {
+                        t.map_or_else(|| "-".to_owned(), |t| in_tz(dag, t))
+                    };
+                    vec![
+                        run.run_id.clone(),
+                        run.run_type.as_str().to_owned(),
+                        run.state.as_str().to_owned(),
+                        in_tz(dag, run.execution_date()),
+                        shown(run.start_date),
+                        shown(run.end_date),
+                        duration(run).map_or_else(|| "-".to_owned(), format_duration),
+                    ]
+                })
+                .collect();
+            table::write(
+                out,
+                &[
+                    "RUN ID",
+                    "TYPE",
+                    "STATE",
+                    "LOGICAL DATE",
+                    "START",
+                    "END",
+                    "DURATION",
+                ],
+                &rows,
+            )?;
+        }
+        OutputFormat::Json => {
+            let rfc3339 = |t: DateTime<Utc>| t.to_rfc3339_opts(SecondsFormat::AutoSi, true);
+            let rows: Vec<RunJson<'_>> = runs
+                .iter()
+                .map(|run| RunJson {
+                    run_id: &run.run_id,
+                    run_type: run.run_type,
+                    state: run.state,
+                    logical_date: rfc3339(run.execution_date()),
+                    data_interval_start: rfc3339(run.data_interval.start),
+                    data_interval_end: rfc3339(run.data_interval.end),
+                    start_date: run.start_date.map(rfc3339),
+                    end_date: run.end_date.map(rfc3339),
+                    duration_seconds: duration(run).map(|d| d.as_secs_f64()),
+                    conf: &run.conf,
+                    dag_version: run.dag_version,
+                })
+                .collect();
+            serde_json::to_writer_pretty(&mut *out, &rows).map_err(io::Error::from)?;
+            writeln!(out)?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// How long a finished run took.
+fn duration(run: &RunRow) -> Option<std::time::Duration> {
+    (run.end_date? - run.start_date?).to_std().ok()
+}
+
+/// The day of a run's logical date in the DAG's time zone.
+fn local_day(dag: &Dag, run: &RunRow) -> NaiveDate {
+    run.execution_date().with_timezone(&dag.tz()).date_naive()
+}
+
+/// Every day from `first` to `last` (oldest first) with its runs counted
+/// by state; runs outside those days are left out.
+fn per_day(dag: &Dag, runs: &[RunRow], first: NaiveDate, last: NaiveDate) -> Vec<DayJson> {
+    let mut days: BTreeMap<NaiveDate, DayJson> = first
+        .iter_days()
+        .take_while(|d| *d <= last)
+        .map(|d| {
+            let day = DayJson {
+                day: d.to_string(),
+                ..DayJson::default()
+            };
+            (d, day)
+        })
+        .collect();
+    for run in runs {
+        let Some(day) = days.get_mut(&local_day(dag, run)) else {
+            continue;
+        };
+        day.runs += 1;
+        match run.state {
+            RunState::Success => day.success += 1,
+            RunState::Failed => day.failed += 1,
+            RunState::Running => day.running += 1,
+            RunState::Queued => day.queued += 1,
+        }
+    }
+    days.into_values().collect()
+}
+
+fn print_days(
+    out: &mut dyn Write,
+    format: OutputFormat,
+    days: &[DayJson],
+) -> Result<ExitCode, CliError> {
+    match format {
+        OutputFormat::Table => {
+            let rows: Vec<Vec<String>> = days
+                .iter()
+                .map(|d| {
+                    vec![
+                        d.day.clone(),
+                        d.runs.to_string(),
+                        d.success.to_string(),
+                        d.failed.to_string(),
+                        d.running.to_string(),
+                        d.queued.to_string(),
+                    ]
+                })
+                .collect();
+            table::write(
+                out,
+                &["DAY", "RUNS", "SUCCESS", "FAILED", "RUNNING", "QUEUED"],
+                &rows,
+            )?;
+        }
+        OutputFormat::Json => {
+            serde_json::to_writer_pretty(&mut *out, days).map_err(io::Error::from)?;
+            writeln!(out)?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,101 @@
+//! A run this scheduler owns: its DAG, the in-memory [`RunProgress`]
+//! (authoritative while the run is owned, every change written through
+//! with compare-and-set), and what the store knows beyond it.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use goflow_core::{Dag, RunProgress, TaskState, TaskStatus};
+use goflow_store::{RunRow, TaskInstanceRow};
+
+/// Why a run cannot be driven by this binary.
+#[derive(Debug)]
+pub(crate) struct Mismatch(pub String);
+
+pub(crate) struct ActiveRun {
+    pub row: RunRow,
+    pub dag: Arc<Dag>,
+    pub progress: RunProgress,
+    /// Per task: the store's try number when it was last cleared, so that
+    /// `progress` counts tries per clearing while ids keep counting.
+    pub tries_before_clear: Vec<u32>,
+    /// Per task: when an `up_for_retry` task is due again.
+    pub next_retry: Vec<Option<DateTime<Utc>>>,
+    /// Outputs of successful tasks, filled as they finish or on demand.
+    pub outputs: HashMap<usize, serde_json::Value>,
+}
+
+impl ActiveRun {
+    /// Builds the run from its stored task instances. Every task of the
+    /// DAG must have one: a DAG whose structure changed under a running
+    /// run cannot continue it.
+    pub fn load(
+        row: RunRow,
+        dag: Arc<Dag>,
+        instances: &[TaskInstanceRow],
+    ) -> Result<Self, Mismatch> {
+        let n = dag.tasks().len();
+        let mut statuses = vec![TaskStatus::default(); n];
+        let mut tries_before_clear = vec![0; n];
+        let mut next_retry = vec![None; n];
+        let mut seen = vec![false; n];
+        for ti in instances {
+            let Some(i) = dag.index_of(&ti.task_id) else {
+                continue;
+            };
+            statuses[i] = ti.status();
+            tries_before_clear[i] = ti.tries_before_clear;
+            next_retry[i] = ti.next_retry_date;
+            seen[i] = true;
+        }
+        if let Some(missing) = seen.iter().position(|s| !s) {
+            return Err(Mismatch(format!(
+                "task {:?} was added to DAG {} after run {} was created (DAG version {}); \
+                 clear or re-trigger the run",
+                dag.tasks()[missing].id.as_str(),
+                dag.id(),
+                row.run_id,
+                row.dag_version
+            )));
+        }
+        let progress = RunProgress::from_statuses(&dag, statuses);
+        Ok(Self {
+            row,
+            dag,
+            progress,
+            tries_before_clear,
+            next_retry,
+            outputs: HashMap::new(),
+        })
+    }
+
+    pub fn task_id(&self, task: usize) -> &str {
+        self.dag.tasks()[task].id.as_str()
+    }
+
+    pub fn state(&self, task: usize) -> TaskState {
+        self.progress.status(task).state
+    }
+
+    /// The store's (absolute) try number of the current try of `task`.
+    pub fn try_number(&self, task: usize) -> u32 {
+        self.tries_before_clear[task] + self.progress.status(task).tries
+    }
+
+    /// Tasks whose retry delay has passed.
+    pub fn retries_due(&self, now: DateTime<Utc>) -> Vec<usize> {
+        (0..self.dag.tasks().len())
+            .filter(|t| self.state(*t) == TaskState::UpForRetry)
+            .filter(|t| self.next_retry[*t].is_none_or(|at| at <= now))
+            .collect()
+    }
+
+    /// The earliest pending retry.
+    pub fn next_retry_at(&self) -> Option<DateTime<Utc>> {
+        (0..self.dag.tasks().len())
+            .filter(|t| self.state(*t) == TaskState::UpForRetry)
+            .filter_map(|t| self.next_retry[t])
+            .min()
+    }
+}

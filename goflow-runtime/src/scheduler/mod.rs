@@ -1,0 +1,820 @@
+//! The durable scheduler: creates due runs, owns runs, launches their
+//! tasks on executors, records every state change in the store, and
+//! recovers what a crashed scheduler left behind.
+//!
+//! How it works, in the order a run lives:
+//! 1. **Due runs** ([`goflow_core::due`]) are created in the store as
+//!    `queued` (the unique `(dag_id, execution_date)` makes this
+//!    idempotent across restarts and replicas).
+//! 2. **Ownership**: a scheduler claims runs (`FOR UPDATE SKIP LOCKED` on
+//!    PostgreSQL) that no live scheduler owns. Only the owner changes a
+//!    run's task instances, so its in-memory [`goflow_core::RunProgress`] is
+//!    the truth; every change is still written with compare-and-set, and a
+//!    refused write makes it reload the run.
+//! 3. **Launch**: runnable tasks are claimed in the store (`scheduled` →
+//!    `queued`, pools honoured) before an executor sees them, so a task
+//!    instance is launched once per try.
+//! 4. **Events**: an executor's `Started`/`Finished` events are applied as
+//!    they arrive (a batch per wake-up, one transaction per run), the
+//!    downstreams of what finished are settled at once, and newly runnable
+//!    tasks are launched in the same wake-up: no polling between tasks.
+//! 5. **Recovery**: a run whose owner stopped heartbeating is claimed by
+//!    another scheduler (or the same one restarted); its tries that were
+//!    queued or running are lost and count as failed tries, retried by the
+//!    task's policy. Delivery is therefore at-least-once.
+//!
+//! The store is polled every `poll_interval` only for what other processes
+//! change: runs triggered from the CLI, cleared tasks, pauses.
+
+mod active;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use goflow_core::due::{due_intervals, next_due};
+use goflow_core::{
+    Dag, EdgeKind, ExecutorKind, Finish, Inputs, Outcome, RunId, RunState, RunType, TaskContext,
+    TaskError, TaskState,
+};
+use goflow_store::{DagRow, NewLogLine, RunRow, Store, StoreError, TaskChange, TaskUpdate};
+use tokio::sync::mpsc;
+
+use crate::db;
+use crate::executor::{EventSender, Executor, ExecutorEvent, InProcessExecutor, Launch, TryKey};
+use crate::Registry;
+use active::ActiveRun;
+
+/// How a scheduler behaves.
+#[derive(Clone, Debug)]
+pub struct SchedulerConfig {
+    /// This scheduler's id in the store. Stable across restarts (so a
+    /// restarted scheduler takes its runs back at once) and distinct per
+    /// replica. Defaults to the host name.
+    pub id: String,
+    /// How often it records that it is alive.
+    pub heartbeat_interval: Duration,
+    /// After how long without a heartbeat a scheduler counts as dead and
+    /// its runs are taken over.
+    pub stale_after: Duration,
+    /// How often it looks for changes made by other processes.
+    pub poll_interval: Duration,
+    /// Most scheduled runs created per DAG per wake-up (bounds catchup
+    /// bursts; the rest follow on the next wake-ups).
+    pub max_runs_per_tick: usize,
+    /// Most runs it owns at once.
+    pub max_owned_runs: usize,
+    /// The executor of tasks that do not name one.
+    pub default_executor: ExecutorKind,
+    /// Whether it creates scheduled runs (a backfill's scheduler does not).
+    pub create_scheduled_runs: bool,
+    /// Only these DAGs, if set.
+    pub only_dags: Option<HashSet<String>>,
+}
+
+impl Default for SchedulerConfig {
+    fn default() -> Self {
+        Self {
+            id: default_id(),
+            heartbeat_interval: Duration::from_secs(5),
+            stale_after: Duration::from_secs(30),
+            poll_interval: Duration::from_secs(1),
+            max_runs_per_tick: 32,
+            max_owned_runs: 256,
+            default_executor: ExecutorKind::InProcess,
+            create_scheduled_runs: true,
+            only_dags: None,
+        }
+    }
+}
+
+/// The host name, as the default scheduler id.
+pub fn default_id() -> String {
+    std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".to_owned())
+}
+
+/// Why the scheduler stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum SchedulerError {
+    /// The store failed at start-up (unreachable, migrations).
+    #[error("the scheduler could not start: {0}")]
+    Startup(#[source] StoreError),
+}
+
+/// A run this scheduler finished.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RunFinished {
+    /// The run's row id.
+    pub run: i64,
+    /// The DAG.
+    pub dag_id: String,
+    /// The run id.
+    pub run_id: String,
+    /// `success` or `failed`.
+    pub state: RunState,
+}
+
+/// The durable scheduler. See the module docs.
+pub struct Scheduler {
+    store: Store,
+    registry: Arc<Registry>,
+    config: SchedulerConfig,
+    executors: HashMap<ExecutorKind, Arc<dyn Executor>>,
+    events_tx: EventSender,
+    events_rx: mpsc::UnboundedReceiver<ExecutorEvent>,
+    finished_tx: Option<mpsc::UnboundedSender<RunFinished>>,
+    runs: BTreeMap<i64, ActiveRun>,
+    launched: HashSet<TryKey>,
+    dags: HashMap<String, DagRow>,
+    last_scheduled: HashMap<String, Option<DateTime<Utc>>>,
+    next_due_at: HashMap<String, Option<DateTime<Utc>>>,
+}
+
+impl Scheduler {
+    /// A scheduler over `store` for the DAGs of `registry`, with the
+    /// in-process executor.
+    pub fn new(store: Store, registry: Arc<Registry>, config: SchedulerConfig) -> Self {
+        let (events_tx, events_rx) = mpsc::unbounded_channel();
+        let mut executors: HashMap<ExecutorKind, Arc<dyn Executor>> = HashMap::new();
+        executors.insert(ExecutorKind::InProcess, Arc::new(InProcessExecutor::new()));
+        Self {
+            store,
+            registry,
+            config,
+            executors,
+            events_tx,
+            events_rx,
+            finished_tx: None,
+            runs: BTreeMap::new(),
+            launched: HashSet::new(),
+            dags: HashMap::new(),
+            last_scheduled: HashMap::new(),
+            next_due_at: HashMap::new(),
+        }
+    }
+
+    /// Adds (or replaces) the executor of its kind.
+    pub fn with_executor(mut self, executor: Arc<dyn Executor>) -> Self {
+        self.executors.insert(executor.kind(), executor);
+        self
+    }
+
+    /// A stream of the runs this scheduler finishes.
+    pub fn finished_runs(&mut self) -> mpsc::UnboundedReceiver<RunFinished> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        self.finished_tx = Some(tx);
+        rx
+    }
+
+    /// This scheduler's id.
+    pub fn id(&self) -> &str {
+        &self.config.id
+    }
+
+    /// Runs until `shutdown` completes. Errors of the store after start-up
+    /// are logged and retried: a database blip does not stop scheduling.
+    pub async fn run(
+        mut self,
+        shutdown: impl std::future::Future<Output = ()>,
+    ) -> Result<(), SchedulerError> {
+        let now = Utc::now();
+        self.dags = db::sync_registry(&self.store, &self.registry, now)
+            .await
+            .map_err(SchedulerError::Startup)?;
+        self.heartbeat(now).await.map_err(SchedulerError::Startup)?;
+        self.adopt_own_runs()
+            .await
+            .map_err(SchedulerError::Startup)?;
+        tracing::info!(scheduler = %self.config.id, dags = self.dags.len(), "scheduler started");
+
+        tokio::pin!(shutdown);
+        let mut next_heartbeat = now;
+        let mut next_poll = now;
+        let mut failures = 0u32;
+        loop {
+            let now = Utc::now();
+            let step = async {
+                if now >= next_heartbeat {
+                    self.heartbeat(now).await?;
+                    next_heartbeat = now + chrono_duration(self.config.heartbeat_interval);
+                }
+                let poll = now >= next_poll;
+                if poll {
+                    self.refresh_dags().await?;
+                    next_poll = now + chrono_duration(self.config.poll_interval);
+                }
+                let created = self.create_due_runs(now).await?;
+                if poll || created {
+                    self.claim_runs(now).await?;
+                }
+                self.start_queued_runs(now).await?;
+                self.retry_due(now).await?;
+                self.launch(now).await?;
+                Ok::<(), StoreError>(())
+            };
+            match step.await {
+                Ok(()) => failures = 0,
+                Err(e) => {
+                    failures += 1;
+                    tracing::error!(error = %e, "scheduling step failed; retrying");
+                }
+            }
+            let mut wake = next_heartbeat.min(next_poll);
+            if let Some(t) = self.next_due_at.values().flatten().min() {
+                wake = wake.min(*t);
+            }
+            if let Some(t) = self
+                .runs
+                .values()
+                .filter_map(ActiveRun::next_retry_at)
+                .min()
+            {
+                wake = wake.min(t);
+            }
+            let backoff = Duration::from_millis(100 * u64::from(failures.min(50)));
+            let sleep = (wake - Utc::now())
+                .to_std()
+                .unwrap_or_default()
+                .max(backoff);
+            tokio::select! {
+                event = self.events_rx.recv() => {
+                    let Some(event) = event else { break };
+                    let mut batch = vec![event];
+                    while let Ok(more) = self.events_rx.try_recv() {
+                        batch.push(more);
+                    }
+                    if let Err(e) = self.handle_events(batch).await {
+                        failures += 1;
+                        tracing::error!(error = %e, "recording task events failed; reloading runs");
+                        self.runs.clear();
+                        let _ = self.adopt_own_runs().await;
+                    }
+                }
+                _ = tokio::time::sleep(sleep) => {}
+                _ = &mut shutdown => break,
+            }
+        }
+        tracing::info!(scheduler = %self.config.id, "scheduler stopped");
+        Ok(())
+    }
+
+    fn wants(&self, dag_id: &str) -> bool {
+        self.config
+            .only_dags
+            .as_ref()
+            .is_none_or(|only| only.contains(dag_id))
+    }
+
+    async fn heartbeat(&self, now: DateTime<Utc>) -> Result<(), StoreError> {
+        self.store
+            .heartbeat(&self.config.id, &default_id(), std::process::id(), now)
+            .await
+    }
+
+    async fn refresh_dags(&mut self) -> Result<(), StoreError> {
+        for row in self.store.list_dags().await? {
+            self.dags.insert(row.id.clone(), row);
+        }
+        Ok(())
+    }
+
+    fn stale_before(&self, now: DateTime<Utc>) -> DateTime<Utc> {
+        now - chrono_duration(self.config.stale_after)
+    }
+
+    /// Takes back the active runs this scheduler id owned before a
+    /// restart; their tries in flight are lost.
+    async fn adopt_own_runs(&mut self) -> Result<(), StoreError> {
+        let mine: Vec<RunRow> = self
+            .store
+            .active_runs(None)
+            .await?
+            .into_iter()
+            .filter(|r| r.claimed_by.as_deref() == Some(self.config.id.as_str()))
+            .filter(|r| !self.runs.contains_key(&r.id))
+            .collect();
+        for row in mine {
+            self.own(row, Utc::now()).await?;
+        }
+        Ok(())
+    }
+
+    /// Creates the scheduled runs that are due; returns whether any was.
+    async fn create_due_runs(&mut self, now: DateTime<Utc>) -> Result<bool, StoreError> {
+        if !self.config.create_scheduled_runs {
+            return Ok(false);
+        }
+        let mut created = false;
+        let dags: Vec<Arc<Dag>> = self.registry.dags().cloned().collect();
+        for dag in dags {
+            let id = dag.id().to_string();
+            if !self.wants(&id) || self.dags.get(&id).is_none_or(|d| d.is_paused) {
+                continue;
+            }
+            if let Some(Some(at)) = self.next_due_at.get(&id) {
+                if *at > now {
+                    continue;
+                }
+            }
+            let last = match self.last_scheduled.get(&id) {
+                Some(last) => *last,
+                None => self
+                    .store
+                    .latest_run(&id, Some(RunType::Scheduled))
+                    .await?
+                    .map(|r| r.execution_date()),
+            };
+            let mut last_created = last;
+            let due = due_intervals(&dag, last, now, self.config.max_runs_per_tick);
+            if !due.is_empty() {
+                let counts = self.store.count_runs_by_state(&id).await?;
+                let active = counts.get(&RunState::Queued).copied().unwrap_or(0)
+                    + counts.get(&RunState::Running).copied().unwrap_or(0);
+                let room = u64::from(dag.max_active_runs()).saturating_sub(active) as usize;
+                let version = self.dags.get(&id).map_or(1, |d| d.version);
+                for interval in due.into_iter().take(room) {
+                    let new = db::new_run(
+                        &dag,
+                        version,
+                        RunType::Scheduled,
+                        interval,
+                        serde_json::json!({}),
+                    );
+                    match self.store.create_run(&new, now).await {
+                        Ok(run) => {
+                            tracing::info!(dag = %id, run = %run.run_id, "created scheduled run");
+                            created = true;
+                        }
+                        Err(StoreError::RunExists { .. }) => {}
+                        Err(e) => return Err(e),
+                    }
+                    last_created = Some(interval.start);
+                }
+            }
+            self.last_scheduled.insert(id.clone(), last_created);
+            self.next_due_at
+                .insert(id, next_due(&dag, last_created, now));
+        }
+        Ok(created)
+    }
+
+    /// Claims runs no live scheduler owns.
+    async fn claim_runs(&mut self, now: DateTime<Utc>) -> Result<(), StoreError> {
+        let room = self.config.max_owned_runs.saturating_sub(self.runs.len());
+        if room == 0 {
+            return Ok(());
+        }
+        let claimed = self
+            .store
+            .claim_runs(&self.config.id, room as u32, self.stale_before(now), now)
+            .await?;
+        for row in claimed {
+            if self.wants(&row.dag_id) {
+                self.own(row, now).await?;
+            } else {
+                self.store.release_run(row.id, &self.config.id).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Loads a run this scheduler now owns. Tries that were queued or
+    /// running under its previous owner are lost: they count as failed
+    /// tries and are retried by policy.
+    async fn own(&mut self, row: RunRow, now: DateTime<Utc>) -> Result<(), StoreError> {
+        let Ok(dag) = self.registry.get(&row.dag_id).cloned() else {
+            tracing::warn!(dag = %row.dag_id, run = %row.run_id, "run of a DAG this binary does not have; leaving it");
+            self.store.release_run(row.id, &self.config.id).await?;
+            return Ok(());
+        };
+        let instances = self.store.task_instances(row.id).await?;
+        let mut run = match ActiveRun::load(row, dag, &instances) {
+            Ok(run) => run,
+            Err(active::Mismatch(reason)) => {
+                tracing::error!(%reason, "cannot continue run");
+                return Ok(());
+            }
+        };
+        let mut changes = Vec::new();
+        let mut lost = Vec::new();
+        for task in 0..run.dag.tasks().len() {
+            let key = TryKey {
+                run: run.row.id,
+                task,
+                try_number: run.try_number(task),
+            };
+            if run.state(task).is_active() && !self.launched.contains(&key) {
+                lost.push(task);
+            }
+        }
+        for task in &lost {
+            let from = run.state(*task);
+            let error = "lost: the scheduler running this try stopped before it finished";
+            let update = self.finish_update(&mut run, *task, &Err(TaskError::msg(error)), now);
+            if let Some((update, _)) = update {
+                changes.push(TaskChange::new(run.task_id(*task), from, update));
+            }
+        }
+        if !lost.is_empty() {
+            tracing::warn!(run = %run.row.run_id, lost = lost.len(), "recovered tries lost by a stopped scheduler");
+        }
+        if run.row.state == RunState::Running {
+            for c in run.progress.settle(&run.dag) {
+                changes.push(TaskChange::new(
+                    run.task_id(c.task),
+                    c.from,
+                    TaskUpdate::new(c.to),
+                ));
+            }
+        }
+        let id = run.row.id;
+        if !changes.is_empty() && !self.store.update_tasks(id, changes, now).await? {
+            // Someone changed the run meanwhile; take it fresh next time.
+            self.store.release_run(id, &self.config.id).await?;
+            return Ok(());
+        }
+        self.runs.insert(id, run);
+        self.finish_run_if_done(id, now).await
+    }
+
+    /// Moves queued runs to running while their DAG has room.
+    async fn start_queued_runs(&mut self, now: DateTime<Utc>) -> Result<(), StoreError> {
+        let queued: Vec<i64> = self
+            .runs
+            .values()
+            .filter(|r| r.row.state == RunState::Queued)
+            .map(|r| r.row.id)
+            .collect();
+        let mut running: HashMap<String, u64> = HashMap::new();
+        for id in queued {
+            let Some(run) = self.runs.get(&id) else {
+                continue;
+            };
+            let dag_id = run.row.dag_id.clone();
+            if self.dags.get(&dag_id).is_some_and(|d| d.is_paused) {
+                continue;
+            }
+            let count = match running.get(&dag_id) {
+                Some(n) => *n,
+                None => self
+                    .store
+                    .count_runs_by_state(&dag_id)
+                    .await?
+                    .get(&RunState::Running)
+                    .copied()
+                    .unwrap_or(0),
+            };
+            if count >= u64::from(run.dag.max_active_runs()) {
+                running.insert(dag_id, count);
+                continue;
+            }
+            if !self
+                .store
+                .set_run_state(id, RunState::Queued, RunState::Running, now)
+                .await?
+            {
+                self.drop_run(id).await?;
+                continue;
+            }
+            running.insert(dag_id, count + 1);
+            let Some(run) = self.runs.get_mut(&id) else {
+                continue;
+            };
+            run.row.state = RunState::Running;
+            let changes: Vec<TaskChange> = run
+                .progress
+                .settle(&run.dag)
+                .into_iter()
+                .map(|c| TaskChange::new(run.task_id(c.task), c.from, TaskUpdate::new(c.to)))
+                .collect();
+            tracing::info!(dag = %run.row.dag_id, run = %run.row.run_id, "run started");
+            self.write(id, changes, now).await?;
+        }
+        Ok(())
+    }
+
+    /// Schedules tasks whose retry delay has passed.
+    async fn retry_due(&mut self, now: DateTime<Utc>) -> Result<(), StoreError> {
+        let ids: Vec<i64> = self.runs.keys().copied().collect();
+        for id in ids {
+            let Some(run) = self.runs.get_mut(&id) else {
+                continue;
+            };
+            let mut changes = Vec::new();
+            for task in run.retries_due(now) {
+                if let Ok(c) = run.progress.retry_due(&run.dag, task) {
+                    run.next_retry[task] = None;
+                    changes.push(TaskChange::new(
+                        run.task_id(task),
+                        c.from,
+                        TaskUpdate::new(c.to),
+                    ));
+                }
+            }
+            self.write(id, changes, now).await?;
+        }
+        Ok(())
+    }
+
+    /// Claims runnable tasks in the store and hands them to executors,
+    /// within each DAG's `max_active_tasks`.
+    async fn launch(&mut self, now: DateTime<Utc>) -> Result<(), StoreError> {
+        let mut by_dag: BTreeMap<String, (Vec<i64>, usize, u32)> = BTreeMap::new();
+        for run in self.runs.values() {
+            let entry = by_dag.entry(run.row.dag_id.clone()).or_insert((
+                Vec::new(),
+                0,
+                run.dag.max_active_tasks(),
+            ));
+            entry.1 += run.progress.active();
+            if run.row.state == RunState::Running && !run.progress.runnable(&run.dag).is_empty() {
+                entry.0.push(run.row.id);
+            }
+        }
+        for (runs, active, max) in by_dag.into_values() {
+            let free = (max as usize).saturating_sub(active);
+            if runs.is_empty() || free == 0 {
+                continue;
+            }
+            let claimed = self
+                .store
+                .claim_tasks_in(&self.config.id, &runs, free as u32, now)
+                .await?;
+            for c in claimed {
+                self.start_try(c.instance.run, &c.instance.task_id, c.instance.try_number)
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn start_try(
+        &mut self,
+        run_id: i64,
+        task_id: &str,
+        try_number: u32,
+    ) -> Result<(), StoreError> {
+        let Some(run) = self.runs.get_mut(&run_id) else {
+            return Ok(());
+        };
+        let Some(task) = run.dag.index_of(task_id) else {
+            return Ok(());
+        };
+        if run.progress.queue(&run.dag, task).is_err() || run.try_number(task) != try_number {
+            // The store and this cache disagree: reload the run.
+            return self.drop_run(run_id).await;
+        }
+        let mut inputs = Inputs::new();
+        let data_upstream: Vec<usize> = run.dag.tasks()[task]
+            .upstream
+            .iter()
+            .filter(|u| u.kind == EdgeKind::Data)
+            .map(|u| u.task)
+            .collect();
+        for up in data_upstream {
+            if !run.outputs.contains_key(&up) {
+                if let Some(value) = self.store.get_output(run_id, run.task_id(up)).await? {
+                    run.outputs.insert(up, value);
+                }
+            }
+            if let Some(value) = run.outputs.get(&up) {
+                inputs.insert(run.task_id(up), value.clone());
+            }
+        }
+        let node = &run.dag.tasks()[task];
+        let policy = node.options.retry_policy();
+        let ctx = TaskContext {
+            dag_id: run.dag.id().clone(),
+            run_id: match RunId::new(run.row.run_id.clone()) {
+                Ok(id) => id,
+                Err(e) => {
+                    tracing::error!(error = %e, "run with an invalid run id; leaving it");
+                    return self.drop_run(run_id).await;
+                }
+            },
+            task_id: node.id.clone(),
+            try_number,
+            max_tries: run.tries_before_clear[task] + policy.max_tries(),
+            run_type: run.row.run_type,
+            data_interval: run.row.data_interval,
+            conf: run.row.conf.clone(),
+        };
+        let kind = node
+            .options
+            .executor
+            .unwrap_or(self.config.default_executor);
+        let key = TryKey {
+            run: run_id,
+            task,
+            try_number,
+        };
+        let launch = Launch {
+            key: key.clone(),
+            dag: Arc::clone(&run.dag),
+            ctx,
+            inputs,
+        };
+        self.launched.insert(key.clone());
+        match self.executors.get(&kind) {
+            Some(executor) => executor.launch(launch, self.events_tx.clone()),
+            None => {
+                let _ = self.events_tx.send(ExecutorEvent::Finished {
+                    key,
+                    result: Err(TaskError::fatal(format!(
+                        "the {kind} executor is not enabled in this scheduler"
+                    ))),
+                    metrics: Default::default(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// The store update for the end of the current try of `task`, applied
+    /// to the run's progress; `None` if the task was not active.
+    fn finish_update(
+        &self,
+        run: &mut ActiveRun,
+        task: usize,
+        result: &Result<goflow_core::TaskOutput, TaskError>,
+        now: DateTime<Utc>,
+    ) -> Option<(TaskUpdate, Finish)> {
+        let (change, finish) = run
+            .progress
+            .finish(&run.dag, task, Outcome::of(result))
+            .ok()?;
+        let mut update = TaskUpdate::new(change.to);
+        update.end_date = Some(now);
+        match result {
+            Ok(out) => update.follow = out.follow.clone(),
+            Err(e) => update.error = Some(e.to_string()),
+        }
+        if let Finish::Retry { delay } = finish {
+            let at = now + chrono_duration(delay);
+            update.next_retry_date = Some(at);
+            run.next_retry[task] = Some(at);
+        }
+        Some((update, finish))
+    }
+
+    /// Applies a batch of executor events: one transaction per run, then
+    /// settles what the finished tasks unblock.
+    async fn handle_events(&mut self, batch: Vec<ExecutorEvent>) -> Result<(), StoreError> {
+        let now = Utc::now();
+        let mut per_run: BTreeMap<i64, (Vec<TaskChange>, Vec<usize>)> = BTreeMap::new();
+        let mut logs = Vec::new();
+        for event in batch {
+            match event {
+                ExecutorEvent::Log { key, stream, line } => {
+                    if let Some(run) = self.runs.get(&key.run) {
+                        logs.push(NewLogLine {
+                            run: key.run,
+                            task_id: run.task_id(key.task).to_owned(),
+                            try_number: key.try_number,
+                            timestamp: now,
+                            stream,
+                            line,
+                        });
+                    }
+                }
+                ExecutorEvent::Started { key, handle } => {
+                    let Some(run) = self.runs.get_mut(&key.run) else {
+                        continue;
+                    };
+                    if run.state(key.task) != TaskState::Queued
+                        || run.try_number(key.task) != key.try_number
+                    {
+                        continue;
+                    }
+                    if run.progress.start(&run.dag, key.task).is_ok() {
+                        let update = TaskUpdate {
+                            start_date: Some(now),
+                            executor_handle: handle,
+                            ..TaskUpdate::new(TaskState::Running)
+                        };
+                        let change =
+                            TaskChange::new(run.task_id(key.task), TaskState::Queued, update);
+                        per_run.entry(key.run).or_default().0.push(change);
+                    }
+                }
+                ExecutorEvent::Finished {
+                    key,
+                    result,
+                    metrics,
+                } => {
+                    self.launched.remove(&key);
+                    let Some(mut run) = self.runs.remove(&key.run) else {
+                        continue;
+                    };
+                    let from = run.state(key.task);
+                    if from.is_active() && run.try_number(key.task) == key.try_number {
+                        if let Some((mut update, _)) =
+                            self.finish_update(&mut run, key.task, &result, now)
+                        {
+                            update.exit_code = metrics.exit_code;
+                            update.peak_memory_bytes = metrics.peak_memory_bytes.map(|b| b as i64);
+                            update.cpu_user_ms = metrics.cpu_user_ms.map(|v| v as i64);
+                            update.cpu_system_ms = metrics.cpu_system_ms.map(|v| v as i64);
+                            let mut change = TaskChange::new(run.task_id(key.task), from, update);
+                            if let Ok(out) = &result {
+                                change.output = Some(out.value.clone());
+                                run.outputs.insert(key.task, out.value.clone());
+                            }
+                            if let Err(e) = &result {
+                                tracing::info!(dag = %run.row.dag_id, run = %run.row.run_id, task = run.task_id(key.task), error = %e, "try did not succeed");
+                            }
+                            let entry = per_run.entry(key.run).or_default();
+                            entry.0.push(change);
+                            entry.1.push(key.task);
+                        }
+                    }
+                    self.runs.insert(key.run, run);
+                }
+            }
+        }
+        for (id, (mut changes, finished)) in per_run {
+            if let Some(run) = self.runs.get_mut(&id) {
+                for c in run.progress.settle_after(&run.dag, &finished) {
+                    changes.push(TaskChange::new(
+                        run.task_id(c.task),
+                        c.from,
+                        TaskUpdate::new(c.to),
+                    ));
+                }
+            }
+            self.write(id, changes, now).await?;
+            self.finish_run_if_done(id, now).await?;
+        }
+        if !logs.is_empty() {
+            self.store.append_logs(logs).await?;
+        }
+        Ok(())
+    }
+
+    /// Writes a run's changes; if the store refuses them (something else
+    /// changed the run), forgets the run so that it is loaded afresh.
+    async fn write(
+        &mut self,
+        id: i64,
+        changes: Vec<TaskChange>,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        if changes.is_empty() {
+            return Ok(());
+        }
+        if !self.store.update_tasks(id, changes, now).await? {
+            tracing::warn!(
+                run = id,
+                "the run changed outside this scheduler; reloading it"
+            );
+            self.drop_run(id).await?;
+        }
+        Ok(())
+    }
+
+    async fn drop_run(&mut self, id: i64) -> Result<(), StoreError> {
+        self.runs.remove(&id);
+        self.store.release_run(id, &self.config.id).await?;
+        Ok(())
+    }
+
+    /// Marks a run whose tasks are all finished, and lets it go.
+    async fn finish_run_if_done(&mut self, id: i64, now: DateTime<Utc>) -> Result<(), StoreError> {
+        let Some(run) = self.runs.get(&id) else {
+            return Ok(());
+        };
+        let state = run.progress.run_state();
+        if !state.is_terminal() || run.row.state != RunState::Running {
+            return Ok(());
+        }
+        let (dag_id, run_id) = (run.row.dag_id.clone(), run.row.run_id.clone());
+        let moved = self
+            .store
+            .set_run_state(id, RunState::Running, state, now)
+            .await?;
+        // Let the run go before telling anyone it finished.
+        self.drop_run(id).await?;
+        if moved {
+            tracing::info!(dag = %dag_id, run = %run_id, %state, "run finished");
+            if let Some(tx) = &self.finished_tx {
+                let _ = tx.send(RunFinished {
+                    run: id,
+                    dag_id,
+                    run_id,
+                    state,
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+fn chrono_duration(d: Duration) -> chrono::Duration {
+    chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)
+}

@@ -1,0 +1,450 @@
+//! The worker side of the local-process executor: what `<bin> tasks run`
+//! does in the child process.
+//!
+//! The executor starts `<bin> tasks run <dag> <run> <task> --try <n>`,
+//! writes a [`LaunchPayload`] (the task's context and inputs, as JSON) to
+//! its stdin, and sets [`RESULT_FILE_ENV`] to a path in a private
+//! temporary directory. The worker finds the task in its [`Registry`],
+//! runs it on the tokio runtime, measures itself, and writes a
+//! [`WorkerResult`] to that path (atomically: a temporary file, then a
+//! rename). Without the variable, the result is printed as the last line
+//! of stdout instead, so that a person can run a task by hand:
+//!
+//! ```text
+//! echo '{"context": {...}, "inputs": {"extract": [1, 2]}}' \
+//!     | my-dags tasks run etl 2026-01-01 transform --try 1
+//! ```
+//!
+//! Exit codes: 0 when the task succeeded or skipped itself, 1 when it
+//! failed (or the result could not be written), 2 for bad input (unknown
+//! DAG or task, unreadable payload, a payload for another try).
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use goflow_core::{Inputs, TaskContext, TaskError, TaskErrorKind, TaskOutput};
+use serde::{Deserialize, Serialize};
+
+use crate::{Registry, RegistryError};
+
+/// The environment variable naming the file the worker writes its
+/// [`WorkerResult`] to.
+pub const RESULT_FILE_ENV: &str = "GOFLOW_RESULT_FILE";
+
+/// What the executor sends a worker on its stdin.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LaunchPayload {
+    /// The task's context.
+    pub context: TaskContext,
+    /// The outputs of its data upstreams, by upstream task id.
+    #[serde(default)]
+    pub inputs: BTreeMap<String, serde_json::Value>,
+}
+
+/// What a worker reports about its try, in the result file.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct WorkerResult {
+    /// How the task ended.
+    pub outcome: WorkerOutcome,
+    /// What the worker measured about itself, when it could.
+    #[serde(default)]
+    pub metrics: Option<WorkerMetrics>,
+}
+
+/// How a task ended, as written to the result file.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum WorkerOutcome {
+    /// The task returned a value.
+    Ok {
+        /// The returned value.
+        value: serde_json::Value,
+        /// For a branch task, the downstream task ids to follow.
+        #[serde(default)]
+        follow: Option<Vec<String>>,
+    },
+    /// The task failed or skipped itself.
+    Err {
+        /// Why.
+        kind: TaskErrorKind,
+        /// The error's message.
+        message: String,
+    },
+}
+
+impl WorkerOutcome {
+    /// The outcome of a task's result. An error keeps its kind and message
+    /// (its source error cannot cross the process boundary).
+    pub fn from_result(result: &Result<TaskOutput, TaskError>) -> Self {
+        match result {
+            Ok(output) => WorkerOutcome::Ok {
+                value: output.value.clone(),
+                follow: output.follow.clone(),
+            },
+            Err(e) => WorkerOutcome::Err {
+                kind: e.kind(),
+                message: e.message().to_owned(),
+            },
+        }
+    }
+
+    /// The task's result again.
+    pub fn into_result(self) -> Result<TaskOutput, TaskError> {
+        match self {
+            WorkerOutcome::Ok { value, follow } => Ok(TaskOutput { value, follow }),
+            WorkerOutcome::Err { kind, message } => Err(TaskError::from_parts(kind, message)),
+        }
+    }
+}
+
+/// Resource use the worker measured at the end of its task
+/// (`getrusage(RUSAGE_SELF)`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkerMetrics {
+    /// Peak resident memory, in bytes.
+    pub peak_memory_bytes: Option<u64>,
+    /// User CPU time, in milliseconds.
+    pub cpu_user_ms: Option<u64>,
+    /// System CPU time, in milliseconds.
+    pub cpu_system_ms: Option<u64>,
+}
+
+impl WorkerMetrics {
+    /// This process's resource use so far; `None` where the platform does
+    /// not say.
+    pub fn of_this_process() -> Option<Self> {
+        self_usage()
+    }
+}
+
+#[cfg(unix)]
+fn self_usage() -> Option<WorkerMetrics> {
+    use nix::sys::resource::{getrusage, UsageWho};
+    use nix::sys::time::TimeVal;
+
+    let usage = getrusage(UsageWho::RUSAGE_SELF).ok()?;
+    let ms = |t: TimeVal| {
+        let ms = i128::from(t.tv_sec()) * 1000 + i128::from(t.tv_usec()) / 1000;
+        u64::try_from(ms).ok()
+    };
+    // `ru_maxrss` is in bytes on Apple platforms, in KiB elsewhere.
+    let rss_unit: u64 = if cfg!(target_vendor = "apple") {
+        1
+    } else {
+        1024
+    };
+    Some(WorkerMetrics {
+        peak_memory_bytes: u64::try_from(usage.max_rss())
+            .ok()
+            .map(|n| n.saturating_mul(rss_unit)),
+        cpu_user_ms: ms(usage.user_time()),
+        cpu_system_ms: ms(usage.system_time()),
+    })
+}
+
+#[cfg(not(unix))]
+fn self_usage() -> Option<WorkerMetrics> {
+    None
+}
+
+/// What `tasks run` is asked to run.
+#[derive(Clone, Debug)]
+pub struct TaskRunRequest {
+    /// The DAG's id.
+    pub dag_id: String,
+    /// The run's id.
+    pub run_id: String,
+    /// The task's id.
+    pub task_id: String,
+    /// The try number, from 1.
+    pub try_number: u32,
+    /// Where the payload is; stdin when `None`.
+    pub payload_file: Option<PathBuf>,
+}
+
+/// Why a worker could not run its task. Not a task failure: a task that
+/// ran and failed is reported in the result, with exit code 1.
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    /// No DAG with this id in the binary.
+    #[error(transparent)]
+    UnknownDag(#[from] RegistryError),
+    /// The DAG has no task with this id.
+    #[error("DAG {dag:?} has no task {task:?}; its tasks are: {known}")]
+    UnknownTask {
+        /// The DAG.
+        dag: String,
+        /// The task id asked for.
+        task: String,
+        /// The task ids there are, comma-separated.
+        known: String,
+    },
+    /// The payload could not be read.
+    #[error("cannot read the launch payload from {from}: {source}")]
+    ReadPayload {
+        /// `stdin` or the file's path.
+        from: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The payload is not a launch payload.
+    #[error(
+        "invalid launch payload from {from}: expected a JSON object \
+         {{\"context\": {{...}}, \"inputs\": {{...}}}}, {source}"
+    )]
+    InvalidPayload {
+        /// `stdin` or the file's path.
+        from: String,
+        /// Why.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// The payload is for another try than the arguments name.
+    #[error("the launch payload is for another try: its {field} is {payload:?}, the arguments say {arg:?}")]
+    PayloadMismatch {
+        /// `dag_id`, `run_id`, `task_id` or `try_number`.
+        field: &'static str,
+        /// The payload's value.
+        payload: String,
+        /// The argument's value.
+        arg: String,
+    },
+    /// The result could not be written.
+    #[error("cannot write the task's result to {path}: {source}")]
+    WriteResult {
+        /// The result file (or `stdout`).
+        path: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl WorkerError {
+    /// The process exit code: 2 for bad input, 1 when the result could
+    /// not be written.
+    pub fn exit_code(&self) -> ExitCode {
+        match self {
+            WorkerError::WriteResult { .. } => ExitCode::FAILURE,
+            _ => ExitCode::from(2),
+        }
+    }
+}
+
+/// Runs one try of one task as `tasks run` does: reads the payload, runs
+/// the task, writes the result (to [`RESULT_FILE_ENV`], else as the last
+/// line of `out`). Returns exit code 0 when the task succeeded or skipped
+/// itself, 1 when it failed.
+pub async fn run_task(
+    registry: &Registry,
+    request: &TaskRunRequest,
+    out: &mut dyn Write,
+) -> Result<ExitCode, WorkerError> {
+    let dag = registry.get(&request.dag_id)?;
+    let node = dag
+        .tasks()
+        .iter()
+        .find(|t| t.id.as_str() == request.task_id)
+        .ok_or_else(|| WorkerError::UnknownTask {
+            dag: dag.id().to_string(),
+            task: request.task_id.clone(),
+            known: dag
+                .tasks()
+                .iter()
+                .map(|t| t.id.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+        })?;
+    let payload = read_payload(request.payload_file.as_deref()).await?;
+    check_payload(&payload.context, dag.id().as_str(), request)?;
+
+    let mut inputs = Inputs::new();
+    for (upstream, value) in payload.inputs {
+        inputs.insert(upstream, value);
+    }
+    let body = node.run;
+    let timeout = node.options.timeout;
+    let ctx = payload.context;
+    // The body runs in its own task so that a panic is seen here as a
+    // `JoinError` and still reported in the result. The timeout is the
+    // executor's to enforce; this one is a safety net for a body that
+    // yields.
+    let handle = tokio::spawn(async move {
+        let fut = body(ctx, &inputs);
+        match timeout {
+            Some(limit) => tokio::time::timeout(limit, fut)
+                .await
+                .unwrap_or_else(|_| Err(TaskError::timed_out(limit))),
+            None => fut.await,
+        }
+    });
+    let result = match handle.await {
+        Ok(result) => result,
+        Err(e) if e.is_panic() => Err(TaskError::panicked(crate::panic_message(&*e.into_panic()))),
+        Err(_) => Err(TaskError::msg("the task was cancelled")),
+    };
+    let code = match &result {
+        Ok(_) => ExitCode::SUCCESS,
+        Err(e) if e.is_skip() => ExitCode::SUCCESS,
+        Err(_) => ExitCode::FAILURE,
+    };
+    let report = WorkerResult {
+        outcome: WorkerOutcome::from_result(&result),
+        metrics: WorkerMetrics::of_this_process(),
+    };
+    match std::env::var_os(RESULT_FILE_ENV) {
+        Some(path) if !path.is_empty() => write_result_file(Path::new(&path), &report)?,
+        _ => {
+            let line = serde_json::to_string(&report).map_err(|e| WorkerError::WriteResult {
+                path: "stdout".to_owned(),
+                source: e.into(),
+            })?;
+            writeln!(out, "{line}")
+                .and_then(|()| out.flush())
+                .map_err(|source| WorkerError::WriteResult {
+                    path: "stdout".to_owned(),
+                    source,
+                })?;
+        }
+    }
+    Ok(code)
+}
+
+async fn read_payload(file: Option<&Path>) -> Result<LaunchPayload, WorkerError> {
+    let (from, bytes) = match file {
+        Some(path) => {
+            let from = path.display().to_string();
+            match tokio::fs::read(path).await {
+                Ok(bytes) => (from, bytes),
+                Err(source) => return Err(WorkerError::ReadPayload { from, source }),
+            }
+        }
+        None => {
+            let read = tokio::task::spawn_blocking(|| {
+                let mut bytes = Vec::new();
+                std::io::stdin().read_to_end(&mut bytes).map(|_| bytes)
+            })
+            .await
+            .unwrap_or_else(|e| Err(std::io::Error::other(e)));
+            match read {
+                Ok(bytes) => ("stdin".to_owned(), bytes),
+                Err(source) => {
+                    return Err(WorkerError::ReadPayload {
+                        from: "stdin".to_owned(),
+                        source,
+                    })
+                }
+            }
+        }
+    };
+    serde_json::from_slice(&bytes).map_err(|source| WorkerError::InvalidPayload { from, source })
+}
+
+fn check_payload(
+    ctx: &TaskContext,
+    dag_id: &str,
+    request: &TaskRunRequest,
+) -> Result<(), WorkerError> {
+    let checks = [
+        ("dag_id", ctx.dag_id.to_string(), dag_id.to_owned()),
+        ("run_id", ctx.run_id.to_string(), request.run_id.clone()),
+        ("task_id", ctx.task_id.to_string(), request.task_id.clone()),
+        (
+            "try_number",
+            ctx.try_number.to_string(),
+            request.try_number.to_string(),
+        ),
+    ];
+    for (field, payload, arg) in checks {
+        if payload != arg {
+            return Err(WorkerError::PayloadMismatch {
+                field,
+                payload,
+                arg,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Writes `result` to `path` atomically: a reader sees no file or the
+/// whole result, never part of it.
+fn write_result_file(path: &Path, result: &WorkerResult) -> Result<(), WorkerError> {
+    let err = |source: std::io::Error| WorkerError::WriteResult {
+        path: path.display().to_string(),
+        source,
+    };
+    let json = serde_json::to_vec(result).map_err(|e| err(e.into()))?;
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    std::fs::write(&tmp, json).map_err(err)?;
+    std::fs::rename(&tmp, path).map_err(err)
+}
+
+/// Reads a result file written by [`run_task`]: `Ok(None)` when there is
+/// none (the worker died before writing it).
+pub fn read_result_file(path: &Path) -> std::io::Result<Option<WorkerResult>> {
+    match std::fs::read(path) {
+        Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(Into::into),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outcomes_round_trip_through_json() {
+        for result in [
+            Ok(TaskOutput {
+                value: serde_json::json!({"rows": 3}),
+                follow: Some(vec!["b".into()]),
+            }),
+            Err(TaskError::skip("no data today")),
+            Err(TaskError::fatal("bad config")),
+        ] {
+            let report = WorkerResult {
+                outcome: WorkerOutcome::from_result(&result),
+                metrics: Some(WorkerMetrics::default()),
+            };
+            let json = serde_json::to_string(&report).unwrap();
+            let back: WorkerResult = serde_json::from_str(&json).unwrap();
+            match (back.outcome.into_result(), result) {
+                (Ok(a), Ok(b)) => assert_eq!(a, b),
+                (Err(a), Err(b)) => {
+                    assert_eq!((a.kind(), a.message()), (b.kind(), b.message()));
+                }
+                (a, b) => panic!("{a:?} != {b:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn result_files_are_written_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("result.json");
+        assert!(read_result_file(&path).unwrap().is_none());
+        let report = WorkerResult {
+            outcome: WorkerOutcome::Err {
+                kind: TaskErrorKind::Failed,
+                message: "x".into(),
+            },
+            metrics: None,
+        };
+        write_result_file(&path, &report).unwrap();
+        assert_eq!(read_result_file(&path).unwrap(), Some(report));
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn this_process_has_metrics() {
+        let m = WorkerMetrics::of_this_process().unwrap();
+        assert!(m.peak_memory_bytes.unwrap() > 0);
+    }
+}
