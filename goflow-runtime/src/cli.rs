@@ -1,6 +1,5 @@
-//! The command line of a goflow binary: `dags list|test|trigger|pause|
-//! unpause|runs`, `tasks run|clear`, `db migrate`, and (in later
-//! milestones) the scheduler.
+//! The command line of a goflow binary: `scheduler`, `dags list|test|
+//! trigger|pause|unpause|runs|backfill`, `tasks run|clear`, `db migrate`.
 //!
 //! [`main`] is what `goflow::main!()` calls. The commands themselves run
 //! through [`run`], which takes its registry, output and clock as
@@ -20,6 +19,7 @@ mod dags;
 mod db;
 mod pause;
 mod runs;
+mod scheduler;
 mod table;
 mod tasks;
 
@@ -68,6 +68,46 @@ pub enum Command {
     /// Manage the database.
     #[command(subcommand)]
     Db(DbCommand),
+    /// Run the scheduler: create due runs and run their tasks until
+    /// stopped (Ctrl-C or SIGTERM).
+    Scheduler(SchedulerArgs),
+}
+
+/// `scheduler`
+#[derive(Clone, Debug, Args)]
+pub struct SchedulerArgs {
+    /// This scheduler's id: stable across restarts, distinct per replica
+    /// [default: the host name].
+    #[arg(long = "id", value_name = "ID", env = "GOFLOW_SCHEDULER_ID")]
+    pub scheduler_id: Option<String>,
+    /// The executor of tasks that do not name one.
+    #[arg(
+        long,
+        env = "GOFLOW_EXECUTOR",
+        default_value = "in_process",
+        value_parser = scheduler::parse_executor
+    )]
+    pub executor: goflow_core::ExecutorKind,
+}
+
+/// `dags backfill`
+#[derive(Clone, Debug, Args)]
+pub struct BackfillArgs {
+    /// The DAG's id.
+    pub dag_id: String,
+    /// The first logical date, in the DAG's time zone.
+    #[arg(long)]
+    pub from: String,
+    /// The last logical date (included; a bare date includes the whole
+    /// day), in the DAG's time zone.
+    #[arg(long)]
+    pub to: String,
+    /// The runs' configuration, a JSON object.
+    #[arg(long)]
+    pub conf: Option<String>,
+    /// The executor of tasks that do not name one.
+    #[arg(long, default_value = "in_process", value_parser = scheduler::parse_executor)]
+    pub executor: goflow_core::ExecutorKind,
 }
 
 /// `db ...`
@@ -126,6 +166,9 @@ pub enum DagsCommand {
     Unpause(PauseArgs),
     /// Show a DAG's recent runs, or with `--days` a per-day summary.
     Runs(RunsArgs),
+    /// Create and run the runs of every interval between two dates, with
+    /// progress; exits 1 if any failed.
+    Backfill(BackfillArgs),
 }
 
 /// `dags list`
@@ -278,6 +321,20 @@ pub enum CliError {
         /// The run's tasks, comma-separated.
         known: String,
     },
+    /// `dags backfill --to` is before `--from`.
+    #[error("invalid range: --to {to:?} is before --from {from:?}")]
+    InvalidRange {
+        /// `--from` as given.
+        from: String,
+        /// `--to` as given.
+        to: String,
+    },
+    /// `dags backfill` of a DAG without a recurring schedule.
+    #[error("DAG {dag} has no recurring schedule, so it has no intervals to backfill; use `dags trigger`")]
+    NotScheduled {
+        /// The DAG.
+        dag: String,
+    },
     /// `tasks clear` named task instances an executor holds.
     #[error(
         "cannot clear {} of run {run_id:?} of DAG {dag}: queued or running; \
@@ -305,6 +362,8 @@ impl CliError {
             CliError::Run(_) | CliError::Io(_) => ExitCode::FAILURE,
             CliError::Worker(e) => e.exit_code(),
             CliError::UnknownRun { .. }
+            | CliError::InvalidRange { .. }
+            | CliError::NotScheduled { .. }
             | CliError::UnknownTask { .. }
             | CliError::TasksActive { .. }
             | CliError::Store(
@@ -384,6 +443,10 @@ pub async fn run(
             clear::clear(registry, &url(), &args, out, now).await
         }
         Command::Db(DbCommand::Migrate) => db::migrate(&url(), out).await,
+        Command::Scheduler(args) => scheduler::serve(registry, &url(), &args, out).await,
+        Command::Dags(DagsCommand::Backfill(args)) => {
+            scheduler::backfill(registry, &url(), &args, out, now).await
+        }
     }
 }
 
@@ -397,6 +460,8 @@ impl Command {
             // `tracing` lines.
             Command::Tasks(TasksCommand::Run(_)) => "info",
             Command::Tasks(TasksCommand::Clear(_)) | Command::Db(_) => "warn",
+            // The scheduler's log is its output.
+            Command::Scheduler(_) => "info",
         }
     }
 }
