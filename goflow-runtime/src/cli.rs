@@ -17,7 +17,10 @@
 mod clear;
 mod dags;
 mod db;
+#[cfg(feature = "kubernetes")]
+mod k8s;
 mod pause;
+mod pools;
 mod runs;
 mod scheduler;
 mod table;
@@ -71,6 +74,38 @@ pub enum Command {
     /// Run the scheduler: create due runs and run their tasks until
     /// stopped (Ctrl-C or SIGTERM).
     Scheduler(SchedulerArgs),
+    /// Manage pools: slot limits on how many tasks of a pool run at once.
+    #[command(subcommand)]
+    Pools(PoolsCommand),
+    /// Deploy to Kubernetes (the `kubernetes` feature).
+    #[cfg(feature = "kubernetes")]
+    #[command(subcommand)]
+    K8s(K8sCommand),
+}
+
+#[cfg(feature = "kubernetes")]
+pub use k8s::{K8sCommand, ManifestsArgs};
+
+/// `pools ...`
+#[derive(Clone, Debug, Subcommand)]
+pub enum PoolsCommand {
+    /// List the pools and their slots.
+    List,
+    /// Create a pool or change its slots.
+    Set {
+        /// The pool's name, as tasks give it in `#[task(pool = "...")]`.
+        name: String,
+        /// How many of its tasks may be queued or running at once.
+        slots: u32,
+        /// What the pool protects.
+        #[arg(long)]
+        description: Option<String>,
+    },
+    /// Delete a pool: its tasks are no longer limited.
+    Delete {
+        /// The pool's name.
+        name: String,
+    },
 }
 
 /// `scheduler`
@@ -266,6 +301,10 @@ pub enum OutputFormat {
 /// Why a command could not do its work.
 #[derive(Debug, thiserror::Error)]
 pub enum CliError {
+    /// `k8s manifests` got a bad namespace, name or image.
+    #[cfg(feature = "kubernetes")]
+    #[error(transparent)]
+    K8sManifests(#[from] crate::k8s_manifests::ManifestsError),
     /// A DAG id that is not registered (the message lists those that are).
     #[error(transparent)]
     Registry(#[from] RegistryError),
@@ -321,6 +360,12 @@ pub enum CliError {
         /// The run's tasks, comma-separated.
         known: String,
     },
+    /// A pool name that is empty, or unknown to `pools delete`.
+    #[error("no pool {name:?}; `pools list` shows them")]
+    InvalidPool {
+        /// The name as given.
+        name: String,
+    },
     /// `dags backfill --to` is before `--from`.
     #[error("invalid range: --to {to:?} is before --from {from:?}")]
     InvalidRange {
@@ -363,6 +408,7 @@ impl CliError {
             CliError::Worker(e) => e.exit_code(),
             CliError::UnknownRun { .. }
             | CliError::InvalidRange { .. }
+            | CliError::InvalidPool { .. }
             | CliError::NotScheduled { .. }
             | CliError::UnknownTask { .. }
             | CliError::TasksActive { .. }
@@ -373,6 +419,12 @@ impl CliError {
                 | StoreError::InvalidInput { .. },
             ) => ExitCode::from(2),
             CliError::Store(_) => ExitCode::FAILURE,
+            #[cfg(feature = "kubernetes")]
+            CliError::K8sManifests(crate::k8s_manifests::ManifestsError::Yaml(_)) => {
+                ExitCode::FAILURE
+            }
+            #[cfg(feature = "kubernetes")]
+            CliError::K8sManifests(_) => ExitCode::from(2),
         }
     }
 }
@@ -444,6 +496,9 @@ pub async fn run(
         }
         Command::Db(DbCommand::Migrate) => db::migrate(&url(), out).await,
         Command::Scheduler(args) => scheduler::serve(registry, &url(), &args, out).await,
+        Command::Pools(command) => pools::pools(&url(), &command, out).await,
+        #[cfg(feature = "kubernetes")]
+        Command::K8s(command) => k8s::run(&command, out),
         Command::Dags(DagsCommand::Backfill(args)) => {
             scheduler::backfill(registry, &url(), &args, out, now).await
         }
@@ -459,9 +514,11 @@ impl Command {
             // A worker's stderr is the task's log: keep the task's own
             // `tracing` lines.
             Command::Tasks(TasksCommand::Run(_)) => "info",
-            Command::Tasks(TasksCommand::Clear(_)) | Command::Db(_) => "warn",
+            Command::Tasks(TasksCommand::Clear(_)) | Command::Db(_) | Command::Pools(_) => "warn",
             // The scheduler's log is its output.
             Command::Scheduler(_) => "info",
+            #[cfg(feature = "kubernetes")]
+            Command::K8s(_) => "warn",
         }
     }
 }

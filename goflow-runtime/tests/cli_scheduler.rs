@@ -201,3 +201,30 @@ async fn bad_backfills_are_refused_before_touching_the_database() {
     .await;
     assert!(result.unwrap_err().to_string().contains("\"yesterday\""));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pools_are_set_listed_and_deleted() {
+    for db in databases().await {
+        let (result, out) = cli(
+            &db.url,
+            &["pools", "set", "db", "3", "--description", "the warehouse"],
+        )
+        .await;
+        assert_eq!(result.unwrap(), ExitCode::SUCCESS, "{out}");
+        assert_eq!(out.trim(), "pool db has 3 slots");
+        let (_, out) = cli(&db.url, &["pools", "list"]).await;
+        assert!(
+            out.lines()
+                .any(|l| l.starts_with("db") && l.contains('3') && l.contains("the warehouse")),
+            "{out}"
+        );
+        let pools = db.store.list_pools().await.unwrap();
+        assert_eq!((pools[0].name.as_str(), pools[0].slots), ("db", 3));
+        let (result, _) = cli(&db.url, &["pools", "delete", "db"]).await;
+        assert_eq!(result.unwrap(), ExitCode::SUCCESS);
+        let (result, _) = cli(&db.url, &["pools", "delete", "db"]).await;
+        let err = result.unwrap_err();
+        assert_eq!(err.exit_code(), ExitCode::from(2));
+        assert!(err.to_string().contains("no pool \"db\""), "{err}");
+    }
+}

@@ -125,6 +125,15 @@ fn burn(_: TaskContext, _: &Inputs) -> TaskFuture {
     })
 }
 
+fn env_probe(_: TaskContext, _: &Inputs) -> TaskFuture {
+    let seen: Vec<String> = ["GOFLOW_DATABASE_URL", "DATABASE_URL"]
+        .into_iter()
+        .filter(|k| std::env::var_os(k).is_some())
+        .map(str::to_owned)
+        .collect();
+    Box::pin(async move { output(json!(seen)) })
+}
+
 fn spec(id: &str, data: &[&str], timeout: Option<Duration>, run: TaskFn) -> TaskSpec {
     TaskSpec {
         id: id.into(),
@@ -151,6 +160,7 @@ fn tasks() -> Vec<TaskSpec> {
         spec("abort", &[], None, abort),
         spec("memory", &[], None, memory),
         spec("burn", &[], None, burn),
+        spec("env_probe", &[], None, env_probe),
     ]
 }
 
@@ -626,4 +636,15 @@ async fn by_hand_bad_input_exits_2() {
         assert!(err.to_string().contains(expected), "{args:?}: {err}");
         assert_eq!(err.exit_code(), ExitCode::from(2), "{args:?}");
     }
+}
+
+#[tokio::test]
+async fn workers_never_see_the_database_url() {
+    // The scheduler's own environment names its database; its workers must
+    // not inherit it.
+    std::env::set_var("GOFLOW_DATABASE_URL", "postgres://secret@db/goflow");
+    std::env::set_var("DATABASE_URL", "postgres://secret@db/goflow");
+    let report = run_task("env_probe").await;
+    let out = report.result.as_ref().expect("success");
+    assert_eq!(out.value, json!([]), "the worker saw {}", out.value);
 }

@@ -183,6 +183,11 @@ async fn run_try(
         .arg(node.id.as_str())
         .arg("--try")
         .arg(key.try_number.to_string())
+        // Workers never get the database's credentials: they receive
+        // their inputs on stdin and hand back their result as a file.
+        .env_remove(crate::db::DATABASE_URL_ENV)
+        .env_remove("DATABASE_URL")
+        .env_remove("GOFLOW_API_TOKEN")
         .envs(config.env.iter().map(|(k, v)| (k, v)))
         .env(RESULT_FILE_ENV, &result_file)
         .stdin(Stdio::piped())

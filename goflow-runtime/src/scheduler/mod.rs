@@ -794,6 +794,18 @@ impl Scheduler {
             return Ok(());
         }
         let (dag_id, run_id) = (run.row.dag_id.clone(), run.row.run_id.clone());
+        // Before calling the run over, check the store agrees: a task
+        // cleared from the CLI or UI meanwhile means there is more to do.
+        let stored = self.store.task_instances(id).await?;
+        let agrees = stored.iter().all(|ti| {
+            run.dag
+                .index_of(&ti.task_id)
+                .is_none_or(|t| run.progress.status(t).state == ti.state)
+        });
+        if !agrees {
+            tracing::info!(dag = %dag_id, run = %run_id, "the run changed outside this scheduler; reloading it");
+            return self.drop_run(id).await;
+        }
         let moved = self
             .store
             .set_run_state(id, RunState::Running, state, now)
