@@ -569,3 +569,53 @@ async fn a_dead_schedulers_run_is_taken_over_and_its_lost_try_retried() {
         second.stop().await;
     }
 }
+
+static FIRST_TRY_FAILS: AtomicU32 = AtomicU32::new(0);
+fn fails_until_cleared(_: TaskContext, _: &Inputs) -> TaskFuture {
+    let n = FIRST_TRY_FAILS.fetch_add(1, Ordering::SeqCst);
+    Box::pin(async move {
+        if n == 0 {
+            Err(TaskError::msg("first time fails"))
+        } else {
+            Ok(TaskOutput {
+                value: serde_json::json!(n),
+                follow: None,
+            })
+        }
+    })
+}
+
+/// Clearing a failed task from outside (CLI, UI) makes a running
+/// scheduler run it and its downstreams again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cleared_task_is_run_again_by_a_running_scheduler() {
+    for TestDb { store, .. } in databases().await {
+        FIRST_TRY_FAILS.store(0, Ordering::SeqCst);
+        let dag = DagBuilder::new("cleared")
+            .task(spec("t", &[], fails_until_cleared))
+            .task(spec("after", &["t"], ok))
+            .build()
+            .unwrap();
+        let run = trigger(&store, &dag, serde_json::json!({})).await;
+        let mut s = Running::start(&store, vec![dag], config("s1"));
+        assert_eq!(s.next_finished().await.state, RunState::Failed);
+        assert_eq!(
+            states(&store, run).await["after"],
+            TaskState::UpstreamFailed
+        );
+        store
+            .clear_tasks(run, &["t".to_string(), "after".to_string()], Utc::now())
+            .await
+            .unwrap();
+        let again = s.next_finished().await;
+        assert_eq!((again.run, again.state), (run, RunState::Success));
+        let st = states(&store, run).await;
+        assert_eq!(
+            (st["t"], st["after"]),
+            (TaskState::Success, TaskState::Success)
+        );
+        let ti = store.task_instance(run, "t").await.unwrap().unwrap();
+        assert_eq!(ti.try_number, 2, "try numbers continue after a clear");
+        s.stop().await;
+    }
+}
