@@ -8,57 +8,11 @@
 use std::sync::Arc;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use goflow::core::{
-    Dag, DagBuilder, DataInterval, Inputs, Outcome, RunId, RunProgress, RunType, TaskContext,
-    TaskFuture, TaskOutput, TaskSpec,
-};
+use goflow::core::{Dag, DataInterval, Outcome, RunId, RunProgress, RunType};
 use goflow::runtime::runner::{run_dag, RunParams};
 
-fn noop(_: TaskContext, _: &Inputs) -> TaskFuture {
-    Box::pin(async {
-        Ok(TaskOutput {
-            value: serde_json::Value::Null,
-            follow: None,
-        })
-    })
-}
-
-fn spec(id: String, data: Vec<String>) -> TaskSpec {
-    TaskSpec {
-        id,
-        function: "noop",
-        options: Default::default(),
-        data_upstream: data,
-        run: noop,
-    }
-}
-
-fn chain(n: usize) -> Dag {
-    let mut b = DagBuilder::new("chain").max_active_tasks(10_000);
-    for i in 0..n {
-        let up = if i == 0 {
-            vec![]
-        } else {
-            vec![format!("t{}", i - 1)]
-        };
-        b = b.task(spec(format!("t{i}"), up));
-    }
-    b.build().unwrap()
-}
-
-fn fan(n: usize) -> Dag {
-    let mut b = DagBuilder::new("fan")
-        .max_active_tasks(100_000)
-        .task(spec("start".into(), vec![]));
-    for i in 0..n {
-        b = b.task(spec(format!("p{i}"), vec!["start".into()]));
-    }
-    b = b.task(spec(
-        "end".into(),
-        (0..n).map(|i| format!("p{i}")).collect(),
-    ));
-    b.build().unwrap()
-}
+mod common;
+use common::{chain, fan};
 
 /// Drives a run to its end with every try succeeding at once.
 fn drive(dag: &Dag) {
@@ -92,8 +46,8 @@ fn benches(c: &mut Criterion) {
     let mut group = c.benchmark_group("run_progress");
     for (name, dag) in [
         ("chain_50", chain(50)),
-        ("fan_200", fan(200)),
-        ("fan_10000", fan(10_000)),
+        ("fan_200", fan("fan", 200)),
+        ("fan_10000", fan("fan", 10_000)),
     ] {
         group.throughput(Throughput::Elements(dag.tasks().len() as u64));
         group.bench_with_input(BenchmarkId::from_parameter(name), &dag, |b, dag| {
@@ -107,7 +61,7 @@ fn benches(c: &mut Criterion) {
         .build()
         .unwrap();
     let mut group = c.benchmark_group("in_process_runner");
-    for (name, dag) in [("chain_50", chain(50)), ("fan_200", fan(200))] {
+    for (name, dag) in [("chain_50", chain(50)), ("fan_200", fan("fan", 200))] {
         let dag = Arc::new(dag);
         group.throughput(Throughput::Elements(dag.tasks().len() as u64));
         group.bench_with_input(BenchmarkId::from_parameter(name), &dag, |b, dag| {

@@ -21,68 +21,14 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use clap::Parser;
-use goflow::core::{
-    Dag, DagBuilder, DataInterval, ExecutorKind, Inputs, RunType, TaskContext, TaskFuture,
-    TaskOutput, TaskSpec,
-};
+use goflow::core::{DataInterval, ExecutorKind, RunType};
 use goflow::runtime::cli::Cli;
 use goflow::runtime::executor::LocalProcessExecutor;
 use goflow::runtime::scheduler::{Scheduler, SchedulerConfig};
 use goflow::runtime::{db, Registry};
 
-fn noop(_: TaskContext, _: &Inputs) -> TaskFuture {
-    Box::pin(async {
-        Ok(TaskOutput {
-            value: serde_json::Value::Null,
-            follow: None,
-        })
-    })
-}
-
-fn spec(id: String, after: Vec<String>) -> TaskSpec {
-    TaskSpec {
-        id,
-        function: "noop",
-        options: Default::default(),
-        data_upstream: after,
-        run: noop,
-    }
-}
-
-fn chain(n: usize) -> Dag {
-    let mut b = DagBuilder::new("chain").max_active_tasks(100_000);
-    for i in 0..n {
-        let up = if i == 0 {
-            vec![]
-        } else {
-            vec![format!("t{}", i - 1)]
-        };
-        b = b.task(spec(format!("t{i}"), up));
-    }
-    b.build().unwrap()
-}
-
-fn fan(id: &str, n: usize) -> Dag {
-    let mut b = DagBuilder::new(id)
-        .max_active_tasks(100_000)
-        .task(spec("start".into(), vec![]));
-    for i in 0..n {
-        b = b.task(spec(format!("p{i}"), vec!["start".into()]));
-    }
-    b = b.task(spec(
-        "end".into(),
-        (0..n).map(|i| format!("p{i}")).collect(),
-    ));
-    b.build().unwrap()
-}
-
-fn single() -> Dag {
-    DagBuilder::new("single")
-        .max_active_runs(100)
-        .task(spec("t".into(), vec![]))
-        .build()
-        .unwrap()
-}
+mod common;
+use common::{chain, fan, single};
 
 fn registry() -> Registry {
     Registry::from_dags([
