@@ -31,9 +31,9 @@
 
 #[doc(inline)]
 pub use goflow_core::{
-    Backoff, Branch, Dag, DagBuilder, DagId, DataInterval, ExecutorKind, Inputs, KubernetesOptions,
-    RunId, RunState, RunType, Schedule, TaskContext, TaskData, TaskDef, TaskError, TaskErrorKind,
-    TaskId, TaskOptions, TaskOutput, TaskState, TriggerRule,
+    AlertSettings, Backoff, Branch, Dag, DagBuilder, DagId, DataInterval, ExecutorKind, Inputs,
+    KubernetesOptions, RunId, RunState, RunType, Schedule, TaskContext, TaskData, TaskDef,
+    TaskError, TaskErrorKind, TaskId, TaskOptions, TaskOutput, TaskState, TriggerRule,
 };
 #[doc(inline)]
 pub use goflow_macros::{dag, main, task};
@@ -53,9 +53,9 @@ pub mod prelude {
 #[doc(hidden)]
 pub mod __private {
     pub use goflow_core::{
-        schedule, Backoff, Dag, DagBuilder, ExecutorKind, Inputs, KubernetesOptions, Schedule,
-        TaskContext, TaskData, TaskDef, TaskError, TaskFuture, TaskOptions, TaskOutput, TaskSpec,
-        TriggerRule, Tz,
+        schedule, AlertSettings, Backoff, Dag, DagBuilder, ExecutorKind, Inputs, KubernetesOptions,
+        Schedule, TaskContext, TaskData, TaskDef, TaskError, TaskFuture, TaskOptions, TaskOutput,
+        TaskSpec, TriggerRule, Tz,
     };
     pub use goflow_runtime::{run_blocking, DagRegistration, TaskRegistration};
     pub use inventory;

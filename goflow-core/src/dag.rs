@@ -6,6 +6,7 @@ use std::fmt::Write as _;
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 
+use crate::alerts::AlertSettings;
 use crate::id::check_dns1123_label;
 use crate::{DagId, Error, Schedule, TaskFn, TaskId, TaskOptions};
 
@@ -73,6 +74,7 @@ pub struct Dag {
     namespace: Option<String>,
     tags: Vec<String>,
     defaults: TaskOptions,
+    alerts: AlertSettings,
     source_file: &'static str,
     source_line: u32,
     tasks: Vec<TaskNode>,
@@ -134,6 +136,10 @@ impl Dag {
     /// The options every task inherits.
     pub fn default_options(&self) -> &TaskOptions {
         &self.defaults
+    }
+    /// Which alerts it raises.
+    pub fn alerts(&self) -> &AlertSettings {
+        &self.alerts
     }
     /// The source file that declares it.
     pub fn source_file(&self) -> &'static str {
@@ -220,6 +226,7 @@ pub struct DagBuilder {
     namespace: Option<String>,
     tags: Vec<String>,
     defaults: TaskOptions,
+    alerts: AlertSettings,
     source_file: &'static str,
     source_line: u32,
     tasks: Vec<TaskSpec>,
@@ -242,6 +249,7 @@ impl DagBuilder {
             namespace: None,
             tags: Vec::new(),
             defaults: TaskOptions::default(),
+            alerts: AlertSettings::default(),
             source_file: "",
             source_line: 0,
             tasks: Vec::new(),
@@ -298,6 +306,11 @@ impl DagBuilder {
     /// Sets the options every task inherits.
     pub fn default_options(mut self, defaults: TaskOptions) -> Self {
         self.defaults = defaults;
+        self
+    }
+    /// Sets which alerts it raises.
+    pub fn alerts(mut self, alerts: AlertSettings) -> Self {
+        self.alerts = alerts;
         self
     }
     /// Records where the DAG is declared.
@@ -400,6 +413,7 @@ impl DagBuilder {
             namespace: self.namespace,
             tags: self.tags,
             defaults: self.defaults,
+            alerts: self.alerts,
             source_file: self.source_file,
             source_line: self.source_line,
             tasks,

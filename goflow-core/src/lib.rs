@@ -7,6 +7,7 @@
 //!
 //! Users reach these types through the `goflow` crate.
 
+pub mod alerts;
 pub mod dag;
 pub mod due;
 pub mod duration;
@@ -19,6 +20,7 @@ pub mod state;
 pub mod task;
 pub mod trigger;
 
+pub use alerts::{Alert, AlertKind, AlertSettings};
 pub use dag::{Dag, DagBuilder, EdgeKind, TaskNode, TaskSpec, Upstream};
 pub use error::{Error, Result};
 pub use id::{DagId, RunId, TaskId};

@@ -20,7 +20,10 @@ use syn::{Expr, ExprLit, ItemFn, Lit, Meta, Pat, Stmt};
 use crate::args::{self, Errors, TaskOptionArgs};
 
 const DAG_OPTIONS: &str = "id, schedule, tz, start, end, catchup, max_active_runs, \
-    max_active_tasks, namespace, tags, description, defaults(...)";
+    max_active_tasks, namespace, tags, description, defaults(...), alerts(...)";
+
+const ALERT_OPTIONS: &str = "enabled, task_failed, task_retry, run_failed, recovery, \
+    missed_schedule, missed_grace, deadline, channels";
 
 struct Node {
     id: String,
@@ -56,6 +59,108 @@ struct DagArgs {
     tags: Vec<String>,
     description: Option<String>,
     defaults: TaskOptionArgs,
+    alerts: Option<AlertArgs>,
+}
+
+/// `alerts(task_retry = true, deadline = "2h", channels = ["slack"])`.
+#[derive(Default)]
+struct AlertArgs {
+    enabled: Option<bool>,
+    task_failed: Option<bool>,
+    task_retry: Option<bool>,
+    run_failed: Option<bool>,
+    recovery: Option<bool>,
+    missed_schedule: Option<bool>,
+    missed_grace: Option<std::time::Duration>,
+    deadline: Option<std::time::Duration>,
+    channels: Option<Vec<String>>,
+}
+
+fn parse_alerts(meta: &Meta, errors: &mut Errors) -> AlertArgs {
+    let mut a = AlertArgs::default();
+    let Meta::List(list) = meta else {
+        errors.at(
+            meta.span(),
+            "`alerts` takes alert options: `alerts(task_retry = true, deadline = \"2h\")`",
+        );
+        return a;
+    };
+    let inner = match args::parse_metas(list.tokens.clone()) {
+        Ok(inner) => inner,
+        Err(e) => {
+            errors.push(e);
+            return a;
+        }
+    };
+    for m in &inner {
+        match args::meta_name(m).as_str() {
+            "enabled" => a.enabled = args::boolean(m, errors),
+            "task_failed" => a.task_failed = args::boolean(m, errors),
+            "task_retry" => a.task_retry = args::boolean(m, errors),
+            "run_failed" => a.run_failed = args::boolean(m, errors),
+            "recovery" => a.recovery = args::boolean(m, errors),
+            "missed_schedule" => a.missed_schedule = args::boolean(m, errors),
+            "missed_grace" => a.missed_grace = args::duration(m, errors),
+            "deadline" => a.deadline = args::duration(m, errors),
+            "channels" => {
+                let mut names = Vec::new();
+                for (name, span) in args::string_list(m, errors).unwrap_or_default() {
+                    match goflow_core::alerts::check_channel(&name) {
+                        Ok(()) => names.push(name),
+                        Err(reason) => errors.at(span, reason),
+                    }
+                }
+                a.channels = Some(names);
+            }
+            other => errors.at(
+                m.path().span(),
+                format!("unknown alert option `{other}`; expected one of: {ALERT_OPTIONS}"),
+            ),
+        }
+    }
+    a
+}
+
+impl AlertArgs {
+    /// An `AlertSettings` expression: the defaults, with what was set.
+    fn to_tokens(&self) -> TokenStream {
+        let p = quote!(::goflow::__private);
+        let mut sets = Vec::new();
+        for (field, v) in [
+            ("enabled", self.enabled),
+            ("task_failed", self.task_failed),
+            ("task_retry", self.task_retry),
+            ("run_failed", self.run_failed),
+            ("recovery", self.recovery),
+            ("missed_schedule", self.missed_schedule),
+        ] {
+            if let Some(v) = v {
+                let f = format_ident!("{}", field);
+                sets.push(quote!(__goflow_alerts.#f = #v;));
+            }
+        }
+        if let Some(d) = self.missed_grace {
+            let d = args::duration_tokens(d);
+            sets.push(quote!(__goflow_alerts.missed_grace = #d;));
+        }
+        if let Some(d) = self.deadline {
+            let d = args::duration_tokens(d);
+            sets.push(quote!(__goflow_alerts.deadline = #p::std::option::Option::Some(#d);));
+        }
+        if let Some(c) = &self.channels {
+            sets.push(quote! {
+                __goflow_alerts.channels = #p::std::option::Option::Some(
+                    #p::std::vec![#(#p::std::string::String::from(#c)),*]
+                );
+            });
+        }
+        quote! {{
+            #[allow(unused_mut)]
+            let mut __goflow_alerts = <#p::AlertSettings as #p::std::default::Default>::default();
+            #(#sets)*
+            __goflow_alerts
+        }}
+    }
 }
 
 fn parse_args(attr: TokenStream, errors: &mut Errors) -> DagArgs {
@@ -90,6 +195,7 @@ fn parse_args(attr: TokenStream, errors: &mut Errors) -> DagArgs {
                     .collect()
             }
             "description" => a.description = args::string(meta, errors).map(|(s, _)| s),
+            "alerts" => a.alerts = Some(parse_alerts(meta, errors)),
             "defaults" => match meta {
                 Meta::List(list) => match args::parse_metas(list.tokens.clone()) {
                     Ok(inner) => {
@@ -564,6 +670,10 @@ pub fn expand(attr: TokenStream, item: TokenStream) -> TokenStream {
         .or_else(|| doc_description(&func))
         .map(|d| quote!(.description(#d)));
     let defaults = dag_args.defaults.to_tokens();
+    let alerts = dag_args.alerts.as_ref().map(|a| {
+        let a = a.to_tokens();
+        quote!(.alerts(#a))
+    });
 
     quote! {
         #(#attrs)*
@@ -581,6 +691,7 @@ pub fn expand(attr: TokenStream, item: TokenStream) -> TokenStream {
                 #description
                 #tags
                 .default_options(#defaults)
+                #alerts
                 .source(#p::std::file!(), #p::std::line!())
                 #(#tasks)*
                 #(#orders)*

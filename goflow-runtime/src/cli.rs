@@ -73,7 +73,7 @@ pub enum Command {
     Db(DbCommand),
     /// Run the scheduler: create due runs and run their tasks until
     /// stopped (Ctrl-C or SIGTERM).
-    Scheduler(SchedulerArgs),
+    Scheduler(Box<SchedulerArgs>),
     /// Manage pools: slot limits on how many tasks of a pool run at once.
     #[command(subcommand)]
     Pools(PoolsCommand),
@@ -123,6 +123,20 @@ pub struct SchedulerArgs {
         value_parser = scheduler::parse_executor
     )]
     pub executor: goflow_core::ExecutorKind,
+    /// Where the web UI and API listen (`127.0.0.1:0` picks a free port).
+    #[arg(long, env = "GOFLOW_BIND", default_value = "127.0.0.1:8080")]
+    pub bind: std::net::SocketAddr,
+    /// Alert channels.
+    #[command(flatten)]
+    pub alerts: crate::alerts::AlertArgs,
+    /// Shipping task logs to Elasticsearch.
+    #[cfg(feature = "elasticsearch")]
+    #[command(flatten)]
+    pub logship: crate::logship::LogShipArgs,
+    /// The Kubernetes executor.
+    #[cfg(feature = "kubernetes")]
+    #[command(flatten)]
+    pub kubernetes: crate::executor::kubernetes::KubernetesArgs,
 }
 
 /// `dags backfill`
@@ -360,6 +374,22 @@ pub enum CliError {
         /// The run's tasks, comma-separated.
         known: String,
     },
+    /// The web server could not start (its settings, or the database).
+    #[error(transparent)]
+    Web(crate::web::WebError),
+    /// An alerting or log-shipping setting is not usable (the message
+    /// names it).
+    #[error("{0}")]
+    InvalidSetting(String),
+    /// The web server cannot listen on `--bind`.
+    #[error("cannot listen on {addr} (--bind / GOFLOW_BIND): {source}")]
+    Bind {
+        /// The address.
+        addr: std::net::SocketAddr,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
     /// A pool name that is empty, or unknown to `pools delete`.
     #[error("no pool {name:?}; `pools list` shows them")]
     InvalidPool {
@@ -404,7 +434,8 @@ impl CliError {
             | CliError::InvalidConf { .. }
             | CliError::InvalidDate(_)
             | CliError::NoInterval { .. } => ExitCode::from(2),
-            CliError::Run(_) | CliError::Io(_) => ExitCode::FAILURE,
+            CliError::Run(_) | CliError::Io(_) | CliError::Web(_) => ExitCode::FAILURE,
+            CliError::Bind { .. } | CliError::InvalidSetting(_) => ExitCode::from(2),
             CliError::Worker(e) => e.exit_code(),
             CliError::UnknownRun { .. }
             | CliError::InvalidRange { .. }

@@ -2,12 +2,20 @@
 //! runner behind `dags test`, and (in later milestones) the scheduler,
 //! executors, store and web UI. Use it through the `goflow` crate.
 
+pub mod alerts;
 pub mod cli;
 pub mod db;
 pub mod executor;
+#[cfg(feature = "kubernetes")]
+pub mod k8s_manifests;
+#[cfg(feature = "elasticsearch")]
+pub mod logship;
+pub mod metrics;
 pub mod registry;
 pub mod runner;
 pub mod scheduler;
+pub mod task_api;
+pub mod web;
 pub mod worker;
 
 pub use registry::{DagRegistration, Registry, RegistryError, TaskRegistration};

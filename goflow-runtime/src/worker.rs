@@ -15,9 +15,16 @@
 //!     | my-dags tasks run etl 2026-01-01 transform --try 1
 //! ```
 //!
+//! In a Kubernetes Job's pod the worker has neither stdin nor a shared
+//! directory: with `$GOFLOW_TASK_API_URL` and `$GOFLOW_TASK_TOKEN` set
+//! (and the `kubernetes` feature), it fetches the same payload from the
+//! scheduler's task API and posts the same result there instead
+//! (`run_task_via_api`, [`crate::task_api`]).
+//!
 //! Exit codes: 0 when the task succeeded or skipped itself, 1 when it
-//! failed (or the result could not be written), 2 for bad input (unknown
-//! DAG or task, unreadable payload, a payload for another try).
+//! failed (or the result could not be written or the task API could not
+//! be used), 2 for bad input (unknown DAG or task, unreadable payload, a
+//! payload for another try).
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
@@ -212,6 +219,9 @@ pub enum WorkerError {
         /// The argument's value.
         arg: String,
     },
+    /// The task API (`$GOFLOW_TASK_API_URL`) could not be used.
+    #[error(transparent)]
+    TaskApi(#[from] crate::task_api::TaskApiError),
     /// The result could not be written.
     #[error("cannot write the task's result to {path}: {source}")]
     WriteResult {
@@ -228,7 +238,7 @@ impl WorkerError {
     /// not be written.
     pub fn exit_code(&self) -> ExitCode {
         match self {
-            WorkerError::WriteResult { .. } => ExitCode::FAILURE,
+            WorkerError::WriteResult { .. } | WorkerError::TaskApi(_) => ExitCode::FAILURE,
             _ => ExitCode::from(2),
         }
     }
@@ -243,6 +253,38 @@ pub async fn run_task(
     request: &TaskRunRequest,
     out: &mut dyn Write,
 ) -> Result<ExitCode, WorkerError> {
+    let task = resolve(registry, request)?;
+    let payload = read_payload(request.payload_file.as_deref()).await?;
+    let (code, report) = execute(&task, request, payload).await?;
+    match std::env::var_os(RESULT_FILE_ENV) {
+        Some(path) if !path.is_empty() => write_result_file(Path::new(&path), &report)?,
+        _ => print_result(&report, out)?,
+    }
+    Ok(code)
+}
+
+/// Prints `report` as one JSON line.
+fn print_result(report: &WorkerResult, out: &mut dyn Write) -> Result<(), WorkerError> {
+    let line = serde_json::to_string(report).map_err(|e| WorkerError::WriteResult {
+        path: "stdout".to_owned(),
+        source: e.into(),
+    })?;
+    writeln!(out, "{line}")
+        .and_then(|()| out.flush())
+        .map_err(|source| WorkerError::WriteResult {
+            path: "stdout".to_owned(),
+            source,
+        })
+}
+
+/// The task a request names, found in the registry.
+struct ResolvedTask {
+    dag_id: String,
+    body: goflow_core::TaskFn,
+    timeout: Option<std::time::Duration>,
+}
+
+fn resolve(registry: &Registry, request: &TaskRunRequest) -> Result<ResolvedTask, WorkerError> {
     let dag = registry.get(&request.dag_id)?;
     let node = dag
         .tasks()
@@ -258,15 +300,27 @@ pub async fn run_task(
                 .collect::<Vec<_>>()
                 .join(", "),
         })?;
-    let payload = read_payload(request.payload_file.as_deref()).await?;
-    check_payload(&payload.context, dag.id().as_str(), request)?;
+    Ok(ResolvedTask {
+        dag_id: dag.id().to_string(),
+        body: node.run,
+        timeout: node.options.timeout,
+    })
+}
+
+/// Runs the task with `payload`: the exit code and the report.
+async fn execute(
+    task: &ResolvedTask,
+    request: &TaskRunRequest,
+    payload: LaunchPayload,
+) -> Result<(ExitCode, WorkerResult), WorkerError> {
+    check_payload(&payload.context, &task.dag_id, request)?;
 
     let mut inputs = Inputs::new();
     for (upstream, value) in payload.inputs {
         inputs.insert(upstream, value);
     }
-    let body = node.run;
-    let timeout = node.options.timeout;
+    let body = task.body;
+    let timeout = task.timeout;
     let ctx = payload.context;
     // The body runs in its own task so that a panic is seen here as a
     // `JoinError` and still reported in the result. The timeout is the
@@ -295,20 +349,62 @@ pub async fn run_task(
         outcome: WorkerOutcome::from_result(&result),
         metrics: WorkerMetrics::of_this_process(),
     };
-    match std::env::var_os(RESULT_FILE_ENV) {
-        Some(path) if !path.is_empty() => write_result_file(Path::new(&path), &report)?,
-        _ => {
-            let line = serde_json::to_string(&report).map_err(|e| WorkerError::WriteResult {
-                path: "stdout".to_owned(),
-                source: e.into(),
-            })?;
-            writeln!(out, "{line}")
-                .and_then(|()| out.flush())
-                .map_err(|source| WorkerError::WriteResult {
-                    path: "stdout".to_owned(),
-                    source,
-                })?;
+    Ok((code, report))
+}
+
+/// How often a worker run through the task API sends a heartbeat.
+#[cfg(feature = "kubernetes")]
+const HEARTBEAT_EVERY: std::time::Duration = std::time::Duration::from_secs(15);
+
+/// Runs one try as [`run_task`] does, but with the task API of the
+/// scheduler instead of stdin and a result file: fetches the payload from
+/// `api`, sends heartbeats while the task runs, and posts the result. A
+/// worker that cannot resolve its task (an image built from other code)
+/// posts that as its failed result, so the scheduler shows why. When the
+/// result cannot be posted, it is printed as the last line of `out`
+/// instead (the executor reads it from the pod's log) and this still
+/// returns the task's exit code.
+#[cfg(feature = "kubernetes")]
+pub async fn run_task_via_api(
+    registry: &Registry,
+    request: &TaskRunRequest,
+    api: &crate::task_api::TaskApiClient,
+    out: &mut dyn Write,
+) -> Result<ExitCode, WorkerError> {
+    let task = match resolve(registry, request) {
+        Ok(task) => task,
+        Err(e) => {
+            let report = WorkerResult {
+                outcome: WorkerOutcome::Err {
+                    kind: TaskErrorKind::Fatal,
+                    message: format!("the worker cannot run this task: {e}"),
+                },
+                metrics: None,
+            };
+            if let Err(post) = api.post_result(&report).await {
+                tracing::warn!(error = %post, "cannot report the failure to the task API");
+            }
+            return Err(e);
         }
+    };
+    let payload = api.payload().await?;
+    let heartbeats = {
+        let api = api.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(HEARTBEAT_EVERY).await;
+                if let Err(e) = api.heartbeat().await {
+                    tracing::debug!(error = %e, "heartbeat to the task API failed");
+                }
+            }
+        })
+    };
+    let executed = execute(&task, request, payload).await;
+    heartbeats.abort();
+    let (code, report) = executed?;
+    if let Err(e) = api.post_result(&report).await {
+        tracing::error!(error = %e, "cannot post the result to the task API; printing it instead");
+        print_result(&report, out)?;
     }
     Ok(code)
 }

@@ -619,3 +619,52 @@ async fn a_cleared_task_is_run_again_by_a_running_scheduler() {
         s.stop().await;
     }
 }
+
+/// The scheduler records what `/metrics` serves: launches, failures, task
+/// durations, scheduling latency and its loop's latency.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_scheduler_records_metrics() {
+    let TestDb { store, .. } = databases().await.remove(0);
+    let dag = DagBuilder::new("measured")
+        .task(spec("numbers", &[], numbers))
+        .task(spec("sum", &["numbers"], sum))
+        .task(spec("broken", &[], fail))
+        .build()
+        .unwrap();
+    trigger(&store, &dag, serde_json::json!({})).await;
+    let metrics = goflow_runtime::metrics::Metrics::new();
+    let registry = Arc::new(Registry::from_dags([dag]).unwrap());
+    let mut scheduler =
+        Scheduler::new(store.clone(), registry, config("m")).with_metrics(metrics.clone());
+    let mut finished = scheduler.finished_runs();
+    let (stop, rx) = oneshot::channel::<()>();
+    let task = tokio::spawn(scheduler.run(async {
+        let _ = rx.await;
+    }));
+    let done = tokio::time::timeout(Duration::from_secs(30), finished.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(done.state, RunState::Failed);
+    let _ = stop.send(());
+    task.await.unwrap().unwrap();
+    assert_eq!(
+        metrics.executor_counts(),
+        [("in_process".to_string(), 3, 1)]
+    );
+    assert!(metrics.last_loop_latency().is_some());
+    let text = metrics.encode().unwrap();
+    // Summed over label sets (one per task).
+    let count = |name: &str| -> f64 {
+        text.lines()
+            .filter(|l| l.starts_with(name))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    };
+    assert_eq!(count("goflow_task_duration_seconds_count"), 3.0, "{text}");
+    assert_eq!(
+        count("goflow_scheduling_latency_seconds_count"),
+        1.0,
+        "only `sum` has an upstream"
+    );
+}

@@ -39,16 +39,21 @@
 //! - `sqlite` (default): bundled SQLite, no system library needed.
 //! - `postgres`: PostgreSQL through the system libpq.
 
+mod alerts;
 mod conn;
 mod error;
 mod model;
 mod schema;
 mod store;
 mod url;
+mod web;
 
 #[cfg(feature = "testing")]
 pub mod testing;
 
+pub use alerts::{
+    AlertDelivery, AlertRow, AlertStatus, FinishedTry, NewAlert, ShippedLogLine, UnknownAlertStatus,
+};
 pub use error::{Result, StoreError};
 pub use model::{
     ClaimedTask, DagRecord, DagRow, LogLine, LogStream, NewLogLine, NewRun, NewTaskInstance,
@@ -56,3 +61,4 @@ pub use model::{
 };
 pub use store::{Store, StoreOptions, TaskChange};
 pub use url::Backend;
+pub use web::{DagPage, DagQuery, MarkOutcome, WebSession};

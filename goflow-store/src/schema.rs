@@ -132,3 +132,52 @@ diesel::table! {
         description -> Text,
     }
 }
+
+diesel::table! {
+    web_settings (key) {
+        key -> Text,
+        value -> Text,
+        created_date -> BigInt,
+    }
+}
+
+diesel::table! {
+    web_sessions (id) {
+        id -> Text,
+        csrf_token -> Text,
+        username -> Text,
+        created_date -> BigInt,
+        expires_date -> BigInt,
+    }
+}
+
+diesel::table! {
+    alerts (id) {
+        id -> BigInt,
+        dedupe_key -> Text,
+        channel -> Text,
+        kind -> Text,
+        dag_id -> Text,
+        run_id -> Nullable<Text>,
+        task_id -> Nullable<Text>,
+        try_number -> Nullable<Integer>,
+        payload -> Text,
+        status -> Text,
+        attempts -> Integer,
+        next_attempt_date -> BigInt,
+        lease_owner -> Nullable<Text>,
+        lease_until -> Nullable<BigInt>,
+        last_error -> Nullable<Text>,
+        created_date -> BigInt,
+        sent_date -> Nullable<BigInt>,
+        last_updated_date -> BigInt,
+    }
+}
+
+diesel::table! {
+    cursors (name) {
+        name -> Text,
+        value -> BigInt,
+        last_updated_date -> BigInt,
+    }
+}

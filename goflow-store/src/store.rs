@@ -194,7 +194,7 @@ impl Store {
     }
 
     /// Runs `f` with a pooled connection on a blocking thread.
-    async fn run<T, F>(&self, op: &'static str, f: F) -> Result<T>
+    pub(crate) async fn run<T, F>(&self, op: &'static str, f: F) -> Result<T>
     where
         T: Send + 'static,
         F: FnOnce(&mut AnyConnection) -> Result<T> + Send + 'static,

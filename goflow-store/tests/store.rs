@@ -37,7 +37,8 @@ async fn migrations_are_idempotent() {
 #[tokio::test]
 async fn an_in_memory_database_keeps_its_data_between_calls() {
     let store = Store::connect("sqlite::memory:").await.unwrap();
-    assert_eq!(store.migrate().await.unwrap().len(), 1);
+    // Every embedded migration applies once, then none.
+    assert!(!store.migrate().await.unwrap().is_empty());
     assert!(store.migrate().await.unwrap().is_empty());
     store
         .sync_dag(&dag_record("sales", "f1"), t(0))

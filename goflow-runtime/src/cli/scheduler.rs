@@ -13,8 +13,11 @@ use goflow_store::StoreError;
 use tokio::sync::oneshot;
 
 use super::{dags::parse_conf, BackfillArgs, CliError, SchedulerArgs};
+use crate::alerts::AlertService;
 use crate::executor::LocalProcessExecutor;
+use crate::metrics::Metrics;
 use crate::scheduler::{Scheduler, SchedulerConfig};
+use crate::web::{TokenOrigin, WebConfig, WebState};
 use crate::Registry;
 
 /// Builds a scheduler with both local executors.
@@ -55,7 +58,8 @@ async fn stop_signal() {
     }
 }
 
-/// `scheduler`: creates due runs and runs them until stopped.
+/// `scheduler`: creates due runs and runs them until stopped, and serves
+/// the web UI and API next to it.
 pub(super) async fn serve(
     registry: &Registry,
     url: &str,
@@ -70,9 +74,42 @@ pub(super) async fn serve(
     if let Some(id) = &args.scheduler_id {
         config.id = id.clone();
     }
+    let mut alert_config = args
+        .alerts
+        .clone()
+        .into_config()
+        .map_err(|e| CliError::InvalidSetting(e.to_string()))?;
+    #[cfg(feature = "elasticsearch")]
+    let logship = args
+        .logship
+        .clone()
+        .into_config()
+        .map_err(|e| CliError::InvalidSetting(e.to_string()))?;
+    let registry = Arc::new(registry.clone());
+    let metrics = Metrics::new();
+    let web_config = WebConfig::from_env().with_scheduler_id(config.id.clone());
+    let web = WebState::new(
+        store.clone(),
+        Arc::clone(&registry),
+        metrics.clone(),
+        web_config,
+    )
+    .await
+    .map_err(CliError::Web)?;
+    let listener = tokio::net::TcpListener::bind(args.bind)
+        .await
+        .map_err(|source| CliError::Bind {
+            addr: args.bind,
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(|source| CliError::Bind {
+        addr: args.bind,
+        source,
+    })?;
+
     writeln!(
         out,
-        "goflow scheduler {} on {} with {} DAG{} ({}); default executor {}. Ctrl-C stops it.",
+        "goflow scheduler {} on {} with {} DAG{} ({}); default executor {}.",
         config.id,
         store.url(),
         registry.len(),
@@ -84,13 +121,97 @@ pub(super) async fn serve(
             .join(", "),
         config.default_executor,
     )?;
+    writeln!(
+        out,
+        "UI and API: http://{addr}/ (user {})",
+        web.config().ui_username
+    )?;
+    if args.alerts.base_url.is_none() {
+        // Links in alerts point at this server unless told otherwise.
+        alert_config.base_url = format!("http://{addr}");
+    }
+    let alerts = AlertService::new(store.clone(), Arc::clone(&registry), alert_config)
+        .map_err(|e| CliError::InvalidSetting(e.to_string()))?;
+    match web.api_token().origin {
+        TokenOrigin::Generated => writeln!(
+            out,
+            "API token (also the UI password), generated and stored in the database: {}",
+            web.api_token().token
+        )?,
+        TokenOrigin::Stored => writeln!(
+            out,
+            "API token: the one stored in the database on first start (set GOFLOW_API_TOKEN to choose one)"
+        )?,
+        TokenOrigin::Configured => writeln!(out, "API token: from GOFLOW_API_TOKEN")?,
+    }
+    writeln!(out, "Ctrl-C stops it.")?;
     out.flush()?;
-    scheduler(store, registry, config)
-        .run(stop_signal())
-        .await
-        .map_err(|e| match e {
-            crate::scheduler::SchedulerError::Startup(s) => CliError::Store(s),
-        })?;
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stopped = move |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    };
+    let mut scheduler = scheduler(store.clone(), &registry, config).with_metrics(metrics);
+    #[allow(unused_mut)]
+    let mut extra_routes = axum::Router::new();
+    #[cfg(feature = "kubernetes")]
+    {
+        use crate::executor::kubernetes::KubernetesExecutor;
+        use goflow_core::ExecutorKind;
+        let wanted = args.executor == ExecutorKind::Kubernetes
+            || registry
+                .dags()
+                .flat_map(|d| d.tasks().iter())
+                .any(|t| t.options.executor == Some(ExecutorKind::Kubernetes));
+        if wanted {
+            let k8s = KubernetesExecutor::connect(
+                args.kubernetes.to_config(),
+                crate::task_api::TaskApi::from_env(),
+            )
+            .await;
+            extra_routes = extra_routes.nest(
+                crate::task_api::MOUNT_PATH,
+                crate::task_api::router(k8s.task_api()),
+            );
+            scheduler = scheduler.with_executor(Arc::new(k8s));
+            writeln!(
+                out,
+                "Kubernetes executor on; workers report to {}",
+                crate::task_api::MOUNT_PATH
+            )?;
+        }
+    }
+    let web_task = tokio::spawn(crate::web::serve_app(
+        listener,
+        crate::web::router_with(web, extra_routes),
+        stopped(stop_rx.clone()),
+    ));
+    let alerts_task = tokio::spawn(alerts.run(stopped(stop_rx.clone())));
+    #[cfg(feature = "elasticsearch")]
+    let logship_task = match logship {
+        Some(config) => {
+            writeln!(out, "shipping task logs to {}", config.url)?;
+            let shipper = crate::logship::LogShipper::new(store.clone(), config)
+                .map_err(|e| CliError::InvalidSetting(e.to_string()))?;
+            Some(tokio::spawn(shipper.run(stopped(stop_rx.clone()))))
+        }
+        None => None,
+    };
+    let result = scheduler
+        .run(async move {
+            stop_signal().await;
+            let _ = stop_tx.send(true);
+        })
+        .await;
+    let _ = web_task.await;
+    let _ = alerts_task.await;
+    #[cfg(feature = "elasticsearch")]
+    if let Some(task) = logship_task {
+        let _ = task.await;
+    }
+    result.map_err(|e| match e {
+        crate::scheduler::SchedulerError::Startup(s) => CliError::Store(s),
+    })?;
     Ok(ExitCode::SUCCESS)
 }
 

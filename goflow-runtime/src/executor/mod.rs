@@ -1,5 +1,5 @@
 //! Executors run task tries: in this process, in a child process, or (with
-//! the `kubernetes` feature, later) as Kubernetes Jobs. The scheduler hands
+//! the `kubernetes` feature) as Kubernetes Jobs. The scheduler hands
 //! each a [`Launch`] and learns what happened through [`ExecutorEvent`]s.
 //!
 //! An executor owns timeouts (it knows how to stop what it started) and
@@ -7,6 +7,8 @@
 //! [`ExecutorEvent::Finished`], also when the try is cancelled.
 
 pub mod in_process;
+#[cfg(feature = "kubernetes")]
+pub mod kubernetes;
 pub mod local_process;
 
 use std::sync::Arc;
@@ -16,6 +18,8 @@ use goflow_store::LogStream;
 use tokio::sync::mpsc;
 
 pub use in_process::InProcessExecutor;
+#[cfg(feature = "kubernetes")]
+pub use kubernetes::KubernetesExecutor;
 pub use local_process::LocalProcessExecutor;
 
 /// One try of one task instance.
@@ -104,4 +108,17 @@ pub trait Executor: Send + Sync + 'static {
     /// Stops a running try. It still ends with a `Finished` event (with a
     /// failed result) unless it had already finished.
     fn cancel(&self, key: &TryKey);
+
+    /// Offers the executor a try that an earlier scheduler process launched
+    /// and did not see finish (found `queued` or `running` on recovery).
+    /// `handle` is the executor handle stored for it (empty when none was
+    /// recorded). Returns `true` when the executor takes the try over: it
+    /// then reports its events to `events` and ends it with exactly one
+    /// [`ExecutorEvent::Finished`], as if it had launched it. Returns
+    /// `false` (the default) when it cannot follow work it did not start;
+    /// the scheduler then counts the try as lost.
+    fn adopt(&self, launch: Launch, handle: &str, events: EventSender) -> bool {
+        let _ = (launch, handle, events);
+        false
+    }
 }

@@ -24,6 +24,10 @@ pub(crate) struct ActiveRun {
     pub next_retry: Vec<Option<DateTime<Utc>>>,
     /// Outputs of successful tasks, filled as they finish or on demand.
     pub outputs: HashMap<usize, serde_json::Value>,
+    /// Per task: when its current try started and last ended, as this
+    /// scheduler saw them (for latency and duration metrics).
+    pub started_at: Vec<Option<DateTime<Utc>>>,
+    pub ended_at: Vec<Option<DateTime<Utc>>>,
 }
 
 impl ActiveRun {
@@ -60,6 +64,7 @@ impl ActiveRun {
             )));
         }
         let progress = RunProgress::from_statuses(&dag, statuses);
+        let ended_at = instances_end(&dag, instances);
         Ok(Self {
             row,
             dag,
@@ -67,6 +72,8 @@ impl ActiveRun {
             tries_before_clear,
             next_retry,
             outputs: HashMap::new(),
+            started_at: vec![None; n],
+            ended_at,
         })
     }
 
@@ -97,5 +104,28 @@ impl ActiveRun {
             .filter(|t| self.state(*t) == TaskState::UpForRetry)
             .filter_map(|t| self.next_retry[t])
             .min()
+    }
+}
+
+/// When each task's last try ended, from the store.
+fn instances_end(dag: &Dag, instances: &[TaskInstanceRow]) -> Vec<Option<DateTime<Utc>>> {
+    let mut ends = vec![None; dag.tasks().len()];
+    for ti in instances {
+        if let Some(i) = dag.index_of(&ti.task_id) {
+            ends[i] = ti.end_date;
+        }
+    }
+    ends
+}
+
+impl ActiveRun {
+    /// How long task `task` waited after its last upstream ended, if known.
+    pub fn schedule_latency(&self, task: usize, started: DateTime<Utc>) -> Option<f64> {
+        let last = self.dag.tasks()[task]
+            .upstream
+            .iter()
+            .filter_map(|u| self.ended_at[u.task])
+            .max()?;
+        Some((started - last).num_microseconds()? as f64 / 1e6)
     }
 }

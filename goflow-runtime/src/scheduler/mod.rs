@@ -43,6 +43,7 @@ use tokio::sync::mpsc;
 
 use crate::db;
 use crate::executor::{EventSender, Executor, ExecutorEvent, InProcessExecutor, Launch, TryKey};
+use crate::metrics::Metrics;
 use crate::Registry;
 use active::ActiveRun;
 
@@ -134,6 +135,7 @@ pub struct Scheduler {
     dags: HashMap<String, DagRow>,
     last_scheduled: HashMap<String, Option<DateTime<Utc>>>,
     next_due_at: HashMap<String, Option<DateTime<Utc>>>,
+    metrics: Option<Metrics>,
 }
 
 impl Scheduler {
@@ -156,7 +158,15 @@ impl Scheduler {
             dags: HashMap::new(),
             last_scheduled: HashMap::new(),
             next_due_at: HashMap::new(),
+            metrics: None,
         }
+    }
+
+    /// Records launches, failures, durations and latencies in `metrics`
+    /// (served at `/metrics`).
+    pub fn with_metrics(mut self, metrics: Metrics) -> Self {
+        self.metrics = Some(metrics);
+        self
     }
 
     /// Adds (or replaces) the executor of its kind.
@@ -218,7 +228,12 @@ impl Scheduler {
                 self.launch(now).await?;
                 Ok::<(), StoreError>(())
             };
-            match step.await {
+            let began = std::time::Instant::now();
+            let outcome = step.await;
+            if let Some(m) = &self.metrics {
+                m.loop_latency(began.elapsed().as_secs_f64());
+            }
+            match outcome {
                 Ok(()) => failures = 0,
                 Err(e) => {
                     failures += 1;
@@ -413,6 +428,12 @@ impl Scheduler {
                 lost.push(task);
             }
         }
+        // [issue 4, Kubernetes executor] Before a try counts as lost, its
+        // executor may take it over: a Kubernetes Job outlives the
+        // scheduler process that created it.
+        let lost = self
+            .offer_for_adoption(&mut run, &instances, lost, now)
+            .await?;
         for task in &lost {
             let from = run.state(*task);
             let error = "lost: the scheduler running this try stopped before it finished";
@@ -441,6 +462,104 @@ impl Scheduler {
         }
         self.runs.insert(id, run);
         self.finish_run_if_done(id, now).await
+    }
+
+    /// [issue 4, Kubernetes executor] Offers each of `tries` (queued or
+    /// running under a previous owner) to its executor's
+    /// [`Executor::adopt`](crate::executor::Executor::adopt) with the stored
+    /// executor handle; returns those no executor took over (lost).
+    async fn offer_for_adoption(
+        &mut self,
+        run: &mut ActiveRun,
+        instances: &[goflow_store::TaskInstanceRow],
+        tries: Vec<usize>,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<usize>, StoreError> {
+        let mut lost = Vec::new();
+        for task in tries {
+            let Some(ti) = instances.iter().find(|ti| ti.task_id == run.task_id(task)) else {
+                lost.push(task);
+                continue;
+            };
+            let Some(executor) = self.executors.get(&ti.executor).cloned() else {
+                lost.push(task);
+                continue;
+            };
+            let Some(launch) = self.launch_for_adoption(run, task).await? else {
+                lost.push(task);
+                continue;
+            };
+            let adopted = self
+                .store
+                .adopt_task(
+                    run.row.id,
+                    &ti.task_id,
+                    ti.claimed_by.as_deref(),
+                    &self.config.id,
+                    now,
+                )
+                .await?;
+            let key = launch.key.clone();
+            let handle = ti.executor_handle.clone().unwrap_or_default();
+            if adopted && executor.adopt(launch, &handle, self.events_tx.clone()) {
+                tracing::info!(run = %run.row.run_id, task = %ti.task_id, try_number = key.try_number, %handle, "adopted a try of a stopped scheduler");
+                self.launched.insert(key);
+            } else {
+                lost.push(task);
+            }
+        }
+        Ok(lost)
+    }
+
+    /// [issue 4] The launch of the current try of `task`, as `start_try`
+    /// builds it (context and data inputs), for an executor adopting it.
+    async fn launch_for_adoption(
+        &self,
+        run: &mut ActiveRun,
+        task: usize,
+    ) -> Result<Option<Launch>, StoreError> {
+        let Ok(run_id) = RunId::new(run.row.run_id.clone()) else {
+            return Ok(None);
+        };
+        let mut inputs = Inputs::new();
+        let data_upstream: Vec<usize> = run.dag.tasks()[task]
+            .upstream
+            .iter()
+            .filter(|u| u.kind == EdgeKind::Data)
+            .map(|u| u.task)
+            .collect();
+        for up in data_upstream {
+            if !run.outputs.contains_key(&up) {
+                if let Some(value) = self.store.get_output(run.row.id, run.task_id(up)).await? {
+                    run.outputs.insert(up, value);
+                }
+            }
+            if let Some(value) = run.outputs.get(&up) {
+                inputs.insert(run.task_id(up), value.clone());
+            }
+        }
+        let node = &run.dag.tasks()[task];
+        let try_number = run.try_number(task);
+        let ctx = TaskContext {
+            dag_id: run.dag.id().clone(),
+            run_id,
+            task_id: node.id.clone(),
+            try_number,
+            max_tries: run.tries_before_clear[task] + node.options.retry_policy().max_tries(),
+            run_type: run.row.run_type,
+            data_interval: run.row.data_interval,
+            conf: run.row.conf.clone(),
+        };
+        Ok(Some(Launch {
+            key: TryKey {
+                run: run.row.id,
+                task,
+                try_number,
+            },
+            dag: Arc::clone(&run.dag),
+            ctx,
+            inputs,
+        }))
     }
 
     /// Moves queued runs to running while their DAG has room.
@@ -621,6 +740,9 @@ impl Scheduler {
             inputs,
         };
         self.launched.insert(key.clone());
+        if let Some(m) = &self.metrics {
+            m.executor_launched(kind.as_str());
+        }
         match self.executors.get(&kind) {
             Some(executor) => executor.launch(launch, self.events_tx.clone()),
             None => {
@@ -654,6 +776,21 @@ impl Scheduler {
         match result {
             Ok(out) => update.follow = out.follow.clone(),
             Err(e) => update.error = Some(e.to_string()),
+        }
+        run.ended_at[task] = Some(now);
+        if let Some(m) = &self.metrics {
+            let node = &run.dag.tasks()[task];
+            if let Some(started) = run.started_at[task].take() {
+                let secs = (now - started).num_microseconds().unwrap_or(0) as f64 / 1e6;
+                m.observe_task_duration(run.dag.id().as_str(), node.id.as_str(), secs.max(0.0));
+            }
+            if matches!(result, Err(e) if !e.is_skip()) {
+                let kind = node
+                    .options
+                    .executor
+                    .unwrap_or(self.config.default_executor);
+                m.executor_failed(kind.as_str());
+            }
         }
         if let Finish::Retry { delay } = finish {
             let at = now + chrono_duration(delay);
@@ -693,6 +830,12 @@ impl Scheduler {
                         continue;
                     }
                     if run.progress.start(&run.dag, key.task).is_ok() {
+                        run.started_at[key.task] = Some(now);
+                        if let (Some(m), Some(secs)) =
+                            (&self.metrics, run.schedule_latency(key.task, now))
+                        {
+                            m.observe_schedule_latency(secs.max(0.0));
+                        }
                         let update = TaskUpdate {
                             start_date: Some(now),
                             executor_handle: handle,

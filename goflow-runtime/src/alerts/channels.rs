@@ -1,0 +1,489 @@
+//! Alert channels: a generic JSON webhook, a Slack-compatible incoming
+//! webhook, and email over SMTP. A channel delivers one [`Alert`] and says
+//! whether a failure is worth retrying.
+
+use std::fmt;
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use goflow_core::alerts::MissReason;
+use goflow_core::Alert;
+use lettre::message::{Mailbox, Message};
+use lettre::transport::smtp::authentication::Credentials;
+use lettre::transport::smtp::client::{Tls, TlsParameters};
+use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
+use serde_json::{json, Value};
+
+use super::{SmtpConfig, SmtpTls};
+
+/// Why a delivery failed, and whether trying again may help.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ChannelError {
+    /// What went wrong, for the outbox's `last_error`.
+    pub message: String,
+    /// `true` for timeouts, connection errors, HTTP 408, 429 and 5xx,
+    /// transient SMTP errors; `false` for errors that will not go away
+    /// (HTTP 4xx, a rejected address).
+    pub retryable: bool,
+}
+
+impl ChannelError {
+    /// A failure worth retrying.
+    pub fn retryable(message: impl Into<String>) -> Self {
+        ChannelError {
+            message: message.into(),
+            retryable: true,
+        }
+    }
+
+    /// A failure that retrying will not fix.
+    pub fn permanent(message: impl Into<String>) -> Self {
+        ChannelError {
+            message: message.into(),
+            retryable: false,
+        }
+    }
+}
+
+impl fmt::Display for ChannelError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for ChannelError {}
+
+/// Somewhere alerts go. Implement it to add a channel of your own
+/// ([`super::AlertService::with_channel`]).
+pub trait Channel: Send + Sync + 'static {
+    /// The channel's name, as stored in the outbox and named in
+    /// [`goflow_core::AlertSettings::channels`].
+    fn name(&self) -> &str;
+
+    /// Delivers one alert. The sender bounds it with its request timeout.
+    fn send<'a>(&'a self, alert: &'a Alert) -> BoxFuture<'a, Result<(), ChannelError>>;
+}
+
+/// The JSON body of the generic webhook: the alert's fields, plus a
+/// `title`, a plain-text `text` and the `dedupe_key`.
+pub fn webhook_payload(alert: &Alert) -> Value {
+    let mut body = serde_json::to_value(alert).unwrap_or_else(|_| json!({}));
+    if let Value::Object(map) = &mut body {
+        map.insert("title".into(), Value::String(alert.title()));
+        map.insert("text".into(), Value::String(alert.text()));
+        map.insert("dedupe_key".into(), Value::String(alert.dedupe_key()));
+    }
+    body
+}
+
+/// Escapes `&`, `<` and `>` as Slack's mrkdwn requires.
+fn slack_escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+/// At most `max` characters of `s` (Slack rejects blocks over 3000).
+fn clip(s: &str, max: usize) -> String {
+    if s.chars().count() <= max {
+        return s.to_owned();
+    }
+    let mut out: String = s.chars().take(max.saturating_sub(1)).collect();
+    out.push('…');
+    out
+}
+
+/// The body of a Slack-compatible incoming webhook: a `text` fallback
+/// (what Mattermost, Rocket.Chat and notifications show) and Block Kit
+/// `blocks`: the title, the details as fields, the error and log tail as
+/// code, and the link.
+pub fn slack_payload(alert: &Alert) -> Value {
+    let icon = if alert.kind.is_good_news() {
+        ":white_check_mark:"
+    } else {
+        ":rotating_light:"
+    };
+    let title = format!("{icon} {}", slack_escape(&alert.title()));
+    let text = match &alert.url {
+        Some(url) => format!("{title} <{url}|Open in goflow>"),
+        None => title.clone(),
+    };
+    let mut fields =
+        vec![json!({"type": "mrkdwn", "text": format!("*DAG*\n{}", slack_escape(&alert.dag_id))})];
+    let mut field = |k: &str, v: String| {
+        fields.push(json!({"type": "mrkdwn", "text": format!("*{k}*\n{}", slack_escape(&v))}));
+    };
+    if let Some(r) = &alert.run_id {
+        field("Run", r.clone());
+    }
+    if let Some(d) = alert.execution_date {
+        field("Execution date", d.to_rfc3339());
+    }
+    if let Some(t) = &alert.task_id {
+        field("Task", t.clone());
+    }
+    if let Some(t) = alert.try_number {
+        field("Try", t.to_string());
+    }
+    if let Some(s) = &alert.state {
+        field("State", s.clone());
+    }
+    if let Some(d) = alert.deadline {
+        field("Deadline", d.to_rfc3339());
+    }
+    fields.truncate(10); // Slack's limit per section
+    let mut blocks = vec![
+        json!({"type": "section", "text": {"type": "mrkdwn", "text": title}}),
+        json!({"type": "section", "fields": fields}),
+    ];
+    if !alert.missed.is_empty() {
+        let mut lines: Vec<String> = alert
+            .missed
+            .iter()
+            .take(10)
+            .map(|m| {
+                let why = match m.reason {
+                    MissReason::NoRun => "no run",
+                    MissReason::NotStarted => "not started",
+                    MissReason::StartedLate { .. } => "started late",
+                };
+                format!("• {} ({why})", m.interval.start.to_rfc3339())
+            })
+            .collect();
+        if alert.missed.len() > 10 {
+            lines.push(format!("… and {} more", alert.missed.len() - 10));
+        }
+        blocks.push(json!({"type": "section", "text": {"type": "mrkdwn", "text": clip(&lines.join("\n"), 2900)}}));
+    }
+    let mut code = String::new();
+    if let Some(e) = &alert.error {
+        code.push_str(e);
+    }
+    if !alert.log_tail.is_empty() {
+        if !code.is_empty() {
+            code.push_str("\n--- last log lines ---\n");
+        }
+        code.push_str(&alert.log_tail.join("\n"));
+    }
+    if !code.is_empty() {
+        // Keep the end: that is where the error is.
+        let chars: Vec<char> = code.chars().collect();
+        let tail: String = chars[chars.len().saturating_sub(2800)..].iter().collect();
+        blocks.push(json!({"type": "section", "text": {"type": "mrkdwn", "text": format!("```{}```", slack_escape(&tail))}}));
+    }
+    if let Some(url) = &alert.url {
+        blocks.push(json!({
+            "type": "context",
+            "elements": [{"type": "mrkdwn", "text": format!("<{url}|Open in goflow>")}]
+        }));
+    }
+    json!({"text": text, "blocks": blocks})
+}
+
+/// The email of an alert: `[goflow] <title>` as subject, [`Alert::text`]
+/// as a plain-text body.
+pub fn email_message(alert: &Alert, from: &Mailbox, to: &[Mailbox]) -> Result<Message, String> {
+    let mut builder = Message::builder()
+        .from(from.clone())
+        .subject(format!("[goflow] {}", alert.title()))
+        .header(lettre::message::header::ContentType::TEXT_PLAIN);
+    for t in to {
+        builder = builder.to(t.clone());
+    }
+    builder
+        .body(alert.text())
+        .map_err(|e| format!("cannot build the email: {e}"))
+}
+
+/// Classifies an HTTP response: 2xx is delivered; 408, 429 and 5xx are
+/// worth retrying; other statuses are not.
+async fn check_response(response: reqwest::Response) -> Result<(), ChannelError> {
+    let status = response.status();
+    if status.is_success() {
+        return Ok(());
+    }
+    let body = response.text().await.unwrap_or_default();
+    let message = format!("HTTP {status}: {}", clip(body.trim(), 300));
+    if status.is_server_error()
+        || status == reqwest::StatusCode::TOO_MANY_REQUESTS
+        || status == reqwest::StatusCode::REQUEST_TIMEOUT
+    {
+        Err(ChannelError::retryable(message))
+    } else {
+        Err(ChannelError::permanent(message))
+    }
+}
+
+fn request_error(e: reqwest::Error) -> ChannelError {
+    let what = if e.is_timeout() {
+        "timed out"
+    } else if e.is_connect() {
+        "cannot connect"
+    } else {
+        "request failed"
+    };
+    ChannelError::retryable(format!("{what}: {e}"))
+}
+
+/// An HTTP client for channels: rustls, and a timeout on every request.
+pub(crate) fn http_client(timeout: Duration) -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(timeout)
+        .connect_timeout(timeout)
+        .user_agent(concat!("goflow/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .unwrap_or_else(|_| reqwest::Client::new())
+}
+
+/// The generic JSON webhook: `POST` of [`webhook_payload`], with the
+/// alert's dedupe key as `Idempotency-Key`.
+#[derive(Clone, Debug)]
+pub struct WebhookChannel {
+    url: String,
+    client: reqwest::Client,
+}
+
+impl WebhookChannel {
+    /// A webhook posting to `url`, giving up on a request after `timeout`.
+    pub fn new(url: impl Into<String>, timeout: Duration) -> Self {
+        WebhookChannel {
+            url: url.into(),
+            client: http_client(timeout),
+        }
+    }
+}
+
+impl Channel for WebhookChannel {
+    fn name(&self) -> &str {
+        "webhook"
+    }
+
+    fn send<'a>(&'a self, alert: &'a Alert) -> BoxFuture<'a, Result<(), ChannelError>> {
+        Box::pin(async move {
+            let response = self
+                .client
+                .post(&self.url)
+                .header("Idempotency-Key", alert.dedupe_key())
+                .json(&webhook_payload(alert))
+                .send()
+                .await
+                .map_err(request_error)?;
+            check_response(response).await
+        })
+    }
+}
+
+/// A Slack-compatible incoming webhook: `POST` of [`slack_payload`].
+#[derive(Clone, Debug)]
+pub struct SlackChannel {
+    url: String,
+    client: reqwest::Client,
+}
+
+impl SlackChannel {
+    /// A Slack webhook posting to `url`, giving up on a request after
+    /// `timeout`.
+    pub fn new(url: impl Into<String>, timeout: Duration) -> Self {
+        SlackChannel {
+            url: url.into(),
+            client: http_client(timeout),
+        }
+    }
+}
+
+impl Channel for SlackChannel {
+    fn name(&self) -> &str {
+        "slack"
+    }
+
+    fn send<'a>(&'a self, alert: &'a Alert) -> BoxFuture<'a, Result<(), ChannelError>> {
+        Box::pin(async move {
+            let response = self
+                .client
+                .post(&self.url)
+                .json(&slack_payload(alert))
+                .send()
+                .await
+                .map_err(request_error)?;
+            check_response(response).await
+        })
+    }
+}
+
+/// Email over SMTP (lettre, rustls).
+pub struct EmailChannel {
+    transport: AsyncSmtpTransport<Tokio1Executor>,
+    from: Mailbox,
+    to: Vec<Mailbox>,
+}
+
+impl fmt::Debug for EmailChannel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EmailChannel")
+            .field("from", &self.from.to_string())
+            .field("to", &self.to.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl EmailChannel {
+    /// An SMTP channel for `config`, giving up on a message after
+    /// `timeout`. Errors name the setting that is wrong.
+    pub fn new(config: &SmtpConfig, timeout: Duration) -> Result<Self, String> {
+        let from: Mailbox = config
+            .from
+            .parse()
+            .map_err(|e| format!("invalid sender address {:?}: {e}", config.from))?;
+        let to = config
+            .to
+            .iter()
+            .map(|t| {
+                t.parse::<Mailbox>()
+                    .map_err(|e| format!("invalid recipient address {t:?}: {e}"))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        if to.is_empty() {
+            return Err("no recipient: set GOFLOW_ALERT_EMAIL_TO".into());
+        }
+        let tls_params = || {
+            TlsParameters::new(config.host.clone())
+                .map_err(|e| format!("TLS set-up for {}: {e}", config.host))
+        };
+        let mut builder =
+            AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(config.host.clone());
+        builder = match config.tls {
+            SmtpTls::None => builder.tls(Tls::None),
+            SmtpTls::Starttls => builder.tls(Tls::Required(tls_params()?)),
+            SmtpTls::Tls => builder.tls(Tls::Wrapper(tls_params()?)),
+        };
+        let port = config.port.unwrap_or(match config.tls {
+            SmtpTls::None => 25,
+            SmtpTls::Starttls => 587,
+            SmtpTls::Tls => 465,
+        });
+        builder = builder.port(port).timeout(Some(timeout));
+        if let Some(user) = &config.username {
+            builder = builder.credentials(Credentials::new(
+                user.clone(),
+                config.password.clone().unwrap_or_default(),
+            ));
+        }
+        Ok(EmailChannel {
+            transport: builder.build(),
+            from,
+            to,
+        })
+    }
+}
+
+impl Channel for EmailChannel {
+    fn name(&self) -> &str {
+        "email"
+    }
+
+    fn send<'a>(&'a self, alert: &'a Alert) -> BoxFuture<'a, Result<(), ChannelError>> {
+        Box::pin(async move {
+            let message =
+                email_message(alert, &self.from, &self.to).map_err(ChannelError::permanent)?;
+            match self.transport.send(message).await {
+                Ok(_) => Ok(()),
+                Err(e) if e.is_permanent() => Err(ChannelError::permanent(format!("SMTP: {e}"))),
+                Err(e) => Err(ChannelError::retryable(format!("SMTP: {e}"))),
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::{TimeZone, Utc};
+    use goflow_core::AlertKind;
+
+    fn alert() -> Alert {
+        let at = Utc.with_ymd_and_hms(2026, 11, 27, 6, 5, 0).unwrap();
+        let mut a = Alert::new(AlertKind::TaskFailed, "daily-sales", at);
+        a.run_id = Some("scheduled__2026-11-26T06:00:00+00:00".into());
+        a.execution_date = Some(Utc.with_ymd_and_hms(2026, 11, 26, 6, 0, 0).unwrap());
+        a.task_id = Some("extract".into());
+        a.try_number = Some(3);
+        a.state = Some("failed".into());
+        a.error = Some("connection refused <db>".into());
+        a.log_tail = vec!["loading".into(), "retrying".into()];
+        a.url = Some("http://ui/dags/daily-sales/runs/x".into());
+        a
+    }
+
+    #[test]
+    fn the_webhook_body_is_the_alert_with_a_title_and_text() {
+        let body = webhook_payload(&alert());
+        assert_eq!(body["kind"], "task_failed");
+        assert_eq!(body["dag_id"], "daily-sales");
+        assert_eq!(body["try_number"], 3);
+        assert_eq!(body["url"], "http://ui/dags/daily-sales/runs/x");
+        assert!(body["title"]
+            .as_str()
+            .unwrap()
+            .starts_with("Task extract failed"));
+        assert!(body["text"]
+            .as_str()
+            .unwrap()
+            .contains("connection refused"));
+        assert_eq!(
+            body["dedupe_key"],
+            "task_failed:daily-sales:scheduled__2026-11-26T06:00:00+00:00:extract:3"
+        );
+    }
+
+    #[test]
+    fn the_slack_body_has_text_blocks_fields_code_and_link() {
+        let body = slack_payload(&alert());
+        let text = body["text"].as_str().unwrap();
+        assert!(
+            text.contains("Task extract failed (try 3) in daily-sales"),
+            "{text}"
+        );
+        assert!(text.contains("<http://ui/dags/daily-sales/runs/x|Open in goflow>"));
+        let blocks = body["blocks"].as_array().unwrap();
+        assert_eq!(blocks[0]["type"], "section");
+        let fields: Vec<&str> = blocks[1]["fields"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f["text"].as_str().unwrap())
+            .collect();
+        assert!(fields.contains(&"*Task*\nextract"), "{fields:?}");
+        assert!(fields.contains(&"*Try*\n3"), "{fields:?}");
+        let code = blocks[2]["text"]["text"].as_str().unwrap();
+        assert!(
+            code.starts_with("```connection refused &lt;db&gt;"),
+            "{code}"
+        );
+        assert!(code.contains("retrying```"), "{code}");
+        assert_eq!(blocks[3]["type"], "context");
+    }
+
+    #[test]
+    fn the_email_has_a_subject_recipients_and_the_text() {
+        let from: Mailbox = "goflow <goflow@example.com>".parse().unwrap();
+        let to: Vec<Mailbox> = vec!["ops@example.com".parse().unwrap()];
+        let m = email_message(&alert(), &from, &to).unwrap();
+        let raw = String::from_utf8(m.formatted()).unwrap();
+        assert!(
+            raw.contains("Subject: [goflow] Task extract failed (try 3)"),
+            "{raw}"
+        );
+        assert!(raw.contains("To: ops@example.com"), "{raw}");
+        assert!(raw.contains("connection refused <db>"), "{raw}");
+        assert!(
+            raw.contains("Link: http://ui/dags/daily-sales/runs/x"),
+            "{raw}"
+        );
+    }
+
+    #[test]
+    fn long_text_is_clipped() {
+        assert_eq!(clip("abcdef", 4), "abc…");
+        assert_eq!(clip("abc", 4), "abc");
+    }
+}

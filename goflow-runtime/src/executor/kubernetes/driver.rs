@@ -1,0 +1,1165 @@
+//! The executor's moving parts: the tries it tracks, the watch task that
+//! turns Job and pod changes into decisions, timers, and the tasks that
+//! create Jobs and finish tries.
+//!
+//! Watch events only trigger decisions: a try is finished by [`finish`],
+//! which reads the Job and its pod afresh, so that the order in which the
+//! Job and pod watches deliver their events does not matter.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::num::NonZeroU32;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+use std::time::Duration;
+
+use futures::stream::{BoxStream, SelectAll};
+use futures::StreamExt;
+use goflow_core::{TaskError, TaskOutput};
+use goflow_store::LogStream;
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{ContainerStateTerminated, ContainerStatus, Pod};
+use kube::api::{Api, DeleteParams, ListParams, LogParams, PostParams};
+use kube::runtime::{watcher, WatchStreamExt};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use super::config::KubernetesConfig;
+use super::errors::{describe, describe_watch};
+use super::manifest::{
+    instance_selector, job_manifest, job_name_of, namespace_of, JobParams, ANNOTATION_DAG,
+    ANNOTATION_RUN, ANNOTATION_TASK, ANNOTATION_TRY, CONTAINER, LABEL_JOB,
+};
+use crate::executor::{EventSender, ExecutorEvent, Launch, TryKey, TryMetrics};
+use crate::task_api::{launch_payload, TaskApi, TryRef};
+use crate::worker::WorkerResult;
+
+/// Waiting reasons of a container that is on its way.
+const STARTING: [&str; 2] = ["ContainerCreating", "PodInitializing"];
+/// Waiting reasons that no amount of waiting fixes.
+const CANNOT_START: [&str; 2] = ["InvalidImageName", "ErrImageNeverPull"];
+
+pub(crate) struct Shared {
+    pub client: Result<kube::Client, String>,
+    pub config: KubernetesConfig,
+    pub task_api: TaskApi,
+    limiter: DefaultDirectRateLimiter,
+    state: Mutex<State>,
+    commands: mpsc::UnboundedSender<Command>,
+}
+
+enum Command {
+    /// Start watching a namespace.
+    Watch(Arc<str>),
+    /// The earliest timer may have changed.
+    Wake,
+}
+
+#[derive(Default)]
+struct State {
+    /// By Job name.
+    tries: HashMap<Arc<str>, Tracked>,
+    by_key: HashMap<TryKey, Arc<str>>,
+    namespaces: HashMap<Arc<str>, Namespace>,
+    timers: BTreeSet<(Instant, Arc<str>)>,
+}
+
+#[derive(Default)]
+struct Namespace {
+    /// Why watching it fails, while it does.
+    last_error: Option<String>,
+    /// Jobs seen since the watch's last (re-)list began.
+    listing: Option<HashSet<Arc<str>>>,
+}
+
+struct Tracked {
+    key: TryKey,
+    try_ref: TryRef,
+    namespace: Arc<str>,
+    events: EventSender,
+    phase: Phase,
+    timeout: Option<Duration>,
+    pending_until: Option<Instant>,
+    deadline: Option<Instant>,
+    /// Why its pod is not running yet, as Kubernetes says.
+    waiting: Option<Box<str>>,
+    cancel_requested: bool,
+    /// Whether `Started` was sent (once the Job exists).
+    started: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Phase {
+    /// The Job is being created (or looked up, when adopted).
+    Creating,
+    /// The Job exists; its task container has not started.
+    Pending,
+    /// The task container started.
+    Running,
+    /// [`finish`] is at work: nothing else changes the try.
+    Finishing,
+}
+
+/// Why a try is being finished.
+#[derive(Debug)]
+enum Cause {
+    /// The task container terminated, or the Job or pod reached an end.
+    Ended,
+    /// The Job was deleted, not by goflow.
+    Deleted,
+    /// `cancel`.
+    Cancelled,
+    /// The executor's own timeout backstop.
+    TimedOut,
+    /// Not started within the pending deadline.
+    PendingDeadline,
+    /// A pod that will never start.
+    CannotStart(String),
+}
+
+impl Shared {
+    pub(crate) fn start(
+        client: Result<kube::Client, String>,
+        config: KubernetesConfig,
+        task_api: TaskApi,
+    ) -> Arc<Shared> {
+        let (commands, rx) = mpsc::unbounded_channel();
+        let per_second = NonZeroU32::new(config.creates_per_second).unwrap_or(NonZeroU32::MIN);
+        let burst = NonZeroU32::new(config.create_burst).unwrap_or(NonZeroU32::MIN);
+        let limiter = RateLimiter::direct(Quota::per_second(per_second).allow_burst(burst));
+        let selector = instance_selector(&config.instance);
+        let watch_client = client.as_ref().ok().cloned();
+        let shared = Arc::new(Shared {
+            client,
+            config,
+            task_api,
+            limiter,
+            state: Mutex::default(),
+            commands,
+        });
+        if let Some(client) = watch_client {
+            tokio::spawn(drive(Arc::downgrade(&shared), rx, client, selector));
+        }
+        shared
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // Every change under the lock leaves the maps consistent.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub(crate) fn tracked(&self) -> usize {
+        self.lock().tries.len()
+    }
+
+    pub(crate) fn watched_namespaces(&self) -> Vec<String> {
+        let mut v: Vec<String> = self
+            .lock()
+            .namespaces
+            .keys()
+            .map(|n| n.to_string())
+            .collect();
+        v.sort();
+        v
+    }
+
+    fn client(&self) -> Option<kube::Client> {
+        self.client.as_ref().ok().cloned()
+    }
+
+    /// Starts tracking a try; the namespace is watched from now on.
+    /// `false` if the Job is tracked already.
+    fn track(
+        &self,
+        name: &Arc<str>,
+        namespace: &str,
+        key: TryKey,
+        try_ref: TryRef,
+        events: EventSender,
+        timeout: Option<Duration>,
+    ) -> bool {
+        let mut st = self.lock();
+        if st.tries.contains_key(name) {
+            return false;
+        }
+        let namespace = match st.namespaces.get_key_value(namespace) {
+            Some((ns, _)) => Arc::clone(ns),
+            None => {
+                let ns: Arc<str> = Arc::from(namespace);
+                st.namespaces.insert(Arc::clone(&ns), Namespace::default());
+                let _ = self.commands.send(Command::Watch(Arc::clone(&ns)));
+                ns
+            }
+        };
+        st.by_key.insert(key.clone(), Arc::clone(name));
+        st.tries.insert(
+            Arc::clone(name),
+            Tracked {
+                key,
+                try_ref,
+                namespace,
+                events,
+                phase: Phase::Creating,
+                timeout,
+                pending_until: None,
+                deadline: None,
+                waiting: None,
+                cancel_requested: false,
+                started: false,
+            },
+        );
+        true
+    }
+
+    /// Forgets a try and its timers; its token stops working.
+    fn untrack(&self, name: &Arc<str>) -> Option<Tracked> {
+        let mut st = self.lock();
+        let t = st.tries.remove(name)?;
+        st.by_key.remove(&t.key);
+        for at in [t.pending_until, t.deadline].into_iter().flatten() {
+            st.timers.remove(&(at, Arc::clone(name)));
+        }
+        drop(st);
+        self.task_api.unregister(&t.try_ref);
+        Some(t)
+    }
+
+    /// Ends a try that never had a Job to finish.
+    fn fail(&self, name: &Arc<str>, error: TaskError) {
+        if let Some(t) = self.untrack(name) {
+            let _ = t.events.send(ExecutorEvent::Finished {
+                key: t.key,
+                result: Err(error),
+                metrics: TryMetrics::default(),
+            });
+        }
+    }
+
+    /// The Job exists: the try is pending (unless the watch saw its pod
+    /// start already), its timers run.
+    fn created(self: &Arc<Self>, name: &Arc<str>, note: &str) {
+        let now = Instant::now();
+        let mut st = self.lock();
+        let st = &mut *st;
+        let Some(t) = st.tries.get_mut(name) else {
+            return;
+        };
+        if t.phase == Phase::Finishing || t.started {
+            return;
+        }
+        t.started = true;
+        if t.phase == Phase::Creating {
+            t.phase = Phase::Pending;
+            let pending_until = now + self.config.pending_deadline;
+            t.pending_until = Some(pending_until);
+            st.timers.insert((pending_until, Arc::clone(name)));
+        }
+        if let Some(timeout) = t.timeout {
+            let deadline = now + timeout + self.config.timeout_grace;
+            t.deadline = Some(deadline);
+            st.timers.insert((deadline, Arc::clone(name)));
+        }
+        let _ = t.events.send(ExecutorEvent::Started {
+            key: t.key.clone(),
+            handle: Some(format!("{}/{name}", t.namespace)),
+        });
+        let _ = t.events.send(ExecutorEvent::Log {
+            key: t.key.clone(),
+            stream: LogStream::System,
+            line: format!("{note} Job {}/{name}", t.namespace),
+        });
+        let cancel = t.cancel_requested;
+        if cancel {
+            self.finalize(st, name, Cause::Cancelled);
+        }
+        let _ = self.commands.send(Command::Wake);
+    }
+
+    /// Hands a try to [`finish`], once.
+    fn finalize(self: &Arc<Self>, st: &mut State, name: &Arc<str>, cause: Cause) {
+        let Some(t) = st.tries.get_mut(name) else {
+            return;
+        };
+        if t.phase == Phase::Finishing {
+            return;
+        }
+        t.phase = Phase::Finishing;
+        let finishing = Finishing {
+            name: Arc::clone(name),
+            namespace: Arc::clone(&t.namespace),
+            key: t.key.clone(),
+            try_ref: t.try_ref.clone(),
+            events: t.events.clone(),
+            timeout: t.timeout,
+            waiting: t.waiting.as_deref().map(str::to_owned),
+            watch_error: st
+                .namespaces
+                .get(&t.namespace)
+                .and_then(|n| n.last_error.clone()),
+            cause,
+        };
+        if let Some(client) = self.client() {
+            tokio::spawn(finish(Arc::clone(self), client, finishing));
+        }
+    }
+
+    fn next_timer(&self) -> Option<Instant> {
+        self.lock().timers.first().map(|(at, _)| *at)
+    }
+
+    fn fire_timers(self: &Arc<Self>, now: Instant) {
+        let mut st = self.lock();
+        let st = &mut *st;
+        while let Some((at, name)) = st.timers.first().cloned() {
+            if at > now {
+                break;
+            }
+            st.timers.pop_first();
+            let Some(t) = st.tries.get(&name) else {
+                continue;
+            };
+            if t.deadline.is_some_and(|d| d <= now) {
+                self.finalize(st, &name, Cause::TimedOut);
+            } else if matches!(t.phase, Phase::Pending) && t.pending_until.is_some_and(|d| d <= now)
+            {
+                self.finalize(st, &name, Cause::PendingDeadline);
+            }
+        }
+    }
+
+    fn on_item(self: &Arc<Self>, namespace: &Arc<str>, item: Item) {
+        let mut st = self.lock();
+        let st = &mut *st;
+        match item {
+            Item::Jobs(event) => match *event {
+                Ok(event) => self.on_job_event(st, namespace, event),
+                Err(e) => watch_failed(st, namespace, describe_watch(&e, "Jobs", namespace)),
+            },
+            Item::Pods(event) => match *event {
+                Ok(event) => self.on_pod_event(st, namespace, event),
+                Err(e) => watch_failed(st, namespace, describe_watch(&e, "pods", namespace)),
+            },
+        }
+    }
+
+    fn on_job_event(
+        self: &Arc<Self>,
+        st: &mut State,
+        namespace: &Arc<str>,
+        event: watcher::Event<Job>,
+    ) {
+        if let Some(ns) = st.namespaces.get_mut(namespace) {
+            ns.last_error = None;
+        }
+        match event {
+            watcher::Event::Init => {
+                if let Some(ns) = st.namespaces.get_mut(namespace) {
+                    ns.listing = Some(HashSet::new());
+                }
+            }
+            watcher::Event::InitApply(job) => {
+                if let (Some(ns), Some(name)) = (
+                    st.namespaces.get_mut(namespace),
+                    job.metadata.name.as_deref(),
+                ) {
+                    if let Some(listing) = &mut ns.listing {
+                        if let Some((tracked, _)) = st.tries.get_key_value(name) {
+                            listing.insert(Arc::clone(tracked));
+                        }
+                    }
+                }
+                self.on_job(st, &job);
+            }
+            watcher::Event::InitDone => {
+                let seen = st
+                    .namespaces
+                    .get_mut(namespace)
+                    .and_then(|ns| ns.listing.take())
+                    .unwrap_or_default();
+                // Jobs the re-list did not show may have been deleted while
+                // the watch was down: check each.
+                let missing: Vec<Arc<str>> = st
+                    .tries
+                    .iter()
+                    .filter(|(name, t)| {
+                        t.namespace == *namespace
+                            && matches!(t.phase, Phase::Pending | Phase::Running)
+                            && !seen.contains(*name)
+                    })
+                    .map(|(name, _)| Arc::clone(name))
+                    .collect();
+                if let (false, Some(client)) = (missing.is_empty(), self.client()) {
+                    tokio::spawn(verify_exist(
+                        Arc::clone(self),
+                        client,
+                        Arc::clone(namespace),
+                        missing,
+                    ));
+                }
+            }
+            watcher::Event::Apply(job) => self.on_job(st, &job),
+            watcher::Event::Delete(job) => {
+                if let Some(name) = job.metadata.name.as_deref() {
+                    if let Some((name, _)) = st.tries.get_key_value(name) {
+                        let name = Arc::clone(name);
+                        self.finalize(st, &name, Cause::Deleted);
+                    }
+                }
+            }
+        }
+    }
+
+    fn on_pod_event(
+        self: &Arc<Self>,
+        st: &mut State,
+        namespace: &Arc<str>,
+        event: watcher::Event<Pod>,
+    ) {
+        if let Some(ns) = st.namespaces.get_mut(namespace) {
+            ns.last_error = None;
+        }
+        match event {
+            watcher::Event::Apply(pod) | watcher::Event::InitApply(pod) => self.on_pod(st, &pod),
+            // A pod deleted before its container ended makes its Job fail
+            // (backoffLimit 0): the Job's event decides.
+            watcher::Event::Delete(_) | watcher::Event::Init | watcher::Event::InitDone => {}
+        }
+    }
+
+    fn on_job(self: &Arc<Self>, st: &mut State, job: &Job) {
+        let Some(name) = job.metadata.name.as_deref() else {
+            return;
+        };
+        let Some((name, t)) = st.tries.get_key_value(name) else {
+            return;
+        };
+        if t.phase == Phase::Finishing {
+            return;
+        }
+        let name = Arc::clone(name);
+        if job.metadata.deletion_timestamp.is_some() {
+            // goflow deletes only Jobs of tries it is finishing.
+            self.finalize(st, &name, Cause::Deleted);
+        } else if job_condition(job, "Complete").is_some()
+            || job_condition(job, "Failed").is_some()
+            || job_condition(job, "FailureTarget").is_some_and(|(r, _)| r == "DeadlineExceeded")
+        {
+            self.finalize(st, &name, Cause::Ended);
+        }
+    }
+
+    fn on_pod(self: &Arc<Self>, st: &mut State, pod: &Pod) {
+        let Some(job) = pod.metadata.labels.as_ref().and_then(|l| l.get(LABEL_JOB)) else {
+            return;
+        };
+        let Some((name, t)) = st.tries.get_key_value(job.as_str()) else {
+            return;
+        };
+        if t.phase == Phase::Finishing {
+            return;
+        }
+        let name = Arc::clone(name);
+        let status = pod.status.as_ref();
+        let main = main_status(pod);
+        let state = main.and_then(|s| s.state.as_ref());
+        if state.is_some_and(|s| s.terminated.is_some()) {
+            return self.finalize(st, &name, Cause::Ended);
+        }
+        if state.is_some_and(|s| s.running.is_some()) {
+            if let Some(t) = st.tries.get_mut(&name) {
+                t.phase = Phase::Running;
+                t.waiting = None;
+                if let Some(at) = t.pending_until.take() {
+                    st.timers.remove(&(at, Arc::clone(&name)));
+                }
+            }
+            return;
+        }
+        let mut waiting = None;
+        if let Some(w) = state.and_then(|s| s.waiting.as_ref()) {
+            let reason = w.reason.as_deref().unwrap_or("Waiting");
+            let text = match &w.message {
+                Some(m) => format!("{reason}: {m}"),
+                None => reason.to_owned(),
+            };
+            if CANNOT_START.contains(&reason) {
+                return self.finalize(st, &name, Cause::CannotStart(text));
+            }
+            if !STARTING.contains(&reason) {
+                waiting = Some(text);
+            }
+        }
+        for s in status
+            .and_then(|s| s.init_container_statuses.as_deref())
+            .unwrap_or_default()
+        {
+            if let Some(w) = s.state.as_ref().and_then(|s| s.waiting.as_ref()) {
+                let reason = w.reason.as_deref().unwrap_or("Waiting");
+                if !STARTING.contains(&reason) {
+                    waiting = Some(format!(
+                        "init container {}: {reason}: {}",
+                        s.name,
+                        w.message.as_deref().unwrap_or("")
+                    ));
+                }
+            }
+        }
+        if let Some(c) = status
+            .and_then(|s| s.conditions.as_deref())
+            .unwrap_or_default()
+            .iter()
+            .find(|c| c.type_ == "PodScheduled" && c.status == "False")
+        {
+            waiting = Some(format!(
+                "{}: {}",
+                c.reason.as_deref().unwrap_or("NotScheduled"),
+                c.message
+                    .as_deref()
+                    .unwrap_or("the pod cannot be scheduled")
+            ));
+        }
+        if status.and_then(|s| s.phase.as_deref()) == Some("Failed") {
+            return self.finalize(st, &name, Cause::Ended);
+        }
+        if let (Some(waiting), Some(t)) = (waiting, st.tries.get_mut(&name)) {
+            t.waiting = Some(waiting.into_boxed_str());
+        }
+    }
+}
+
+/// What [`finish`] needs of a try.
+struct Finishing {
+    name: Arc<str>,
+    namespace: Arc<str>,
+    key: TryKey,
+    try_ref: TryRef,
+    events: EventSender,
+    timeout: Option<Duration>,
+    waiting: Option<String>,
+    watch_error: Option<String>,
+    cause: Cause,
+}
+
+impl Finishing {
+    fn log(&self, line: String) {
+        let _ = self.events.send(ExecutorEvent::Log {
+            key: self.key.clone(),
+            stream: LogStream::System,
+            line,
+        });
+    }
+}
+
+/// Records why a namespace's watch fails (until it works again).
+fn watch_failed(st: &mut State, namespace: &Arc<str>, message: String) {
+    tracing::warn!(namespace = %namespace, error = %message, "watching task Jobs failed; retrying");
+    if let Some(ns) = st.namespaces.get_mut(namespace) {
+        ns.last_error = Some(message);
+    }
+}
+
+/// What the watch streams yield (boxed: Kubernetes objects are large
+/// values).
+enum Item {
+    Jobs(Box<Result<watcher::Event<Job>, watcher::Error>>),
+    Pods(Box<Result<watcher::Event<Pod>, watcher::Error>>),
+}
+
+/// The watch task: one Job watch and one pod watch per namespace, all
+/// label-selected to this deployment's Jobs, and the timers. Ends when
+/// the executor is dropped.
+async fn drive(
+    weak: Weak<Shared>,
+    mut commands: mpsc::UnboundedReceiver<Command>,
+    client: kube::Client,
+    selector: String,
+) {
+    let mut streams: SelectAll<BoxStream<'static, (Arc<str>, Item)>> = SelectAll::new();
+    loop {
+        let next_timer = match weak.upgrade() {
+            Some(shared) => shared.next_timer(),
+            None => break,
+        };
+        let timer = async move {
+            match next_timer {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            command = commands.recv() => match command {
+                None => break,
+                Some(Command::Watch(namespace)) => {
+                    let config = watcher::Config::default().labels(&selector);
+                    let ns = Arc::clone(&namespace);
+                    let jobs = watcher(Api::<Job>::namespaced(client.clone(), &namespace), config.clone())
+                        .default_backoff()
+                        .map(move |e| (Arc::clone(&ns), Item::Jobs(Box::new(e))));
+                    let ns = Arc::clone(&namespace);
+                    let pods = watcher(Api::<Pod>::namespaced(client.clone(), &namespace), config)
+                        .default_backoff()
+                        .map(move |e| (Arc::clone(&ns), Item::Pods(Box::new(e))));
+                    streams.push(jobs.boxed());
+                    streams.push(pods.boxed());
+                }
+                Some(Command::Wake) => {}
+            },
+            Some((namespace, item)) = streams.next(), if !streams.is_empty() => {
+                let Some(shared) = weak.upgrade() else { break };
+                shared.on_item(&namespace, item);
+            }
+            () = timer => {
+                let Some(shared) = weak.upgrade() else { break };
+                shared.fire_timers(Instant::now());
+            }
+        }
+    }
+}
+
+/// Launches a try: registers it with the task API, builds its Job, and
+/// creates it (rate-limited) in the background.
+pub(crate) fn launch(shared: &Arc<Shared>, launch: Launch, events: EventSender) {
+    let key = launch.key.clone();
+    let fail_now = |error: TaskError| {
+        let _ = events.send(ExecutorEvent::Finished {
+            key: key.clone(),
+            result: Err(error),
+            metrics: TryMetrics::default(),
+        });
+    };
+    let client = match &shared.client {
+        Ok(client) => client.clone(),
+        Err(reason) => {
+            return fail_now(TaskError::msg(format!(
+                "the Kubernetes executor cannot run tasks: {reason}"
+            )))
+        }
+    };
+    let try_ref = TryRef::of(&launch);
+    let namespace = namespace_of(&launch, &shared.config).to_owned();
+    let name: Arc<str> = Arc::from(job_name_of(&launch, &shared.config));
+    let token = match shared.task_api.register(
+        try_ref.clone(),
+        key.clone(),
+        &launch_payload(&launch),
+        events.clone(),
+    ) {
+        Ok(token) => token,
+        Err(e) => {
+            return fail_now(TaskError::msg(format!(
+                "cannot encode the launch payload: {e}"
+            )))
+        }
+    };
+    let job = match job_manifest(
+        &launch,
+        JobParams {
+            config: &shared.config,
+            token: &token,
+        },
+    ) {
+        Ok(job) => job,
+        Err(e) => {
+            shared.task_api.unregister(&try_ref);
+            // A setting that is wrong stays wrong: retrying cannot help.
+            return fail_now(TaskError::fatal(e.to_string()));
+        }
+    };
+    let timeout = launch.dag.tasks()[key.task].options.timeout;
+    if !shared.track(
+        &name,
+        &namespace,
+        key.clone(),
+        try_ref,
+        events.clone(),
+        timeout,
+    ) {
+        return fail_now(TaskError::msg(format!(
+            "this try is already running as Job {namespace}/{name}"
+        )));
+    }
+    tokio::spawn(create(Arc::clone(shared), client, namespace, name, job));
+}
+
+async fn create(
+    shared: Arc<Shared>,
+    client: kube::Client,
+    namespace: String,
+    name: Arc<str>,
+    job: Job,
+) {
+    shared.limiter.until_ready().await;
+    let jobs: Api<Job> = Api::namespaced(client, &namespace);
+    let action = format!("create Job {namespace}/{name}");
+    match jobs.create(&PostParams::default(), &job).await {
+        Ok(_) => shared.created(&name, "created"),
+        Err(kube::Error::Api(e)) if e.code == 409 => match jobs.get(&name).await {
+            Ok(existing) if same_try(&existing, &job) => shared.created(
+                &name,
+                "a Job for this try existed already (an earlier launch or another scheduler \
+                 created it); following",
+            ),
+            Ok(_) => shared.fail(
+                &name,
+                TaskError::msg(format!(
+                    "cannot {action}: a Job of that name exists and is not this try's"
+                )),
+            ),
+            Err(e) => shared.fail(&name, TaskError::msg(describe(&e, &action, &namespace))),
+        },
+        Err(e) => shared.fail(&name, TaskError::msg(describe(&e, &action, &namespace))),
+    }
+}
+
+fn same_try(a: &Job, b: &Job) -> bool {
+    let ids = |j: &Job| {
+        let annotations = j.metadata.annotations.clone().unwrap_or_default();
+        [
+            ANNOTATION_DAG,
+            ANNOTATION_RUN,
+            ANNOTATION_TASK,
+            ANNOTATION_TRY,
+        ]
+        .map(|k| annotations.get(k).cloned())
+    };
+    ids(a) == ids(b)
+}
+
+/// Stops a try: its Job is deleted (after its log is copied).
+pub(crate) fn cancel(shared: &Arc<Shared>, key: &TryKey) {
+    let mut st = shared.lock();
+    let st = &mut *st;
+    let Some(name) = st.by_key.get(key).cloned() else {
+        return;
+    };
+    let Some(t) = st.tries.get_mut(&name) else {
+        return;
+    };
+    match t.phase {
+        Phase::Finishing => {}
+        // The create call is in flight: cancel once it is answered.
+        _ if !t.started => t.cancel_requested = true,
+        Phase::Creating | Phase::Pending | Phase::Running => {
+            shared.finalize(st, &name, Cause::Cancelled)
+        }
+    }
+}
+
+/// Takes over a try launched by an earlier process: follows its Job if it
+/// exists, else fails the try as lost.
+pub(crate) fn adopt(
+    shared: &Arc<Shared>,
+    launch: Launch,
+    handle: &str,
+    events: EventSender,
+) -> bool {
+    let Ok(client) = &shared.client else {
+        return false;
+    };
+    let (namespace, name) = match handle.split_once('/') {
+        Some((ns, name)) if !ns.is_empty() && !name.is_empty() && !name.contains('/') => {
+            (ns.to_owned(), name.to_owned())
+        }
+        _ => (
+            namespace_of(&launch, &shared.config).to_owned(),
+            job_name_of(&launch, &shared.config),
+        ),
+    };
+    let name: Arc<str> = Arc::from(name);
+    let try_ref = TryRef::of(&launch);
+    let key = launch.key.clone();
+    if shared
+        .task_api
+        .register(
+            try_ref.clone(),
+            key.clone(),
+            &launch_payload(&launch),
+            events.clone(),
+        )
+        .is_err()
+    {
+        return false;
+    }
+    let timeout = launch.dag.tasks()[key.task].options.timeout;
+    if !shared.track(&name, &namespace, key, try_ref, events, timeout) {
+        // Followed already.
+        return true;
+    }
+    let shared = Arc::clone(shared);
+    let client = client.clone();
+    tokio::spawn(async move {
+        let jobs: Api<Job> = Api::namespaced(client.clone(), &namespace);
+        match jobs.get_opt(&name).await {
+            Ok(Some(job)) => {
+                shared.created(&name, "adopted (after a scheduler restart)");
+                // The namespace's watch may have listed it already: look at
+                // the Job and its pod now.
+                let pods: Api<Pod> = Api::namespaced(client, &namespace);
+                let pod_list = pods
+                    .list(&ListParams::default().labels(&format!("{LABEL_JOB}={name}")))
+                    .await;
+                let mut st = shared.lock();
+                shared.on_job(&mut st, &job);
+                if let Ok(list) = pod_list {
+                    if let Some(pod) = newest(list.items) {
+                        shared.on_pod(&mut st, &pod);
+                    }
+                }
+            }
+            Ok(None) => shared.fail(
+                &name,
+                TaskError::msg(format!(
+                    "lost: its Job {namespace}/{name} no longer exists (deleted, or removed \
+                     by its TTL while no scheduler followed it)"
+                )),
+            ),
+            Err(e) => shared.fail(
+                &name,
+                TaskError::msg(describe(
+                    &e,
+                    &format!("get Job {namespace}/{name}"),
+                    &namespace,
+                )),
+            ),
+        }
+    });
+    true
+}
+
+/// After a re-list: Jobs not listed that do not exist were deleted.
+async fn verify_exist(
+    shared: Arc<Shared>,
+    client: kube::Client,
+    namespace: Arc<str>,
+    names: Vec<Arc<str>>,
+) {
+    let jobs: Api<Job> = Api::namespaced(client, &namespace);
+    for name in names {
+        if let Ok(None) = jobs.get_opt(&name).await {
+            let mut st = shared.lock();
+            shared.finalize(&mut st, &name, Cause::Deleted);
+        }
+    }
+}
+
+/// Finishes a try: reads its Job and pod, copies the pod's log, decides
+/// the result, deletes the Job when it should go, and reports.
+async fn finish(shared: Arc<Shared>, client: kube::Client, f: Finishing) {
+    let ns = &*f.namespace;
+    let name = &*f.name;
+    let jobs: Api<Job> = Api::namespaced(client.clone(), ns);
+    let pods: Api<Pod> = Api::namespaced(client, ns);
+    let job = match f.cause {
+        Cause::Deleted => None,
+        _ => match jobs.get_opt(name).await {
+            Ok(job) => job,
+            Err(e) => {
+                f.log(describe(&e, &format!("read Job {ns}/{name}"), ns));
+                None
+            }
+        },
+    };
+    let pod = match pods
+        .list(&ListParams::default().labels(&format!("{LABEL_JOB}={name}")))
+        .await
+    {
+        Ok(list) => newest(list.items),
+        Err(e) => {
+            f.log(describe(
+                &e,
+                &format!("list the pods of Job {ns}/{name}"),
+                ns,
+            ));
+            None
+        }
+    };
+    let main = pod.as_ref().and_then(main_status);
+    let started = main.is_some_and(|s| {
+        s.state
+            .as_ref()
+            .is_some_and(|st| st.running.is_some() || st.terminated.is_some())
+    });
+
+    let mut last_line = None;
+    match (&pod, started) {
+        (Some(pod), true) => {
+            let pod_name = pod.metadata.name.as_deref().unwrap_or_default();
+            let params = LogParams {
+                container: Some(CONTAINER.to_owned()),
+                limit_bytes: Some(shared.config.log_limit_bytes),
+                ..LogParams::default()
+            };
+            match pods.logs(pod_name, &params).await {
+                Ok(text) => {
+                    for line in text.lines() {
+                        let _ = f.events.send(ExecutorEvent::Log {
+                            key: f.key.clone(),
+                            stream: LogStream::Stdout,
+                            line: line.to_owned(),
+                        });
+                    }
+                    last_line = text
+                        .lines()
+                        .rev()
+                        .find(|l| !l.trim().is_empty())
+                        .map(str::to_owned);
+                    if i64::try_from(text.len()).is_ok_and(|n| n >= shared.config.log_limit_bytes) {
+                        f.log(format!(
+                            "the log of pod {ns}/{pod_name} was cut at {} bytes",
+                            shared.config.log_limit_bytes
+                        ));
+                    }
+                }
+                Err(e) => f.log(format!(
+                    "the task's log was not copied: {}",
+                    describe(&e, &format!("read the log of pod {ns}/{pod_name}"), ns)
+                )),
+            }
+        }
+        (Some(pod), false) => f.log(format!(
+            "no log to copy: the task container of pod {ns}/{} never started",
+            pod.metadata.name.as_deref().unwrap_or_default()
+        )),
+        (None, _) => f.log(format!(
+            "no log to copy: no pod of Job {ns}/{name} exists (any more)"
+        )),
+    }
+
+    let posted = shared.task_api.unregister(&f.try_ref);
+    let (result, metrics) = decide(
+        &f,
+        &shared.config,
+        job.as_ref(),
+        pod.as_ref(),
+        posted,
+        last_line,
+    );
+
+    let delete = match f.cause {
+        Cause::Cancelled | Cause::TimedOut | Cause::PendingDeadline | Cause::CannotStart(_) => true,
+        Cause::Deleted => false,
+        Cause::Ended => shared.config.delete_finished_jobs,
+    };
+    if delete {
+        let params = DeleteParams {
+            propagation_policy: Some(shared.config.propagation.policy()),
+            ..DeleteParams::default()
+        };
+        match jobs.delete(name, &params).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(e)) if e.code == 404 => {}
+            Err(e) => {
+                let message = describe(&e, &format!("delete Job {ns}/{name}"), ns);
+                tracing::warn!(error = %message, "cannot delete a task's Job");
+                f.log(format!("{message}; its TTL will remove it"));
+            }
+        }
+    }
+    shared.untrack(&f.name);
+    let _ = f.events.send(ExecutorEvent::Finished {
+        key: f.key,
+        result,
+        metrics,
+    });
+}
+
+/// The try's result from what Kubernetes and the worker say.
+fn decide(
+    f: &Finishing,
+    config: &KubernetesConfig,
+    job: Option<&Job>,
+    pod: Option<&Pod>,
+    posted: Option<WorkerResult>,
+    last_line: Option<String>,
+) -> (Result<TaskOutput, TaskError>, TryMetrics) {
+    let terminated = pod
+        .and_then(main_status)
+        .and_then(|s| s.state.as_ref())
+        .and_then(|s| s.terminated.as_ref());
+    // Without a posted result, the worker's fallback: its result as the
+    // last line of its output.
+    let posted = posted.or_else(|| last_line.and_then(|l| serde_json::from_str(l.trim()).ok()));
+    let mut metrics = TryMetrics {
+        exit_code: terminated.map(|t| t.exit_code),
+        ..TryMetrics::default()
+    };
+    if let Some(m) = posted.as_ref().and_then(|r| r.metrics) {
+        metrics.peak_memory_bytes = m.peak_memory_bytes;
+        metrics.cpu_user_ms = m.cpu_user_ms;
+        metrics.cpu_system_ms = m.cpu_system_ms;
+    }
+    let (ns, name) = (&f.namespace, &f.name);
+    let result = match &f.cause {
+        Cause::Cancelled => Err(TaskError::msg("the try was cancelled")),
+        Cause::TimedOut => Err(TaskError::timed_out(f.timeout.unwrap_or_default())),
+        Cause::CannotStart(reason) => Err(TaskError::msg(format!(
+            "the pod of Job {ns}/{name} cannot start: {reason}"
+        ))),
+        Cause::PendingDeadline if terminated.is_none() => {
+            let why = f.waiting.clone().unwrap_or_else(|| match pod {
+                Some(_) => "its task container is still waiting".to_owned(),
+                None => format!("no pod was created for Job {ns}/{name}"),
+            });
+            let watch = f
+                .watch_error
+                .as_ref()
+                .map(|e| format!("; and watching the namespace fails: {e}"))
+                .unwrap_or_default();
+            Err(TaskError::msg(format!(
+                "the task's pod did not start within {}: {why}{watch}",
+                whole(config.pending_deadline)
+            )))
+        }
+        Cause::Deleted if terminated.is_none() => Err(TaskError::msg(format!(
+            "Job {ns}/{name} was deleted by someone else (not goflow) before the try finished"
+        ))),
+        _ => {
+            if let Some(limit) = job.and_then(deadline_exceeded) {
+                Err(TaskError::timed_out(f.timeout.unwrap_or(limit)))
+            } else if let Some(t) = terminated {
+                from_exit(t, posted)
+            } else if let Some((reason, message)) = job.and_then(|j| job_condition(j, "Failed")) {
+                match posted.map(|r| r.outcome.into_result()) {
+                    Some(Err(e)) => Err(e),
+                    _ => Err(TaskError::msg(format!(
+                        "Job {ns}/{name} failed: {reason}: {message}"
+                    ))),
+                }
+            } else if job.and_then(|j| job_condition(j, "Complete")).is_some() {
+                match posted {
+                    Some(r) => r.outcome.into_result(),
+                    None => Err(TaskError::msg(format!(
+                        "Job {ns}/{name} completed, but its pod is gone and the task reported no result"
+                    ))),
+                }
+            } else if let Some(status) = pod.and_then(|p| p.status.as_ref()) {
+                Err(TaskError::msg(format!(
+                    "the pod of Job {ns}/{name} failed: {}: {}",
+                    status.reason.as_deref().unwrap_or("Failed"),
+                    status.message.as_deref().unwrap_or("no message")
+                )))
+            } else {
+                Err(TaskError::msg(format!(
+                    "Job {ns}/{name} and its pod are gone: the try's end was not seen"
+                )))
+            }
+        }
+    };
+    (result, metrics)
+}
+
+/// `90s`, `5m`, `1h`, as durations are written in options.
+fn whole(d: Duration) -> String {
+    let secs = d.as_secs();
+    if d.subsec_millis() != 0 || secs == 0 {
+        format!("{}ms", d.as_millis())
+    } else if secs % 3600 == 0 {
+        format!("{}h", secs / 3600)
+    } else if secs % 60 == 0 {
+        format!("{}m", secs / 60)
+    } else {
+        format!("{secs}s")
+    }
+}
+
+/// The result of a try whose task container terminated.
+fn from_exit(
+    t: &ContainerStateTerminated,
+    posted: Option<WorkerResult>,
+) -> Result<TaskOutput, TaskError> {
+    let code = t.exit_code;
+    let reason = match t.reason.as_deref() {
+        Some("OOMKilled") => {
+            " (OOMKilled: the container ran out of memory; raise the task's `memory_limit`)"
+                .to_owned()
+        }
+        Some(r) if r != "Completed" && r != "Error" => format!(" ({r})"),
+        _ => String::new(),
+    };
+    match (code, posted) {
+        (0, Some(r)) => r.outcome.into_result(),
+        (0, None) => Err(TaskError::msg(
+            "the task container exited with code 0 without reporting a result to the task API \
+             or printing one: is the image built from this binary, and does the advertise URL \
+             reach the scheduler from the pod?",
+        )),
+        (_, Some(r)) => match r.outcome.into_result() {
+            Err(e) => Err(e),
+            Ok(_) => Err(TaskError::msg(format!(
+                "the task reported success, but its container exited with code {code}{reason}"
+            ))),
+        },
+        (_, None) => {
+            let tail = t
+                .message
+                .as_deref()
+                .map(str::trim)
+                .filter(|m| !m.is_empty())
+                .map(|m| {
+                    let m: String = m
+                        .chars()
+                        .rev()
+                        .take(600)
+                        .collect::<Vec<_>>()
+                        .into_iter()
+                        .rev()
+                        .collect();
+                    format!(": {m}")
+                })
+                .unwrap_or_default();
+            Err(TaskError::msg(format!(
+                "the task container exited with code {code}{reason}{tail}"
+            )))
+        }
+    }
+}
+
+/// The status of the task container.
+fn main_status(pod: &Pod) -> Option<&ContainerStatus> {
+    pod.status
+        .as_ref()?
+        .container_statuses
+        .as_ref()?
+        .iter()
+        .find(|s| s.name == CONTAINER)
+}
+
+/// The pod created last (a Job with backoffLimit 0 has one, but a pod
+/// deleted by hand may have been replaced).
+fn newest(pods: Vec<Pod>) -> Option<Pod> {
+    pods.into_iter().max_by(|a, b| {
+        a.metadata
+            .creation_timestamp
+            .cmp(&b.metadata.creation_timestamp)
+    })
+}
+
+/// `(reason, message)` of a Job condition of type `kind` that is true.
+fn job_condition(job: &Job, kind: &str) -> Option<(String, String)> {
+    job.status
+        .as_ref()?
+        .conditions
+        .as_ref()?
+        .iter()
+        .find(|c| c.type_ == kind && c.status == "True")
+        .map(|c| {
+            (
+                c.reason.clone().unwrap_or_default(),
+                c.message.clone().unwrap_or_default(),
+            )
+        })
+}
+
+/// The Job's `activeDeadlineSeconds` if it ended because of it.
+fn deadline_exceeded(job: &Job) -> Option<Duration> {
+    let hit = ["Failed", "FailureTarget"].iter().any(|kind| {
+        job_condition(job, kind).is_some_and(|(reason, _)| reason == "DeadlineExceeded")
+    });
+    hit.then(|| {
+        let secs = job
+            .spec
+            .as_ref()
+            .and_then(|s| s.active_deadline_seconds)
+            .unwrap_or_default();
+        Duration::from_secs(u64::try_from(secs).unwrap_or_default())
+    })
+}

@@ -1,0 +1,363 @@
+//! Prometheus metrics of a goflow process, served at `/metrics` by the web
+//! server (see [`crate::web`]).
+//!
+//! [`Metrics`] is cheap to clone (it shares one registry): the scheduler
+//! and executors record what happens through its methods, and the web
+//! server fills the gauges that the store knows (runs and task instances
+//! by state, queue depth) at each scrape, so they are never stale.
+//!
+//! | metric | type | labels |
+//! |---|---|---|
+//! | `goflow_dag_runs` | gauge, at scrape | `state` |
+//! | `goflow_task_instances` | gauge, at scrape | `state` |
+//! | `goflow_queue_depth` | gauge, at scrape: task instances `scheduled` or `queued` | |
+//! | `goflow_task_duration_seconds` | histogram | `dag`, `task` |
+//! | `goflow_scheduling_latency_seconds` | histogram | |
+//! | `goflow_scheduler_loop_seconds` | histogram | |
+//! | `goflow_executor_launches_total` | counter | `executor` |
+//! | `goflow_executor_failures_total` | counter | `executor` |
+//! | `goflow_db_query_seconds` | histogram | `op` |
+//!
+//! ```
+//! use goflow_runtime::metrics::Metrics;
+//!
+//! let metrics = Metrics::new();
+//! metrics.executor_launched("in_process");
+//! metrics.observe_task_duration("daily-sales", "extract", 1.25);
+//! let text = metrics.encode().unwrap();
+//! assert!(text.contains("goflow_executor_launches_total{executor=\"in_process\"} 1"));
+//! ```
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use goflow_core::{RunState, TaskState};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::{Registry, Unit};
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StateLabel {
+    state: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TaskLabels {
+    dag: String,
+    task: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ExecutorLabel {
+    executor: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OpLabel {
+    op: String,
+}
+
+type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
+
+/// Task durations: 0.1 s to about 2 days.
+fn task_duration_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.1, 2.0, 21))
+}
+
+/// Database calls: 0.5 ms to about 16 s.
+fn db_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.0005, 2.0, 16))
+}
+
+/// The metrics of one process. Clones share them. See the module docs.
+#[derive(Clone)]
+pub struct Metrics {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    registry: Registry,
+    runs: Family<StateLabel, Gauge>,
+    task_instances: Family<StateLabel, Gauge>,
+    queue_depth: Gauge,
+    task_duration: HistogramFamily<TaskLabels>,
+    schedule_latency: Histogram,
+    loop_latency: Histogram,
+    last_loop_latency: AtomicU64,
+    launches: Family<ExecutorLabel, Counter>,
+    failures: Family<ExecutorLabel, Counter>,
+    /// The executor kinds seen, for [`Metrics::executor_counts`].
+    kinds: Mutex<BTreeSet<String>>,
+    db: HistogramFamily<OpLabel>,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Bits of `f64::NAN`: "no loop latency recorded yet".
+const NO_LATENCY: u64 = 0x7ff8_0000_0000_0000;
+
+impl Metrics {
+    /// A fresh set of metrics, registered under the `goflow_` prefix.
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("goflow");
+        let runs = Family::<StateLabel, Gauge>::default();
+        registry.register("dag_runs", "DAG runs by state", runs.clone());
+        let task_instances = Family::<StateLabel, Gauge>::default();
+        registry.register(
+            "task_instances",
+            "Task instances by state",
+            task_instances.clone(),
+        );
+        let queue_depth = Gauge::default();
+        registry.register(
+            "queue_depth",
+            "Task instances waiting for an executor (scheduled or queued)",
+            queue_depth.clone(),
+        );
+        let task_duration: HistogramFamily<TaskLabels> =
+            Family::new_with_constructor(task_duration_histogram);
+        registry.register_with_unit(
+            "task_duration",
+            "Duration of finished task tries",
+            Unit::Seconds,
+            task_duration.clone(),
+        );
+        let schedule_latency = Histogram::new(exponential_buckets(0.001, 2.0, 16));
+        registry.register_with_unit(
+            "scheduling_latency",
+            "Delay between a task instance becoming runnable and its launch",
+            Unit::Seconds,
+            schedule_latency.clone(),
+        );
+        let loop_latency = Histogram::new(exponential_buckets(0.0005, 2.0, 16));
+        registry.register_with_unit(
+            "scheduler_loop",
+            "Duration of one scheduling step",
+            Unit::Seconds,
+            loop_latency.clone(),
+        );
+        let launches = Family::<ExecutorLabel, Counter>::default();
+        registry.register(
+            "executor_launches",
+            "Task tries handed to an executor",
+            launches.clone(),
+        );
+        let failures = Family::<ExecutorLabel, Counter>::default();
+        registry.register(
+            "executor_failures",
+            "Task tries an executor could not launch or lost",
+            failures.clone(),
+        );
+        let db: HistogramFamily<OpLabel> = Family::new_with_constructor(db_histogram);
+        registry.register_with_unit(
+            "db_query",
+            "Duration of store calls",
+            Unit::Seconds,
+            db.clone(),
+        );
+        Metrics {
+            inner: Arc::new(Inner {
+                registry,
+                runs,
+                task_instances,
+                queue_depth,
+                task_duration,
+                schedule_latency,
+                loop_latency,
+                last_loop_latency: AtomicU64::new(NO_LATENCY),
+                launches,
+                failures,
+                kinds: Mutex::default(),
+                db,
+            }),
+        }
+    }
+
+    /// Records a finished try of `task` of `dag` that ran `secs` seconds.
+    pub fn observe_task_duration(&self, dag: &str, task: &str, secs: f64) {
+        self.inner
+            .task_duration
+            .get_or_create(&TaskLabels {
+                dag: dag.to_owned(),
+                task: task.to_owned(),
+            })
+            .observe(secs);
+    }
+
+    /// Records that an executor of `kind` (`in_process`, `local_process`,
+    /// `kubernetes`) was handed a try.
+    pub fn executor_launched(&self, kind: &str) {
+        self.saw_kind(kind);
+        self.inner
+            .launches
+            .get_or_create(&ExecutorLabel {
+                executor: kind.to_owned(),
+            })
+            .inc();
+    }
+
+    /// Records that an executor of `kind` could not launch a try, or lost
+    /// one (not a task that failed by itself).
+    pub fn executor_failed(&self, kind: &str) {
+        self.saw_kind(kind);
+        self.inner
+            .failures
+            .get_or_create(&ExecutorLabel {
+                executor: kind.to_owned(),
+            })
+            .inc();
+    }
+
+    /// Records the delay, in seconds, between a task instance becoming
+    /// runnable and its launch.
+    pub fn observe_schedule_latency(&self, secs: f64) {
+        self.inner.schedule_latency.observe(secs);
+    }
+
+    /// Records a store call `op` (such as `claim_tasks`) that took `secs`
+    /// seconds.
+    pub fn observe_db(&self, op: &str, secs: f64) {
+        self.inner
+            .db
+            .get_or_create(&OpLabel { op: op.to_owned() })
+            .observe(secs);
+    }
+
+    /// Records one scheduling step that took `secs` seconds; the latest is
+    /// also shown on the scheduler health page.
+    pub fn loop_latency(&self, secs: f64) {
+        self.inner.loop_latency.observe(secs);
+        self.inner
+            .last_loop_latency
+            .store(secs.to_bits(), Ordering::Relaxed);
+    }
+
+    /// The latest scheduling step's duration in seconds, if the scheduler
+    /// of this process recorded one.
+    pub fn last_loop_latency(&self) -> Option<f64> {
+        let v = f64::from_bits(self.inner.last_loop_latency.load(Ordering::Relaxed));
+        (!v.is_nan()).then_some(v)
+    }
+
+    /// How many tries executors of each kind were handed, and how many
+    /// they failed to launch or lost: `(kind, launched, failed)`, by kind.
+    pub fn executor_counts(&self) -> Vec<(String, u64, u64)> {
+        let kinds: Vec<String> = match self.inner.kinds.lock() {
+            Ok(k) => k.iter().cloned().collect(),
+            Err(poisoned) => poisoned.into_inner().iter().cloned().collect(),
+        };
+        kinds
+            .into_iter()
+            .map(|kind| {
+                let label = ExecutorLabel {
+                    executor: kind.clone(),
+                };
+                let launched = self.inner.launches.get(&label).map_or(0, |c| c.get());
+                let failed = self.inner.failures.get(&label).map_or(0, |c| c.get());
+                (kind, launched, failed)
+            })
+            .collect()
+    }
+
+    fn saw_kind(&self, kind: &str) {
+        let mut kinds = match self.inner.kinds.lock() {
+            Ok(k) => k,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        if !kinds.contains(kind) {
+            kinds.insert(kind.to_owned());
+        }
+    }
+
+    /// Sets the gauges that the store knows: runs and task instances by
+    /// state (every state present, zero included) and the queue depth.
+    pub fn set_store_counts(&self, runs: &HashMap<RunState, u64>, tasks: &HashMap<TaskState, u64>) {
+        let gauge = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+        for state in RunState::ALL {
+            self.inner
+                .runs
+                .get_or_create(&StateLabel {
+                    state: state.as_str().to_owned(),
+                })
+                .set(gauge(runs.get(&state).copied().unwrap_or(0)));
+        }
+        for state in TaskState::ALL {
+            self.inner
+                .task_instances
+                .get_or_create(&StateLabel {
+                    state: state.as_str().to_owned(),
+                })
+                .set(gauge(tasks.get(&state).copied().unwrap_or(0)));
+        }
+        let waiting = [TaskState::Scheduled, TaskState::Queued]
+            .iter()
+            .map(|s| tasks.get(s).copied().unwrap_or(0))
+            .sum();
+        self.inner.queue_depth.set(gauge(waiting));
+    }
+
+    /// The metrics in the Prometheus text exposition format (OpenMetrics).
+    pub fn encode(&self) -> Result<String, std::fmt::Error> {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.inner.registry)?;
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_metric_is_exposed_with_its_labels() {
+        let m = Metrics::new();
+        m.observe_task_duration("etl", "extract", 2.0);
+        m.executor_launched("kubernetes");
+        m.executor_failed("kubernetes");
+        m.observe_schedule_latency(0.01);
+        m.observe_db("claim_tasks", 0.002);
+        m.loop_latency(0.003);
+        let runs = HashMap::from([(RunState::Running, 2)]);
+        let tasks = HashMap::from([(TaskState::Queued, 3), (TaskState::Scheduled, 1)]);
+        m.set_store_counts(&runs, &tasks);
+        let text = m.encode().unwrap();
+        for needle in [
+            "goflow_dag_runs{state=\"running\"} 2",
+            "goflow_dag_runs{state=\"failed\"} 0",
+            "goflow_task_instances{state=\"queued\"} 3",
+            "goflow_queue_depth 4",
+            "goflow_task_duration_seconds_count{dag=\"etl\",task=\"extract\"} 1",
+            "goflow_scheduling_latency_seconds_count 1",
+            "goflow_scheduler_loop_seconds_count 1",
+            "goflow_executor_launches_total{executor=\"kubernetes\"} 1",
+            "goflow_executor_failures_total{executor=\"kubernetes\"} 1",
+            "goflow_db_query_seconds_count{op=\"claim_tasks\"} 1",
+        ] {
+            assert!(text.contains(needle), "missing {needle} in\n{text}");
+        }
+        assert_eq!(m.last_loop_latency(), Some(0.003));
+        assert_eq!(m.executor_counts(), vec![("kubernetes".to_owned(), 1, 1)]);
+    }
+
+    #[test]
+    fn clones_share_the_metrics() {
+        let a = Metrics::new();
+        assert_eq!(a.last_loop_latency(), None);
+        a.clone().loop_latency(1.5);
+        assert_eq!(a.last_loop_latency(), Some(1.5));
+    }
+}

@@ -1,0 +1,606 @@
+//! The Kubernetes executor against a real cluster: a real API server, Job
+//! controller, kubelets and pods on any node. Ignored by default; see
+//! docs/kubernetes.md ("Cluster tests") for the set-up. In short:
+//!
+//! ```text
+//! docker build -f goflow-runtime/tests/kubernetes_cluster.Dockerfile -t goflow-cluster-test:dev .
+//! kind load docker-image goflow-cluster-test:dev        # or: k3d image import ...
+//! export GOFLOW_TEST_IMAGE=goflow-cluster-test:dev
+//! export GOFLOW_TEST_ADVERTISE_URL=http://172.18.0.1:8471   # this host, as pods reach it
+//! cargo test -p goflow-runtime --features kubernetes --test kubernetes_cluster -- --ignored --test-threads=1
+//! ```
+//!
+//! The test process is the scheduler: it serves the task API on
+//! `GOFLOW_TEST_BIND` (default `0.0.0.0:8471`) and creates Jobs whose pods
+//! run the image's copy of this very test binary as the worker (the
+//! `worker_entry` test, like the local-process tests), which fetch their
+//! payload from and post their result to `GOFLOW_TEST_ADVERTISE_URL`.
+#![cfg(feature = "kubernetes")]
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::Utc;
+use clap::Parser;
+use futures::StreamExt;
+use goflow_core::{
+    Dag, DagBuilder, DataInterval, ExecutorKind, Inputs, RunState, RunType, TaskContext, TaskError,
+    TaskFuture, TaskOptions, TaskOutput, TaskSpec, TaskState,
+};
+use goflow_runtime::cli::{run, Cli};
+use goflow_runtime::executor::kubernetes::k8s_openapi::api::batch::v1::Job;
+use goflow_runtime::executor::kubernetes::k8s_openapi::api::core::v1::{Namespace, Pod};
+use goflow_runtime::executor::kubernetes::kube::api::{Api, ListParams, PostParams};
+use goflow_runtime::executor::kubernetes::kube::runtime::watcher;
+use goflow_runtime::executor::kubernetes::kube::Client;
+use goflow_runtime::executor::kubernetes::manifest::is_label_value;
+use goflow_runtime::executor::kubernetes::{KubernetesConfig, KubernetesExecutor};
+use goflow_runtime::executor::{Executor, ExecutorEvent, Launch, TryKey};
+use goflow_runtime::scheduler::{RunFinished, Scheduler, SchedulerConfig};
+use goflow_runtime::task_api::{self, TaskApi};
+use goflow_runtime::{db, Registry};
+use goflow_store::Store;
+use serde_json::json;
+use tokio::sync::mpsc;
+use tower::ServiceExt;
+
+const WORKER_ENV: &str = "GOFLOW_TEST_WORKER";
+/// Where the test image has this test binary.
+const DEFAULT_BINARY: &str = "/usr/local/bin/goflow-cluster-test";
+
+// ---------------------------------------------------------------------------
+// The DAGs (the worker in the pod has the same ones)
+// ---------------------------------------------------------------------------
+
+fn out(value: serde_json::Value) -> Result<TaskOutput, TaskError> {
+    Ok(TaskOutput {
+        value,
+        follow: None,
+    })
+}
+
+fn extract(_: TaskContext, _: &Inputs) -> TaskFuture {
+    Box::pin(async {
+        println!("extracting 3 rows");
+        out(json!([1, 2, 3]))
+    })
+}
+
+/// Fails its first try, succeeds on the next.
+fn flaky(ctx: TaskContext, inputs: &Inputs) -> TaskFuture {
+    let rows = inputs.read::<Vec<u64>>("extract");
+    Box::pin(async move {
+        let rows = rows?;
+        if ctx.try_number == 1 {
+            eprintln!("try 1 fails on purpose");
+            return Err(TaskError::msg("flaky on purpose"));
+        }
+        out(json!(rows.iter().sum::<u64>()))
+    })
+}
+
+fn report(_: TaskContext, inputs: &Inputs) -> TaskFuture {
+    let total = inputs.read::<u64>("flaky");
+    Box::pin(async move {
+        let total = total?;
+        println!("the total is {total}");
+        out(json!(format!("total={total}")))
+    })
+}
+
+fn sleepy(_: TaskContext, _: &Inputs) -> TaskFuture {
+    Box::pin(async {
+        println!("sleeping");
+        tokio::time::sleep(Duration::from_secs(25)).await;
+        println!("woke up");
+        out(json!(7))
+    })
+}
+
+fn spec(id: &str, data: &[&str], retries: u32, run: goflow_core::TaskFn) -> TaskSpec {
+    TaskSpec {
+        id: id.into(),
+        function: "cluster",
+        options: TaskOptions {
+            executor: Some(ExecutorKind::Kubernetes),
+            retries: Some(retries),
+            retry_delay: Some(Duration::from_secs(1)),
+            ..Default::default()
+        },
+        data_upstream: data.iter().map(|s| s.to_string()).collect(),
+        run,
+    }
+}
+
+fn namespace() -> String {
+    std::env::var("GOFLOW_TEST_NAMESPACE").unwrap_or_else(|_| "goflow-test".to_owned())
+}
+
+fn dags() -> Vec<Dag> {
+    vec![
+        DagBuilder::new("cluster-etl")
+            .namespace(namespace())
+            .task(spec("extract", &[], 0, extract))
+            .task(spec("flaky", &["extract"], 1, flaky))
+            .task(spec("report", &["flaky"], 0, report))
+            .build()
+            .unwrap(),
+        DagBuilder::new("cluster-adopt")
+            .namespace(namespace())
+            .task(spec("sleepy", &[], 0, sleepy))
+            .build()
+            .unwrap(),
+    ]
+}
+
+/// In a pod (`GOFLOW_TEST_WORKER` set): runs `tasks run ...` like a goflow
+/// binary's `main` and exits. Otherwise returns at once.
+#[test]
+fn worker_entry() {
+    if std::env::var_os(WORKER_ENV).is_none() {
+        return;
+    }
+    let args = std::env::args().skip_while(|a| a != "--").skip(1);
+    let cli = match Cli::try_parse_from(std::iter::once("goflow".to_owned()).chain(args)) {
+        Ok(cli) => cli,
+        Err(e) => {
+            eprintln!("{e}");
+            std::process::exit(2);
+        }
+    };
+    let registry = Registry::from_dags(dags()).unwrap();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut out = std::io::stdout();
+    let code = match runtime.block_on(run(cli, &registry, &mut out, Utc::now())) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e}");
+            e.exit_code()
+        }
+    };
+    std::process::exit(
+        (0..=2u8)
+            .find(|&n| ExitCode::from(n) == code)
+            .map_or(101, i32::from),
+    );
+}
+
+// ---------------------------------------------------------------------------
+// Set-up
+// ---------------------------------------------------------------------------
+
+struct Env {
+    client: Client,
+    image: String,
+    binary: String,
+    advertise_url: String,
+    bind: SocketAddr,
+    namespace: String,
+}
+
+fn required(name: &str) -> String {
+    std::env::var(name)
+        .ok()
+        .filter(|v| !v.trim().is_empty())
+        .unwrap_or_else(|| {
+            panic!(
+                "{name} is not set. The cluster tests need: KUBECONFIG pointing at a cluster; \
+             GOFLOW_TEST_IMAGE, an image with this test binary (see \
+             goflow-runtime/tests/kubernetes_cluster.Dockerfile) loaded into the cluster; \
+             GOFLOW_TEST_ADVERTISE_URL, the URL at which pods reach this machine's port \
+             GOFLOW_TEST_BIND (default 0.0.0.0:8471). See docs/kubernetes.md."
+            )
+        })
+}
+
+async fn env() -> Env {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_test_writer()
+        .try_init();
+    let image = required("GOFLOW_TEST_IMAGE");
+    let advertise_url = required("GOFLOW_TEST_ADVERTISE_URL");
+    let client = Client::try_default()
+        .await
+        .expect("a cluster: KUBECONFIG (or ~/.kube/config) must point at one");
+    let namespace = namespace();
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    if namespaces.get_opt(&namespace).await.unwrap().is_none() {
+        let ns: Namespace =
+            serde_json::from_value(json!({"metadata": {"name": namespace}})).unwrap();
+        namespaces
+            .create(&PostParams::default(), &ns)
+            .await
+            .unwrap();
+    }
+    Env {
+        client,
+        image,
+        binary: std::env::var("GOFLOW_TEST_BINARY").unwrap_or_else(|_| DEFAULT_BINARY.into()),
+        advertise_url,
+        bind: std::env::var("GOFLOW_TEST_BIND")
+            .unwrap_or_else(|_| "0.0.0.0:8471".into())
+            .parse()
+            .expect("GOFLOW_TEST_BIND is host:port"),
+        namespace,
+    }
+}
+
+impl Env {
+    fn config(&self, instance: &str) -> KubernetesConfig {
+        KubernetesConfig {
+            namespace: self.namespace.clone(),
+            image: Some(self.image.clone()),
+            binary: self.binary.clone(),
+            args_prefix: ["--exact", "worker_entry", "--nocapture", "--"]
+                .map(String::from)
+                .to_vec(),
+            advertise_url: self.advertise_url.clone(),
+            instance: instance.to_owned(),
+            env: vec![
+                (WORKER_ENV.into(), "1".into()),
+                ("GOFLOW_TEST_NAMESPACE".into(), self.namespace.clone()),
+                ("RUST_LOG".into(), "info".into()),
+            ],
+            image_pull_policy: Some("IfNotPresent".into()),
+            pending_deadline: Duration::from_secs(120),
+            ..KubernetesConfig::default()
+        }
+    }
+
+    /// The labels of every Job of `instance` that appears, by name.
+    fn record_jobs(
+        &self,
+        instance: &str,
+    ) -> Arc<Mutex<BTreeMap<String, BTreeMap<String, String>>>> {
+        let seen = Arc::new(Mutex::new(BTreeMap::new()));
+        let jobs: Api<Job> = Api::namespaced(self.client.clone(), &self.namespace);
+        let selector = format!("goflow.rs/instance={instance}");
+        let record = Arc::clone(&seen);
+        tokio::spawn(async move {
+            let mut stream = watcher(jobs, watcher::Config::default().labels(&selector)).boxed();
+            while let Some(event) = stream.next().await {
+                if let Ok(watcher::Event::Apply(job) | watcher::Event::InitApply(job)) = event {
+                    record.lock().unwrap().insert(
+                        job.metadata.name.clone().unwrap_or_default(),
+                        job.metadata.labels.clone().unwrap_or_default(),
+                    );
+                }
+            }
+        });
+        seen
+    }
+
+    /// Waits until no Job and no pod of `instance` is left.
+    async fn assert_cleaned_up(&self, instance: &str) {
+        let jobs: Api<Job> = Api::namespaced(self.client.clone(), &self.namespace);
+        let pods: Api<Pod> = Api::namespaced(self.client.clone(), &self.namespace);
+        let lp = ListParams::default().labels(&format!("goflow.rs/instance={instance}"));
+        for _ in 0..120 {
+            let j = jobs.list(&lp).await.unwrap().items.len();
+            let p = pods.list(&lp).await.unwrap().items.len();
+            if j == 0 && p == 0 {
+                return;
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+        panic!(
+            "Jobs or pods of instance {instance} are left in namespace {}",
+            self.namespace
+        );
+    }
+}
+
+/// A name no other run of these tests uses.
+fn instance(test: &str) -> String {
+    format!(
+        "{test}-{}-{}",
+        std::process::id(),
+        Utc::now().timestamp() % 100_000
+    )
+}
+
+/// The task API on `bind`, served from whichever [`TaskApi`] the returned
+/// handle holds: swapping it plays a scheduler process restarting (a new
+/// `TaskApi` with the same secret) behind the same address.
+async fn serve_task_api(api: TaskApi, bind: SocketAddr) -> Arc<Mutex<TaskApi>> {
+    let current = Arc::new(Mutex::new(api));
+    let serving = Arc::clone(&current);
+    let service = tower::service_fn(move |request: axum::extract::Request| {
+        let api = serving.lock().unwrap().clone();
+        async move { task_api::router(api).oneshot(request).await }
+    });
+    let app = axum::Router::new().nest_service(task_api::MOUNT_PATH, service);
+    let listener = tokio::net::TcpListener::bind(bind)
+        .await
+        .unwrap_or_else(|e| panic!("cannot listen on {bind} (GOFLOW_TEST_BIND): {e}"));
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    current
+}
+
+struct Running {
+    task: tokio::task::JoinHandle<()>,
+    finished: mpsc::UnboundedReceiver<RunFinished>,
+}
+
+fn start_scheduler(store: &Store, executor: KubernetesExecutor, id: &str) -> Running {
+    let registry = Arc::new(Registry::from_dags(dags()).unwrap());
+    let mut scheduler = Scheduler::new(
+        store.clone(),
+        registry,
+        SchedulerConfig {
+            id: id.into(),
+            heartbeat_interval: Duration::from_millis(500),
+            stale_after: Duration::from_secs(5),
+            poll_interval: Duration::from_millis(200),
+            default_executor: ExecutorKind::Kubernetes,
+            create_scheduled_runs: false,
+            ..SchedulerConfig::default()
+        },
+    )
+    .with_executor(Arc::new(executor));
+    let finished = scheduler.finished_runs();
+    let task = tokio::spawn(async move {
+        scheduler
+            .run(std::future::pending())
+            .await
+            .expect("the scheduler runs");
+    });
+    Running { task, finished }
+}
+
+async fn trigger(store: &Store, dag_id: &str) -> i64 {
+    let registry = Registry::from_dags(dags()).unwrap();
+    let dag = registry.get(dag_id).unwrap().clone();
+    let rows = db::sync_registry(store, &registry, Utc::now())
+        .await
+        .unwrap();
+    let new = db::new_run(
+        &dag,
+        rows[dag_id].version,
+        RunType::Manual,
+        DataInterval::at(Utc::now()),
+        json!({}),
+    );
+    store.create_run(&new, Utc::now()).await.unwrap().id
+}
+
+async fn wait_finished(running: &mut Running, run: i64, limit: Duration) -> RunFinished {
+    tokio::time::timeout(limit, async {
+        loop {
+            let f = running.finished.recv().await.expect("the scheduler runs");
+            if f.run == run {
+                return f;
+            }
+        }
+    })
+    .await
+    .expect("the run finishes in time")
+}
+
+// ---------------------------------------------------------------------------
+// Tests
+// ---------------------------------------------------------------------------
+
+#[tokio::test]
+#[ignore = "needs cluster"]
+async fn a_dag_runs_as_jobs_with_a_retry() {
+    let env = env().await;
+    let instance = instance("etl");
+    let seen = env.record_jobs(&instance);
+    let task_api = TaskApi::with_secret(b"cluster-test");
+    let _server = serve_task_api(task_api.clone(), env.bind).await;
+    let db = goflow_store::testing::sqlite(true).await;
+    let executor = KubernetesExecutor::new(env.client.clone(), env.config(&instance), task_api);
+    let mut scheduler = start_scheduler(&db.store, executor, "cluster-etl");
+    let run = trigger(&db.store, "cluster-etl").await;
+
+    let finished = wait_finished(&mut scheduler, run, Duration::from_secs(300)).await;
+    let instances = db.store.task_instances(run).await.unwrap();
+    let states: HashMap<_, _> = instances
+        .iter()
+        .map(|ti| {
+            (
+                ti.task_id.as_str(),
+                (ti.state, ti.try_number, ti.last_error.clone()),
+            )
+        })
+        .collect();
+    assert_eq!(finished.state, RunState::Success, "{states:#?}");
+    assert_eq!(states["extract"].0, TaskState::Success);
+    assert_eq!(states["report"].0, TaskState::Success);
+    assert_eq!(
+        (states["flaky"].0, states["flaky"].1),
+        (TaskState::Success, 2)
+    );
+    let tries = db.store.task_tries(run, Some("flaky")).await.unwrap();
+    assert_eq!(tries.len(), 2, "{tries:#?}");
+    assert_eq!(tries[0].state, TaskState::UpForRetry);
+    assert!(
+        tries[0]
+            .error
+            .as_deref()
+            .unwrap_or_default()
+            .contains("flaky on purpose"),
+        "{tries:#?}"
+    );
+    assert_eq!(tries[0].exit_code, Some(1));
+    assert_eq!(tries[1].exit_code, Some(0));
+    for ti in &instances {
+        let handle = ti.executor_handle.clone().unwrap_or_default();
+        assert!(
+            handle.starts_with(&format!("{}/", env.namespace)),
+            "{handle}"
+        );
+    }
+    assert_eq!(
+        db.store.get_output(run, "report").await.unwrap(),
+        Some(json!("total=6"))
+    );
+    // The pods' logs were copied before their Jobs went.
+    let logs = db
+        .store
+        .read_logs(run, "report", None, 0, 1000)
+        .await
+        .unwrap();
+    assert!(
+        logs.iter().any(|l| l.line.contains("the total is 6")),
+        "{:#?}",
+        logs.iter().map(|l| &l.line).collect::<Vec<_>>()
+    );
+
+    // One Job per try, labelled for dag, run, task and try.
+    let seen = seen.lock().unwrap().clone();
+    let mut tries: Vec<(String, String)> = seen
+        .values()
+        .map(|l| (l["goflow.rs/task"].clone(), l["goflow.rs/try"].clone()))
+        .collect();
+    tries.sort();
+    assert_eq!(
+        tries,
+        [
+            ("extract", "1"),
+            ("flaky", "1"),
+            ("flaky", "2"),
+            ("report", "1")
+        ]
+        .map(|(t, n)| (t.to_owned(), n.to_owned()))
+    );
+    let run_id = db.store.get_run(run).await.unwrap().unwrap().run_id;
+    for (name, labels) in &seen {
+        assert!(name.len() <= 63, "{name}");
+        assert_eq!(labels["goflow.rs/dag"], "cluster-etl");
+        assert_eq!(labels["app.kubernetes.io/managed-by"], "goflow");
+        assert!(is_label_value(&labels["goflow.rs/run"]), "{labels:?}");
+        assert_eq!(
+            labels["goflow.rs/run"],
+            goflow_runtime::executor::kubernetes::label_value(&run_id)
+        );
+    }
+    env.assert_cleaned_up(&instance).await;
+    scheduler.task.abort();
+}
+
+#[tokio::test]
+#[ignore = "needs cluster"]
+async fn a_pod_that_cannot_pull_its_image_fails_after_the_pending_deadline() {
+    let env = env().await;
+    let instance = instance("pull");
+    let executor = KubernetesExecutor::new(
+        env.client.clone(),
+        KubernetesConfig {
+            image: Some("registry.invalid/goflow/does-not-exist:1".into()),
+            pending_deadline: Duration::from_secs(30),
+            ..env.config(&instance)
+        },
+        TaskApi::new(),
+    );
+    let dag = Arc::new(dags().remove(0));
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    executor.launch(launch(&dag, "extract"), tx);
+    let error = tokio::time::timeout(Duration::from_secs(120), async {
+        loop {
+            if let ExecutorEvent::Finished { result, .. } = rx.recv().await.unwrap() {
+                return result.unwrap_err().to_string();
+            }
+        }
+    })
+    .await
+    .expect("the try fails within the deadline");
+    assert!(error.contains("did not start within 30s"), "{error}");
+    assert!(
+        error.contains("ErrImagePull") || error.contains("ImagePullBackOff"),
+        "{error}"
+    );
+    env.assert_cleaned_up(&instance).await;
+}
+
+#[tokio::test]
+#[ignore = "needs cluster"]
+async fn a_restarted_scheduler_adopts_its_running_job() {
+    let env = env().await;
+    let instance = instance("adopt");
+    let seen = env.record_jobs(&instance);
+    let db = goflow_store::testing::sqlite(true).await;
+
+    let first_api = TaskApi::with_secret(b"shared-secret");
+    let server = serve_task_api(first_api.clone(), env.bind).await;
+    let executor = KubernetesExecutor::new(env.client.clone(), env.config(&instance), first_api);
+    let first = start_scheduler(&db.store, executor, "cluster-adopt");
+    let run = trigger(&db.store, "cluster-adopt").await;
+
+    // Wait for the task's container to run, then crash the scheduler.
+    let pods: Api<Pod> = Api::namespaced(env.client.clone(), &env.namespace);
+    let lp = ListParams::default().labels(&format!("goflow.rs/instance={instance}"));
+    let mut running = false;
+    for _ in 0..120 {
+        running = pods
+            .list(&lp)
+            .await
+            .unwrap()
+            .items
+            .iter()
+            .any(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running"));
+        if running {
+            break;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    assert!(running, "the task's pod runs");
+    first.task.abort();
+    let _ = first.task.await;
+
+    // The same scheduler id starts again, with the same token secret: the
+    // pod's token stays valid.
+    let second_api = TaskApi::with_secret(b"shared-secret");
+    *server.lock().unwrap() = second_api.clone();
+    let executor = KubernetesExecutor::new(env.client.clone(), env.config(&instance), second_api);
+    let mut second = start_scheduler(&db.store, executor, "cluster-adopt");
+    let finished = wait_finished(&mut second, run, Duration::from_secs(180)).await;
+    assert_eq!(finished.state, RunState::Success);
+    let tries = db.store.task_tries(run, Some("sleepy")).await.unwrap();
+    assert_eq!(tries.len(), 1, "adopted, not retried: {tries:#?}");
+    assert_eq!(
+        db.store.get_output(run, "sleepy").await.unwrap(),
+        Some(json!(7))
+    );
+    assert_eq!(
+        seen.lock().unwrap().len(),
+        1,
+        "one Job, never created twice"
+    );
+    env.assert_cleaned_up(&instance).await;
+    second.task.abort();
+}
+
+fn launch(dag: &Arc<Dag>, task: &str) -> Launch {
+    let index = dag.index_of(task).unwrap();
+    Launch {
+        key: TryKey {
+            run: 1,
+            task: index,
+            try_number: 1,
+        },
+        ctx: TaskContext {
+            dag_id: dag.id().clone(),
+            run_id: goflow_core::RunId::new(format!("manual__{}", Utc::now().to_rfc3339()))
+                .unwrap(),
+            task_id: dag.tasks()[index].id.clone(),
+            try_number: 1,
+            max_tries: 1,
+            run_type: RunType::Manual,
+            data_interval: DataInterval::at(Utc::now()),
+            conf: json!({}),
+        },
+        dag: Arc::clone(dag),
+        inputs: Inputs::new(),
+    }
+}

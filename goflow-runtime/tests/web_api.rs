@@ -1,0 +1,921 @@
+//! The REST API, `/metrics` and the probes through `Router::oneshot`, on
+//! SQLite (and PostgreSQL when `GOFLOW_TEST_DATABASE_URL` is set): each
+//! endpoint's success and its errors, and that requests without or with a
+//! wrong token get `401` and change nothing.
+
+mod web_common;
+
+use axum::body::Body;
+use axum::http::{header, Method, Request, StatusCode};
+use axum::routing::get as get_route;
+use axum::Router;
+use chrono::Utc;
+use goflow_core::{RunState, TaskState};
+use goflow_runtime::web::{self, TokenOrigin, WebConfig, WebState};
+use goflow_store::{LogStream, NewLogLine};
+use serde_json::json;
+use web_common::*;
+
+#[tokio::test]
+async fn probes_answer_without_credentials() {
+    for app in apps().await {
+        let healthz = send(
+            &app.app,
+            Request::get("/healthz").body(Body::empty()).unwrap(),
+        )
+        .await;
+        assert_eq!(
+            (healthz.status, healthz.text.as_str()),
+            (StatusCode::OK, "ok")
+        );
+        let readyz = send(
+            &app.app,
+            Request::get("/readyz").body(Body::empty()).unwrap(),
+        )
+        .await;
+        assert_eq!(
+            (readyz.status, readyz.text.as_str()),
+            (StatusCode::OK, "ok")
+        );
+    }
+}
+
+#[tokio::test]
+async fn without_or_with_a_wrong_token_requests_get_401_and_change_nothing() {
+    for app in apps().await {
+        let store = app.store();
+        let failed = failed_run(store, at(1)).await;
+        let path = run_path(&failed);
+        let calls: Vec<(Method, String, Option<serde_json::Value>)> = vec![
+            (Method::GET, "/api/v1/dags".into(), None),
+            (Method::GET, "/api/v1/dags/etl".into(), None),
+            (
+                Method::PATCH,
+                "/api/v1/dags/etl".into(),
+                Some(json!({"is_paused": true})),
+            ),
+            (Method::GET, "/api/v1/dags/etl/grid".into(), None),
+            (Method::GET, "/api/v1/dags/etl/runs".into(), None),
+            (
+                Method::POST,
+                "/api/v1/dags/etl/runs".into(),
+                Some(json!({"conf": {"a": 1}})),
+            ),
+            (Method::GET, path.clone(), None),
+            (Method::POST, format!("{path}/clear"), Some(json!({}))),
+            (Method::GET, format!("{path}/tasks/left"), None),
+            (
+                Method::POST,
+                format!("{path}/tasks/left/clear"),
+                Some(json!({})),
+            ),
+            (
+                Method::POST,
+                format!("{path}/tasks/left/state"),
+                Some(json!({"state": "success"})),
+            ),
+            (Method::GET, format!("{path}/tasks/left/logs"), None),
+            (
+                Method::GET,
+                "/api/v1/dags/etl/tasks/left/history".into(),
+                None,
+            ),
+            (Method::GET, "/api/v1/health".into(), None),
+            (Method::GET, "/api/v1/openapi.json".into(), None),
+            (Method::GET, "/metrics".into(), None),
+        ];
+        for (method, uri, body) in calls {
+            for token in [None, Some("wrong-token-0123456789abcdef")] {
+                let r = api(&app, method.clone(), &uri, token, body.clone()).await;
+                assert_eq!(
+                    r.status,
+                    StatusCode::UNAUTHORIZED,
+                    "{method} {uri} {token:?}: {}",
+                    r.text
+                );
+                assert!(!r.error().is_empty());
+                assert_eq!(
+                    r.headers
+                        .get(header::WWW_AUTHENTICATE)
+                        .map(|v| v.to_str().unwrap()),
+                    Some("Bearer")
+                );
+            }
+        }
+        // A malformed Authorization header is refused too.
+        let req = Request::get("/api/v1/dags")
+            .header(header::AUTHORIZATION, format!("Basic {}", app.token))
+            .body(Body::empty())
+            .unwrap();
+        assert_eq!(send(&app.app, req).await.status, StatusCode::UNAUTHORIZED);
+        // Nothing changed.
+        assert!(!store.get_dag("etl").await.unwrap().unwrap().is_paused);
+        assert_eq!(store.list_runs("etl", 10, 0).await.unwrap().len(), 1);
+        assert_eq!(task_state(store, &failed, "left").await, TaskState::Failed);
+        assert_eq!(
+            store.get_run(failed.id).await.unwrap().unwrap().state,
+            RunState::Failed
+        );
+    }
+}
+
+#[tokio::test]
+async fn the_dag_list_filters_paginates_and_shows_recent_runs() {
+    for app in apps().await {
+        succeeded_run(app.store(), at(1)).await;
+        failed_run(app.store(), at(2)).await;
+        let r = get(&app, "/api/v1/dags").await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+        let body = r.json();
+        assert_eq!(body["total"], 2);
+        let etl = &body["dags"][0];
+        assert_eq!(etl["dag_id"], "etl");
+        assert_eq!(etl["schedule"], "0 0 * * *");
+        assert_eq!(etl["declared"], true);
+        assert!(etl["next_run"].is_string());
+        assert_eq!(etl["tags"], json!(["sales", "daily"]));
+        let recent: Vec<&str> = etl["recent_runs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["state"].as_str().unwrap())
+            .collect();
+        assert_eq!(recent, ["failed", "success"], "latest first");
+        assert_eq!(body["dags"][1]["dag_id"], "reports");
+        assert_eq!(body["dags"][1]["next_run"], json!(null), "manual");
+
+        let by_tag = get(&app, "/api/v1/dags?tag=finance").await.json();
+        assert_eq!(by_tag["total"], 1);
+        assert_eq!(by_tag["dags"][0]["dag_id"], "reports");
+        let by_text = get(&app, "/api/v1/dags?q=SALES").await.json();
+        assert_eq!(by_text["total"], 1, "matches the description, any case");
+        assert_eq!(by_text["dags"][0]["dag_id"], "etl");
+        let page2 = get(&app, "/api/v1/dags?limit=1&offset=1").await.json();
+        assert_eq!(
+            (
+                page2["total"].as_u64(),
+                page2["dags"].as_array().unwrap().len()
+            ),
+            (Some(2), 1)
+        );
+        assert_eq!(page2["dags"][0]["dag_id"], "reports");
+        let none = get(&app, "/api/v1/dags?q=%25").await.json();
+        assert_eq!(none["total"], 0, "LIKE wildcards are literal");
+
+        for bad in [
+            "limit=0",
+            "limit=100000",
+            "offset=-1",
+            "limit=abc",
+            "recent_runs=1000",
+        ] {
+            let r = get(&app, &format!("/api/v1/dags?{bad}")).await;
+            assert_eq!(r.status, StatusCode::BAD_REQUEST, "{bad}: {}", r.text);
+            assert!(!r.error().is_empty());
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_dag_shows_its_tasks_edges_and_schedule() {
+    for app in apps().await {
+        let r = get(&app, "/api/v1/dags/etl").await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+        let d = r.json();
+        assert_eq!(d["dag_id"], "etl");
+        assert_eq!(d["file_path"], "examples/etl.rs");
+        assert_eq!(d["source_line"], 12);
+        assert_eq!(d["version"], 1);
+        assert_eq!(d["next_runs"].as_array().unwrap().len(), 5);
+        let tasks = d["tasks"].as_array().unwrap();
+        let ids: Vec<&str> = tasks
+            .iter()
+            .map(|t| t["task_id"].as_str().unwrap())
+            .collect();
+        assert_eq!(ids[0], "extract");
+        let merge = tasks.iter().find(|t| t["task_id"] == "merge").unwrap();
+        assert_eq!(merge["layer"], 2);
+        assert_eq!(merge["upstream"].as_array().unwrap().len(), 2);
+        let notify = tasks.iter().find(|t| t["task_id"] == "notify").unwrap();
+        assert_eq!(
+            notify["upstream"],
+            json!([{"task_id": "merge", "kind": "order"}])
+        );
+
+        let missing = get(&app, "/api/v1/dags/nope").await;
+        assert_eq!(missing.status, StatusCode::NOT_FOUND);
+        assert!(missing.error().contains("nope"), "{}", missing.text);
+        let bad_path = get(&app, "/api/v1/dags/%FF").await;
+        assert_eq!(
+            bad_path.status,
+            StatusCode::BAD_REQUEST,
+            "{}",
+            bad_path.text
+        );
+        let unknown = get(&app, "/api/v1/nothing/here").await;
+        assert_eq!(unknown.status, StatusCode::NOT_FOUND);
+        assert!(unknown.error().contains("openapi"));
+    }
+}
+
+#[tokio::test]
+async fn pausing_and_unpausing_a_dag() {
+    for app in apps().await {
+        let token = app.token.clone();
+        let r = api(
+            &app,
+            Method::PATCH,
+            "/api/v1/dags/etl",
+            Some(&token),
+            Some(json!({"is_paused": true})),
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+        assert_eq!(r.json()["is_paused"], true);
+        assert_eq!(
+            r.json()["next_run"],
+            json!(null),
+            "no next run while paused"
+        );
+        assert!(app.store().get_dag("etl").await.unwrap().unwrap().is_paused);
+        let r = api(
+            &app,
+            Method::PATCH,
+            "/api/v1/dags/etl",
+            Some(&token),
+            Some(json!({"is_paused": false})),
+        )
+        .await;
+        assert_eq!(r.json()["is_paused"], false);
+        assert!(!app.store().get_dag("etl").await.unwrap().unwrap().is_paused);
+
+        for bad in [
+            json!({"is_paused": "yes"}),
+            json!({}),
+            json!({"is_paused": true, "x": 1}),
+        ] {
+            let r = api(
+                &app,
+                Method::PATCH,
+                "/api/v1/dags/etl",
+                Some(&token),
+                Some(bad.clone()),
+            )
+            .await;
+            assert_eq!(r.status, StatusCode::BAD_REQUEST, "{bad}: {}", r.text);
+            assert!(r.error().starts_with("invalid JSON body"), "{}", r.text);
+        }
+        let not_json = Request::patch("/api/v1/dags/etl")
+            .header(header::AUTHORIZATION, format!("Bearer {token}"))
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from("{oops"))
+            .unwrap();
+        assert_eq!(
+            send(&app.app, not_json).await.status,
+            StatusCode::BAD_REQUEST
+        );
+        let missing = api(
+            &app,
+            Method::PATCH,
+            "/api/v1/dags/nope",
+            Some(&token),
+            Some(json!({"is_paused": true})),
+        )
+        .await;
+        assert_eq!(missing.status, StatusCode::NOT_FOUND, "{}", missing.text);
+        assert!(!app.store().get_dag("etl").await.unwrap().unwrap().is_paused);
+    }
+}
+
+#[tokio::test]
+async fn triggering_runs_and_its_refusals() {
+    for app in apps().await {
+        let r = post(
+            &app,
+            "/api/v1/dags/etl/runs",
+            json!({"conf": {"region": "north"}, "logical_date": "2026-03-01T06:00"}),
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+        let run = r.json();
+        assert_eq!(run["state"], "queued");
+        assert_eq!(run["run_type"], "manual");
+        assert_eq!(run["conf"], json!({"region": "north"}));
+        assert_eq!(run["logical_date"], "2026-03-01T06:00:00Z");
+        assert_eq!(run["run_id"], "manual__2026-03-01T06:00:00Z");
+        let stored = app
+            .store()
+            .find_run("etl", "manual__2026-03-01T06:00:00Z")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(stored.conf, json!({"region": "north"}));
+        assert_eq!(
+            app.store().task_instances(stored.id).await.unwrap().len(),
+            5
+        );
+
+        // Without a body field: conf {} and now.
+        let now_run = post(&app, "/api/v1/dags/etl/runs", json!({})).await;
+        assert_eq!(now_run.status, StatusCode::CREATED, "{}", now_run.text);
+        assert_eq!(now_run.json()["conf"], json!({}));
+
+        let dup = post(
+            &app,
+            "/api/v1/dags/etl/runs",
+            json!({"logical_date": "2026-03-01T06:00:00Z"}),
+        )
+        .await;
+        assert_eq!(dup.status, StatusCode::CONFLICT, "{}", dup.text);
+        assert!(dup.error().contains("already has a run"), "{}", dup.text);
+        for (body, needle) in [
+            (json!({"conf": [1, 2]}), "expected a JSON object"),
+            (json!({"conf": "x"}), "expected a JSON object"),
+            (
+                json!({"logical_date": "yesterday-ish"}),
+                "invalid logical_date",
+            ),
+            (json!({"config": {}}), "unknown field"),
+        ] {
+            let r = post(&app, "/api/v1/dags/etl/runs", body.clone()).await;
+            assert_eq!(r.status, StatusCode::BAD_REQUEST, "{body}: {}", r.text);
+            assert!(r.error().contains(needle), "{body}: {}", r.text);
+        }
+        let missing = post(&app, "/api/v1/dags/nope/runs", json!({})).await;
+        assert_eq!(missing.status, StatusCode::NOT_FOUND);
+        assert_eq!(
+            app.store().list_runs("etl", 10, 0).await.unwrap().len(),
+            2,
+            "refusals created nothing"
+        );
+
+        let runs = get(&app, "/api/v1/dags/etl/runs?limit=1").await.json();
+        assert_eq!(runs["runs"].as_array().unwrap().len(), 1);
+        let missing = get(&app, "/api/v1/dags/nope/runs").await;
+        assert_eq!(missing.status, StatusCode::NOT_FOUND);
+    }
+}
+
+#[tokio::test]
+async fn a_run_with_its_tasks_and_the_grid() {
+    for app in apps().await {
+        let ok = succeeded_run(app.store(), at(1)).await;
+        let bad = failed_run(app.store(), at(2)).await;
+        let r = get(&app, &run_path(&bad)).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+        let d = r.json();
+        assert_eq!(d["state"], "failed");
+        let tasks = d["tasks"].as_array().unwrap();
+        let ids: Vec<&str> = tasks
+            .iter()
+            .map(|t| t["task_id"].as_str().unwrap())
+            .collect();
+        assert_eq!(ids, ["extract", "left", "right", "merge", "notify"]);
+        let left = &tasks[1];
+        assert_eq!(
+            (left["state"].as_str(), left["exit_code"].as_i64()),
+            (Some("failed"), Some(1))
+        );
+        assert_eq!(left["error"], "boom");
+        assert_eq!(left["peak_memory_bytes"], 64 * 1024 * 1024);
+
+        let ti = get(&app, &format!("{}/tasks/left", run_path(&bad)))
+            .await
+            .json();
+        assert_eq!(ti["tries"].as_array().unwrap().len(), 1);
+        assert_eq!(ti["tries"][0]["state"], "failed");
+
+        let grid = get(&app, "/api/v1/dags/etl/grid").await.json();
+        assert_eq!(grid["tasks"].as_array().unwrap().len(), 5);
+        let runs = grid["runs"].as_array().unwrap();
+        assert_eq!(runs[0]["run_id"], ok.run_id.as_str(), "oldest first");
+        assert_eq!(runs[1]["states"]["merge"], "upstream_failed");
+
+        let missing = get(&app, "/api/v1/dags/etl/runs/nope").await;
+        assert_eq!(missing.status, StatusCode::NOT_FOUND);
+        let missing = get(&app, &format!("{}/tasks/nope", run_path(&bad))).await;
+        assert_eq!(missing.status, StatusCode::NOT_FOUND);
+        assert_eq!(
+            get(&app, "/api/v1/dags/nope/grid").await.status,
+            StatusCode::NOT_FOUND
+        );
+    }
+}
+
+#[tokio::test]
+async fn clearing_runs_and_tasks() {
+    for app in apps().await {
+        let store = app.store();
+        let run = failed_run(store, at(1)).await;
+        // Only the failed ones: left, merge, notify.
+        let r = post(
+            &app,
+            &format!("{}/clear", run_path(&run)),
+            json!({"only_failed": true}),
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+        assert_eq!(r.json()["cleared"], json!(["left", "merge", "notify"]));
+        assert_eq!(r.json()["run_state"], "queued");
+        assert_eq!(task_state(store, &run, "left").await, TaskState::Pending);
+        assert_eq!(task_state(store, &run, "extract").await, TaskState::Success);
+
+        // A task with its downstreams, in a finished run.
+        let ok = succeeded_run(store, at(2)).await;
+        let r = post(
+            &app,
+            &format!("{}/tasks/right/clear", run_path(&ok)),
+            json!({"downstream": true}),
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+        assert_eq!(r.json()["cleared"], json!(["right", "merge", "notify"]));
+        assert_eq!(task_state(store, &ok, "left").await, TaskState::Success);
+
+        // A running task cannot be cleared: 409, nothing changes.
+        let live = new_run(store, &etl(), at(3)).await;
+        start_run(store, &live).await;
+        run_task(store, &live, "extract").await;
+        let r = post(
+            &app,
+            &format!("{}/tasks/extract/clear", run_path(&live)),
+            json!({}),
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::CONFLICT, "{}", r.text);
+        assert!(r.error().contains("running"), "{}", r.text);
+        let r = post(&app, &format!("{}/clear", run_path(&live)), json!({})).await;
+        assert_eq!(r.status, StatusCode::CONFLICT, "{}", r.text);
+        assert_eq!(
+            task_state(store, &live, "extract").await,
+            TaskState::Running
+        );
+
+        let r = post(
+            &app,
+            &format!("{}/clear", run_path(&ok)),
+            json!({"tasks": ["nope"]}),
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::NOT_FOUND, "{}", r.text);
+        let r = post(
+            &app,
+            &format!("{}/tasks/nope/clear", run_path(&ok)),
+            json!({}),
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::NOT_FOUND, "{}", r.text);
+        let r = post(
+            &app,
+            &format!("{}/clear", run_path(&ok)),
+            json!({"tasks": "left"}),
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text);
+        let r = post(&app, "/api/v1/dags/etl/runs/nope/clear", json!({})).await;
+        assert_eq!(r.status, StatusCode::NOT_FOUND, "{}", r.text);
+    }
+}
+
+#[tokio::test]
+async fn marking_tasks_success_or_failed() {
+    for app in apps().await {
+        let store = app.store();
+        let run = failed_run(store, at(1)).await;
+        let path = format!("{}/tasks/left/state", run_path(&run));
+        // Marking `left` alone leaves merge/notify upstream_failed: still failed.
+        let r = post(&app, &path, json!({"state": "success"})).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+        assert_eq!(r.json()["run_state"], "failed");
+        assert_eq!(task_state(store, &run, "left").await, TaskState::Success);
+        // With its downstreams, the run succeeds.
+        let r = post(&app, &path, json!({"state": "success", "downstream": true})).await;
+        assert_eq!(r.json()["run_state"], "success", "{}", r.text);
+        assert_eq!(task_state(store, &run, "notify").await, TaskState::Success);
+        assert_eq!(
+            store.get_run(run.id).await.unwrap().unwrap().state,
+            RunState::Success
+        );
+        // And back: one failed task fails the run.
+        let r = post(
+            &app,
+            &format!("{}/tasks/extract/state", run_path(&run)),
+            json!({"state": "failed"}),
+        )
+        .await;
+        assert_eq!(r.json()["run_state"], "failed", "{}", r.text);
+
+        for bad in [json!({"state": "running"}), json!({"state": 3}), json!({})] {
+            let r = post(&app, &path, bad.clone()).await;
+            assert_eq!(r.status, StatusCode::BAD_REQUEST, "{bad}: {}", r.text);
+        }
+        let r = post(
+            &app,
+            &format!("{}/tasks/nope/state", run_path(&run)),
+            json!({"state": "failed"}),
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::NOT_FOUND, "{}", r.text);
+
+        // A run in flight belongs to its scheduler: 409, nothing changes.
+        let live = new_run(store, &etl(), at(3)).await;
+        start_run(store, &live).await;
+        run_task(store, &live, "extract").await;
+        end_task(store, &live, "extract", TaskState::Failed).await;
+        let r = post(
+            &app,
+            &format!("{}/tasks/extract/state", run_path(&live)),
+            json!({"state": "success"}),
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::CONFLICT, "{}", r.text);
+        assert_eq!(task_state(store, &live, "extract").await, TaskState::Failed);
+    }
+}
+
+#[tokio::test]
+async fn logs_are_read_after_an_id_while_the_try_runs() {
+    for app in apps().await {
+        let store = app.store();
+        let run = new_run(store, &etl(), at(1)).await;
+        start_run(store, &run).await;
+        run_task(store, &run, "extract").await;
+        let line = |n: u32, stream| NewLogLine {
+            run: run.id,
+            task_id: "extract".into(),
+            try_number: 1,
+            timestamp: Utc::now(),
+            stream,
+            line: format!("line {n}"),
+        };
+        store
+            .append_logs(vec![line(1, LogStream::Stdout), line(2, LogStream::Stderr)])
+            .await
+            .unwrap();
+        let logs = format!("{}/tasks/extract/logs", run_path(&run));
+        let r = get(&app, &logs).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+        let body = r.json();
+        assert_eq!(body["live"], true);
+        assert_eq!(body["state"], "running");
+        assert_eq!(body["lines"][1]["stream"], "stderr");
+        let after = body["next_after_id"].as_i64().unwrap();
+
+        store
+            .append_logs(vec![line(3, LogStream::Stdout)])
+            .await
+            .unwrap();
+        end_task(store, &run, "extract", TaskState::Success).await;
+        let next = get(&app, &format!("{logs}?after_id={after}")).await.json();
+        let lines: Vec<&str> = next["lines"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| l["line"].as_str().unwrap())
+            .collect();
+        assert_eq!(lines, ["line 3"]);
+        assert_eq!(next["live"], false);
+        assert_eq!(next["state"], "success");
+        let limited = get(&app, &format!("{logs}?limit=1")).await.json();
+        assert_eq!(
+            (
+                limited["lines"].as_array().unwrap().len(),
+                limited["more"].as_bool()
+            ),
+            (1, Some(true))
+        );
+
+        for bad in ["try=9", "try=0", "limit=0", "after_id=x"] {
+            let r = get(&app, &format!("{logs}?{bad}")).await;
+            assert_eq!(r.status, StatusCode::BAD_REQUEST, "{bad}: {}", r.text);
+        }
+        let r = get(&app, &format!("{}/tasks/nope/logs", run_path(&run))).await;
+        assert_eq!(r.status, StatusCode::NOT_FOUND);
+    }
+}
+
+#[tokio::test]
+async fn task_history_across_runs() {
+    for app in apps().await {
+        let a = succeeded_run(app.store(), at(1)).await;
+        failed_run(app.store(), at(2)).await;
+        let r = get(&app, "/api/v1/dags/etl/tasks/left/history").await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+        let tries = r.json()["tries"].as_array().unwrap().clone();
+        assert_eq!(tries.len(), 2);
+        assert_eq!(tries[0]["run_id"], a.run_id.as_str(), "oldest first");
+        assert_eq!(tries[1]["state"], "failed");
+        assert_eq!(tries[0]["cpu_user_ms"], 900);
+        assert!(tries[0]["duration_ms"].as_i64().unwrap() >= 1000);
+        let one = get(&app, "/api/v1/dags/etl/tasks/left/history?limit=1")
+            .await
+            .json();
+        assert_eq!(one["tries"].as_array().unwrap().len(), 1);
+        assert_eq!(
+            get(&app, "/api/v1/dags/etl/tasks/left/history?limit=-1")
+                .await
+                .status,
+            StatusCode::BAD_REQUEST
+        );
+        assert_eq!(
+            get(&app, "/api/v1/dags/nope/tasks/left/history")
+                .await
+                .status,
+            StatusCode::NOT_FOUND
+        );
+    }
+}
+
+#[tokio::test]
+async fn health_reports_heartbeats_queue_and_database() {
+    for app in apps().await {
+        let h = get(&app, "/api/v1/health").await.json();
+        assert_eq!(h["healthy"], false, "no scheduler yet");
+        assert_eq!(h["database"]["reachable"], true);
+
+        let now = Utc::now();
+        app.store()
+            .heartbeat(SCHEDULER_ID, "host-a", 42, now)
+            .await
+            .unwrap();
+        app.store()
+            .heartbeat("old-one", "host-b", 7, now - chrono::Duration::minutes(10))
+            .await
+            .unwrap();
+        let live = new_run(app.store(), &etl(), at(1)).await;
+        start_run(app.store(), &live).await;
+        run_task(app.store(), &live, "extract").await;
+        app.state.metrics().loop_latency(0.004);
+        app.state.metrics().executor_launched("in_process");
+
+        let h = get(&app, "/api/v1/health").await.json();
+        assert_eq!(h["healthy"], true, "{h}");
+        assert_eq!(h["schedulers"][0]["id"], SCHEDULER_ID, "this process first");
+        assert_eq!(h["schedulers"][0]["this_process"], true);
+        assert_eq!(h["schedulers"][0]["alive"], true);
+        assert_eq!(h["schedulers"][1]["alive"], false);
+        assert!(
+            h["schedulers"][1]["heartbeat_age_seconds"]
+                .as_f64()
+                .unwrap()
+                >= 600.0
+        );
+        assert_eq!(h["task_instances"]["running"], 1);
+        assert_eq!(h["task_instances"]["pending"], 4);
+        assert_eq!(h["runs"]["running"], 1);
+        assert_eq!(h["loop_latency_seconds"], 0.004);
+        assert_eq!(
+            h["executors"],
+            json!([{"kind": "in_process", "launched": 1, "failed": 0}])
+        );
+    }
+}
+
+#[tokio::test]
+async fn the_openapi_document_lists_the_paths() {
+    for app in apps().await {
+        let r = get(&app, "/api/v1/openapi.json").await;
+        assert_eq!(r.status, StatusCode::OK);
+        let doc = r.json();
+        assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
+        let paths = doc["paths"].as_object().unwrap();
+        for (p, method) in [
+            ("/api/v1/dags", "get"),
+            ("/api/v1/dags/{dag_id}", "patch"),
+            ("/api/v1/dags/{dag_id}/runs", "post"),
+            ("/api/v1/dags/{dag_id}/runs/{run_id}/clear", "post"),
+            (
+                "/api/v1/dags/{dag_id}/runs/{run_id}/tasks/{task_id}/state",
+                "post",
+            ),
+            (
+                "/api/v1/dags/{dag_id}/runs/{run_id}/tasks/{task_id}/logs",
+                "get",
+            ),
+            ("/api/v1/dags/{dag_id}/tasks/{task_id}/history", "get"),
+            ("/api/v1/health", "get"),
+        ] {
+            assert!(paths[p][method].is_object(), "{method} {p} missing");
+        }
+        assert_eq!(paths.len(), 12);
+        assert!(doc["components"]["schemas"]["ErrorBody"].is_object());
+        assert_eq!(
+            doc["components"]["securitySchemes"]["bearer"]["scheme"],
+            "bearer"
+        );
+    }
+}
+
+#[tokio::test]
+async fn metrics_expose_store_counts_and_what_the_scheduler_records() {
+    for app in apps().await {
+        let live = new_run(app.store(), &etl(), at(1)).await;
+        start_run(app.store(), &live).await;
+        run_task(app.store(), &live, "extract").await;
+        let m = app.state.metrics();
+        m.observe_task_duration("etl", "extract", 1.5);
+        m.executor_launched("in_process");
+        m.executor_failed("kubernetes");
+        m.observe_schedule_latency(0.02);
+        m.observe_db("claim_tasks", 0.001);
+        m.loop_latency(0.003);
+        let r = get(&app, "/metrics").await;
+        assert_eq!(r.status, StatusCode::OK);
+        assert!(r.headers[header::CONTENT_TYPE]
+            .to_str()
+            .unwrap()
+            .contains("openmetrics"));
+        for needle in [
+            "goflow_dag_runs{state=\"running\"} 1",
+            "goflow_task_instances{state=\"running\"} 1",
+            "goflow_task_instances{state=\"pending\"} 4",
+            "goflow_queue_depth 0",
+            "goflow_task_duration_seconds_bucket{",
+            "goflow_scheduling_latency_seconds_count 1",
+            "goflow_scheduler_loop_seconds_sum",
+            "goflow_executor_launches_total{executor=\"in_process\"} 1",
+            "goflow_executor_failures_total{executor=\"kubernetes\"} 1",
+            "goflow_db_query_seconds_count{op=\"claim_tasks\"} 1",
+            "# EOF",
+        ] {
+            assert!(r.text.contains(needle), "missing {needle} in\n{}", r.text);
+        }
+    }
+}
+
+#[tokio::test]
+async fn extra_routes_are_outside_the_ui_and_api_authentication() {
+    for app in apps().await {
+        // As the task API mounts itself: nested under its own prefix.
+        let extra = Router::new().nest(
+            goflow_runtime::task_api::MOUNT_PATH,
+            Router::new().route(
+                "/dags/{dag}/runs/{run}/tasks/{task}/tries/{try}/payload",
+                get_route(|| async { "payload" }),
+            ),
+        );
+        let router = web::router_with(app.state.clone(), extra);
+        let uri = format!(
+            "{}/dags/etl/runs/r1/tasks/extract/tries/1/payload",
+            goflow_runtime::task_api::MOUNT_PATH
+        );
+        let r = send(
+            &router,
+            Request::get(uri.as_str()).body(Body::empty()).unwrap(),
+        )
+        .await;
+        assert_eq!((r.status, r.text.as_str()), (StatusCode::OK, "payload"));
+        let r = send(
+            &router,
+            Request::get(uri.as_str())
+                .header(
+                    header::AUTHORIZATION,
+                    "Bearer a-try-token-not-the-api-token",
+                )
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::OK, "its own tokens are its business");
+        let r = send(
+            &router,
+            Request::get("/api/v1/dags").body(Body::empty()).unwrap(),
+        )
+        .await;
+        assert_eq!(
+            r.status,
+            StatusCode::UNAUTHORIZED,
+            "the API still needs its token"
+        );
+    }
+}
+
+#[tokio::test]
+async fn the_token_is_generated_once_then_stored_or_taken_from_the_configuration() {
+    for app in apps().await {
+        assert_eq!(app.state.api_token().origin, TokenOrigin::Generated);
+        assert_eq!(app.token.len(), 64);
+        let registry = std::sync::Arc::new(goflow_runtime::Registry::from_dags([etl()]).unwrap());
+        let metrics = goflow_runtime::metrics::Metrics::new();
+        let again = WebState::new(
+            app.store().clone(),
+            registry.clone(),
+            metrics.clone(),
+            WebConfig::default(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(again.api_token().origin, TokenOrigin::Stored);
+        assert_eq!(
+            again.api_token().token,
+            app.token,
+            "every start and replica agrees"
+        );
+
+        let configured = WebConfig {
+            api_token: Some("configured-token-0123456789".into()),
+            ..WebConfig::default()
+        };
+        let own = WebState::new(
+            app.store().clone(),
+            registry.clone(),
+            metrics.clone(),
+            configured,
+        )
+        .await
+        .unwrap();
+        assert_eq!(own.api_token().origin, TokenOrigin::Configured);
+        let router = web::router(own);
+        let with = |t: &str| {
+            Request::get("/api/v1/dags")
+                .header(header::AUTHORIZATION, format!("Bearer {t}"))
+                .body(Body::empty())
+                .unwrap()
+        };
+        assert_eq!(
+            send(&router, with("configured-token-0123456789"))
+                .await
+                .status,
+            StatusCode::OK
+        );
+        assert_eq!(
+            send(&router, with(&app.token)).await.status,
+            StatusCode::UNAUTHORIZED
+        );
+
+        let short = WebConfig {
+            api_token: Some("short".into()),
+            ..WebConfig::default()
+        };
+        let err = WebState::new(app.store().clone(), registry, metrics, short)
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("at least 16"), "{err}");
+    }
+}
+
+#[tokio::test]
+async fn a_ui_session_may_read_the_api_and_change_with_its_csrf_header() {
+    for app in apps().await {
+        let (cookie, csrf) = web_common_login(&app).await;
+        let read = Request::get("/api/v1/dags")
+            .header(header::COOKIE, &cookie)
+            .body(Body::empty())
+            .unwrap();
+        assert_eq!(send(&app.app, read).await.status, StatusCode::OK);
+        let change = |csrf: Option<&str>| {
+            let mut r = Request::patch("/api/v1/dags/etl")
+                .header(header::COOKIE, &cookie)
+                .header(header::CONTENT_TYPE, "application/json");
+            if let Some(c) = csrf {
+                r = r.header("x-csrf-token", c);
+            }
+            r.body(Body::from(r#"{"is_paused": true}"#)).unwrap()
+        };
+        let refused = send(&app.app, change(None)).await;
+        assert_eq!(refused.status, StatusCode::FORBIDDEN, "{}", refused.text);
+        assert!(refused.error().contains("CSRF"));
+        assert_eq!(
+            send(&app.app, change(Some("wrong"))).await.status,
+            StatusCode::FORBIDDEN
+        );
+        assert!(!app.store().get_dag("etl").await.unwrap().unwrap().is_paused);
+        assert_eq!(
+            send(&app.app, change(Some(&csrf))).await.status,
+            StatusCode::OK
+        );
+        assert!(app.store().get_dag("etl").await.unwrap().unwrap().is_paused);
+    }
+}
+
+/// Logs in through the form; returns the session cookie and its CSRF
+/// token (read from a page's form).
+async fn web_common_login(app: &App) -> (String, String) {
+    let page = send(
+        &app.app,
+        Request::get("/login").body(Body::empty()).unwrap(),
+    )
+    .await;
+    let login_cookie = page.set_cookie("goflow_login").unwrap();
+    let login_cookie = login_cookie.split(';').next().unwrap().to_owned();
+    let login_csrf = login_cookie.split('=').nth(1).unwrap().to_owned();
+    let form = format!(
+        "username=admin&password={}&csrf={login_csrf}&next=%2Fdags",
+        app.token
+    );
+    let r = send(
+        &app.app,
+        Request::post("/login")
+            .header(header::COOKIE, &login_cookie)
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(Body::from(form))
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.text);
+    let cookie = r.set_cookie("goflow_session").unwrap();
+    let cookie = cookie.split(';').next().unwrap().to_owned();
+    let id = cookie.split('=').nth(1).unwrap();
+    let session = app.store().session(id, Utc::now()).await.unwrap().unwrap();
+    (cookie, session.csrf_token)
+}
