@@ -428,9 +428,8 @@ impl Scheduler {
                 lost.push(task);
             }
         }
-        // [issue 4, Kubernetes executor] Before a try counts as lost, its
-        // executor may take it over: a Kubernetes Job outlives the
-        // scheduler process that created it.
+        // Before a try counts as lost, its executor may take it over: a
+        // Kubernetes Job outlives the scheduler process that created it.
         let lost = self
             .offer_for_adoption(&mut run, &instances, lost, now)
             .await?;
@@ -464,7 +463,7 @@ impl Scheduler {
         self.finish_run_if_done(id, now).await
     }
 
-    /// [issue 4, Kubernetes executor] Offers each of `tries` (queued or
+    /// Offers each of `tries` (queued or
     /// running under a previous owner) to its executor's
     /// [`Executor::adopt`](crate::executor::Executor::adopt) with the stored
     /// executor handle; returns those no executor took over (lost).
@@ -485,7 +484,7 @@ impl Scheduler {
                 lost.push(task);
                 continue;
             };
-            let Some(launch) = self.launch_for_adoption(run, task).await? else {
+            let Some(launch) = self.launch_of(run, task).await? else {
                 lost.push(task);
                 continue;
             };
@@ -511,9 +510,10 @@ impl Scheduler {
         Ok(lost)
     }
 
-    /// [issue 4] The launch of the current try of `task`, as `start_try`
-    /// builds it (context and data inputs), for an executor adopting it.
-    async fn launch_for_adoption(
+    /// The launch of the current try of `task`: its context, and the
+    /// outputs of its data upstreams (read from the store when not cached);
+    /// `None` if the run's id is not a valid run id.
+    async fn launch_of(
         &self,
         run: &mut ActiveRun,
         task: usize,
@@ -679,66 +679,28 @@ impl Scheduler {
         task_id: &str,
         try_number: u32,
     ) -> Result<(), StoreError> {
-        let Some(run) = self.runs.get_mut(&run_id) else {
+        let Some(mut run) = self.runs.remove(&run_id) else {
             return Ok(());
         };
         let Some(task) = run.dag.index_of(task_id) else {
+            self.runs.insert(run_id, run);
             return Ok(());
         };
         if run.progress.queue(&run.dag, task).is_err() || run.try_number(task) != try_number {
             // The store and this cache disagree: reload the run.
             return self.drop_run(run_id).await;
         }
-        let mut inputs = Inputs::new();
-        let data_upstream: Vec<usize> = run.dag.tasks()[task]
-            .upstream
-            .iter()
-            .filter(|u| u.kind == EdgeKind::Data)
-            .map(|u| u.task)
-            .collect();
-        for up in data_upstream {
-            if !run.outputs.contains_key(&up) {
-                if let Some(value) = self.store.get_output(run_id, run.task_id(up)).await? {
-                    run.outputs.insert(up, value);
-                }
-            }
-            if let Some(value) = run.outputs.get(&up) {
-                inputs.insert(run.task_id(up), value.clone());
-            }
-        }
-        let node = &run.dag.tasks()[task];
-        let policy = node.options.retry_policy();
-        let ctx = TaskContext {
-            dag_id: run.dag.id().clone(),
-            run_id: match RunId::new(run.row.run_id.clone()) {
-                Ok(id) => id,
-                Err(e) => {
-                    tracing::error!(error = %e, "run with an invalid run id; leaving it");
-                    return self.drop_run(run_id).await;
-                }
-            },
-            task_id: node.id.clone(),
-            try_number,
-            max_tries: run.tries_before_clear[task] + policy.max_tries(),
-            run_type: run.row.run_type,
-            data_interval: run.row.data_interval,
-            conf: run.row.conf.clone(),
-        };
-        let kind = node
+        let launch = self.launch_of(&mut run, task).await;
+        let kind = run.dag.tasks()[task]
             .options
             .executor
             .unwrap_or(self.config.default_executor);
-        let key = TryKey {
-            run: run_id,
-            task,
-            try_number,
+        self.runs.insert(run_id, run);
+        let Some(launch) = launch? else {
+            tracing::error!(run = run_id, "run with an invalid run id; leaving it");
+            return self.drop_run(run_id).await;
         };
-        let launch = Launch {
-            key: key.clone(),
-            dag: Arc::clone(&run.dag),
-            ctx,
-            inputs,
-        };
+        let key = launch.key.clone();
         self.launched.insert(key.clone());
         if let Some(m) = &self.metrics {
             m.executor_launched(kind.as_str());
