@@ -10,19 +10,17 @@
 
 mod alerts_support;
 
-use std::process::ExitCode;
+mod support;
+
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use alerts_support::*;
-use chrono::Utc;
-use clap::Parser;
 use goflow_core::{
     Dag, DagBuilder, ExecutorKind, Inputs, RunState, TaskContext, TaskError, TaskFuture,
     TaskOptions, TaskOutput, TaskSpec,
 };
 use goflow_runtime::alerts::{AlertConfig, AlertService, TryObserver};
-use goflow_runtime::cli::{run, Cli};
 use goflow_runtime::executor::LocalProcessExecutor;
 use goflow_runtime::worker::WorkerMetrics;
 use goflow_runtime::Registry;
@@ -31,7 +29,7 @@ use goflow_store::FinishedTry;
 use serde_json::json;
 use tokio::sync::oneshot;
 
-const WORKER_ENV: &str = "GOFLOW_TEST_WORKER";
+use support::WORKER_ENV;
 const MIB: i64 = 1 << 20;
 /// CPU time the `burn` task uses, by its own measure.
 const BURN_MS: u64 = 500;
@@ -106,39 +104,13 @@ fn dag() -> Dag {
 /// executor, runs `tasks run ...` like a goflow binary and exits.
 #[test]
 fn worker_entry() {
-    if std::env::var_os(WORKER_ENV).is_none() {
-        return;
-    }
-    let args = std::env::args().skip_while(|a| a != "--").skip(1);
-    let cli = match Cli::try_parse_from(std::iter::once("goflow".to_owned()).chain(args)) {
-        Ok(cli) => cli,
-        Err(e) => {
-            eprintln!("{e}");
-            std::process::exit(2);
-        }
-    };
-    let registry = Registry::from_dags([dag()]).unwrap();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let mut out = std::io::stdout();
-    let code = match runtime.block_on(run(cli, &registry, &mut out, Utc::now())) {
-        Ok(code) => code,
-        Err(e) => {
-            eprintln!("error: {e}");
-            e.exit_code()
-        }
-    };
-    std::process::exit(if code == ExitCode::SUCCESS { 0 } else { 1 });
+    support::act_as_goflow_binary(|| Registry::from_dags([dag()]).unwrap());
 }
 
 fn executor() -> LocalProcessExecutor {
     LocalProcessExecutor::with_program(
         std::env::current_exe().unwrap(),
-        ["--exact", "worker_entry", "--nocapture", "--"]
-            .map(String::from)
-            .to_vec(),
+        support::entry_args("worker_entry"),
     )
     .env(WORKER_ENV, "1")
 }

@@ -5,25 +5,23 @@
 //! The scheduler is a real child process: this test binary re-executes
 //! itself as `<test binary> --exact scheduler_entry --nocapture --
 //! --database-url ... scheduler --id crash-test` with
-//! `GOFLOW_TEST_SCHEDULER=1`, and [`scheduler_entry`] then behaves like a
-//! goflow binary's `main`.
+//! `GOFLOW_TEST_WORKER=1`, and [`scheduler_entry`] then behaves like a
+//! goflow binary's `main` (see `support`).
+
+mod support;
 
 use std::collections::HashSet;
 use std::process::Stdio;
 use std::time::Duration;
 
 use chrono::Utc;
-use clap::Parser;
 use goflow_core::{
     Dag, DagBuilder, DataInterval, Inputs, RunState, RunType, Schedule, TaskContext, TaskError,
     TaskFuture, TaskOptions, TaskOutput, TaskSpec, TaskState, Tz,
 };
-use goflow_runtime::cli::{run, Cli};
 use goflow_runtime::{db, Registry};
 use goflow_store::testing::databases;
 use goflow_store::Store;
-
-const ENTRY_ENV: &str = "GOFLOW_TEST_SCHEDULER";
 
 fn work(ctx: TaskContext, inputs: &Inputs) -> TaskFuture {
     let upstream: u64 = inputs
@@ -89,30 +87,14 @@ fn dags() -> Vec<Dag> {
 /// The child scheduler's `main`.
 #[test]
 fn scheduler_entry() {
-    if std::env::var_os(ENTRY_ENV).is_none() {
-        return;
-    }
-    let args: Vec<String> = std::env::args().collect();
-    let after = args
-        .iter()
-        .position(|a| a == "--")
-        .map_or(args.len(), |i| i + 1);
-    let cli = Cli::try_parse_from(
-        std::iter::once("goflow".to_string()).chain(args[after..].iter().cloned()),
-    )
-    .expect("scheduler arguments");
-    let registry = Registry::from_dags(dags()).unwrap();
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let mut out = std::io::sink();
-    let code = rt.block_on(run(cli, &registry, &mut out, Utc::now()));
-    std::process::exit(if code.is_ok() { 0 } else { 1 });
+    support::act_as_goflow_binary(|| Registry::from_dags(dags()).unwrap());
 }
 
 fn spawn_scheduler(url: &str) -> tokio::process::Child {
     tokio::process::Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "scheduler_entry", "--nocapture", "--"])
+        .args(support::entry_args("scheduler_entry"))
         .args(["--database-url", url, "scheduler", "--id", "crash-test"])
-        .env(ENTRY_ENV, "1")
+        .env(support::WORKER_ENV, "1")
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
         .stderr(Stdio::null())

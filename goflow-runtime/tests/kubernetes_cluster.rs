@@ -17,20 +17,19 @@
 //! payload from and post their result to `GOFLOW_TEST_ADVERTISE_URL`.
 #![cfg(feature = "kubernetes")]
 
+mod support;
+
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
-use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::Utc;
-use clap::Parser;
 use futures::StreamExt;
 use goflow_core::{
     Dag, DagBuilder, DataInterval, ExecutorKind, Inputs, RunState, RunType, TaskContext, TaskError,
     TaskFuture, TaskOptions, TaskOutput, TaskSpec, TaskState,
 };
-use goflow_runtime::cli::{run, Cli};
 use goflow_runtime::executor::kubernetes::k8s_openapi::api::batch::v1::Job;
 use goflow_runtime::executor::kubernetes::k8s_openapi::api::core::v1::{Namespace, Pod};
 use goflow_runtime::executor::kubernetes::kube::api::{Api, ListParams, PostParams};
@@ -47,7 +46,7 @@ use serde_json::json;
 use tokio::sync::mpsc;
 use tower::ServiceExt;
 
-const WORKER_ENV: &str = "GOFLOW_TEST_WORKER";
+use support::WORKER_ENV;
 /// Where the test image has this test binary.
 const DEFAULT_BINARY: &str = "/usr/local/bin/goflow-cluster-test";
 
@@ -140,35 +139,7 @@ fn dags() -> Vec<Dag> {
 /// binary's `main` and exits. Otherwise returns at once.
 #[test]
 fn worker_entry() {
-    if std::env::var_os(WORKER_ENV).is_none() {
-        return;
-    }
-    let args = std::env::args().skip_while(|a| a != "--").skip(1);
-    let cli = match Cli::try_parse_from(std::iter::once("goflow".to_owned()).chain(args)) {
-        Ok(cli) => cli,
-        Err(e) => {
-            eprintln!("{e}");
-            std::process::exit(2);
-        }
-    };
-    let registry = Registry::from_dags(dags()).unwrap();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let mut out = std::io::stdout();
-    let code = match runtime.block_on(run(cli, &registry, &mut out, Utc::now())) {
-        Ok(code) => code,
-        Err(e) => {
-            eprintln!("error: {e}");
-            e.exit_code()
-        }
-    };
-    std::process::exit(
-        (0..=2u8)
-            .find(|&n| ExitCode::from(n) == code)
-            .map_or(101, i32::from),
-    );
+    support::act_as_goflow_binary(|| Registry::from_dags(dags()).unwrap());
 }
 
 // ---------------------------------------------------------------------------
@@ -240,9 +211,7 @@ impl Env {
             namespace: self.namespace.clone(),
             image: Some(self.image.clone()),
             binary: self.binary.clone(),
-            args_prefix: ["--exact", "worker_entry", "--nocapture", "--"]
-                .map(String::from)
-                .to_vec(),
+            args_prefix: support::entry_args("worker_entry"),
             advertise_url: self.advertise_url.clone(),
             instance: instance.to_owned(),
             env: vec![

@@ -12,20 +12,19 @@
 //! the task API over HTTP.
 #![cfg(feature = "kubernetes")]
 
+mod support;
+
 use std::collections::{BTreeMap, HashMap};
-use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::body::Bytes;
 use chrono::Utc;
-use clap::Parser;
 use futures::channel::mpsc as fmpsc;
 use goflow_core::{
     Dag, DagBuilder, DataInterval, ExecutorKind, Inputs, KubernetesOptions, RunId, RunType,
     TaskContext, TaskError, TaskErrorKind, TaskFn, TaskFuture, TaskOptions, TaskOutput, TaskSpec,
 };
-use goflow_runtime::cli::{run, Cli};
 use goflow_runtime::executor::kubernetes::k8s_openapi::api::batch::v1::Job;
 use goflow_runtime::executor::kubernetes::kube::client::Body;
 use goflow_runtime::executor::kubernetes::{
@@ -45,7 +44,7 @@ use tokio::sync::mpsc;
 use tower::{BoxError, ServiceExt};
 
 const NS: &str = "jobs";
-const WORKER_ENV: &str = "GOFLOW_TEST_WORKER";
+use support::WORKER_ENV;
 const WAIT: Duration = Duration::from_secs(20);
 
 type MockBody = UnsyncBoxBody<Bytes, BoxError>;
@@ -1373,35 +1372,7 @@ async fn without_a_cluster_each_try_fails_with_the_reason() {
 /// fake kubelet, runs `tasks run ...` like a goflow binary and exits.
 #[test]
 fn worker_entry() {
-    if std::env::var_os(WORKER_ENV).is_none() {
-        return;
-    }
-    let args = std::env::args().skip_while(|a| a != "--").skip(1);
-    let cli = match Cli::try_parse_from(std::iter::once("goflow".to_owned()).chain(args)) {
-        Ok(cli) => cli,
-        Err(e) => {
-            eprintln!("{e}");
-            std::process::exit(2);
-        }
-    };
-    let registry = Registry::from_dags([dag()]).unwrap();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let mut out = std::io::stdout();
-    let code = match runtime.block_on(run(cli, &registry, &mut out, Utc::now())) {
-        Ok(code) => code,
-        Err(e) => {
-            eprintln!("error: {e}");
-            e.exit_code()
-        }
-    };
-    std::process::exit(
-        (0..=2u8)
-            .find(|&n| ExitCode::from(n) == code)
-            .map_or(101, i32::from),
-    );
+    support::act_as_goflow_binary(|| Registry::from_dags([dag()]).unwrap());
 }
 
 /// Plays the kubelet and the Job controller: for each Job created, a pod
@@ -1467,9 +1438,7 @@ async fn a_job_runs_the_worker_end_to_end() {
         client,
         KubernetesConfig {
             binary: std::env::current_exe().unwrap().display().to_string(),
-            args_prefix: ["--exact", "worker_entry", "--nocapture", "--"]
-                .map(String::from)
-                .to_vec(),
+            args_prefix: support::entry_args("worker_entry"),
             advertise_url: format!("http://{addr}"),
             env: vec![(WORKER_ENV.into(), "1".into())],
             ..config()

@@ -5,6 +5,8 @@
 //! worker_entry --nocapture -- tasks run ...` with `GOFLOW_TEST_WORKER=1`,
 //! and [`worker_entry`] then behaves like a goflow binary's `main`.
 
+mod support;
+
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -25,7 +27,7 @@ use goflow_store::LogStream;
 use serde_json::json;
 use tokio::sync::mpsc;
 
-const WORKER_ENV: &str = "GOFLOW_TEST_WORKER";
+use support::WORKER_ENV;
 const MIB: u64 = 1 << 20;
 
 // ---------------------------------------------------------------------------
@@ -192,37 +194,7 @@ fn dag_with_ghost() -> Dag {
 /// executor, runs `tasks run ...` like a goflow binary and exits.
 #[test]
 fn worker_entry() {
-    if std::env::var_os(WORKER_ENV).is_none() {
-        return;
-    }
-    let args = std::env::args().skip_while(|a| a != "--").skip(1);
-    let cli = match Cli::try_parse_from(std::iter::once("goflow".to_owned()).chain(args)) {
-        Ok(cli) => cli,
-        Err(e) => {
-            eprintln!("{e}");
-            std::process::exit(2);
-        }
-    };
-    let registry = Registry::from_dags([dag()]).unwrap();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let mut out = std::io::stdout();
-    let code = match runtime.block_on(run(cli, &registry, &mut out, Utc::now())) {
-        Ok(code) => code,
-        Err(e) => {
-            eprintln!("error: {e}");
-            e.exit_code()
-        }
-    };
-    std::process::exit(code_number(code));
-}
-
-fn code_number(code: ExitCode) -> i32 {
-    (0..=2u8)
-        .find(|&n| ExitCode::from(n) == code)
-        .map_or(101, i32::from)
+    support::act_as_goflow_binary(|| Registry::from_dags([dag()]).unwrap());
 }
 
 // ---------------------------------------------------------------------------
@@ -232,9 +204,7 @@ fn code_number(code: ExitCode) -> i32 {
 fn executor() -> LocalProcessExecutor {
     LocalProcessExecutor::with_program(
         std::env::current_exe().unwrap(),
-        ["--exact", "worker_entry", "--nocapture", "--"]
-            .map(String::from)
-            .to_vec(),
+        support::entry_args("worker_entry"),
     )
     .env(WORKER_ENV, "1")
 }
