@@ -40,3 +40,65 @@ pub fn main(input: TokenStream) -> TokenStream {
     }
     .into()
 }
+
+/// Expansion snapshots: what `#[task]` and `#[dag]` generate, pinned so a
+/// change to the generated code is seen in review.
+#[cfg(test)]
+mod snapshots {
+    use quote::quote;
+
+    fn pretty(tokens: proc_macro2::TokenStream) -> String {
+        match syn::parse2::<syn::File>(tokens.clone()) {
+            Ok(file) => prettyplease::unparse(&file),
+            Err(_) => tokens.to_string(),
+        }
+    }
+
+    #[test]
+    fn task_expansion() {
+        let out = crate::task::expand(
+            quote!(retries = 2, retry_delay = "30s", trigger_rule = "all_done"),
+            quote! {
+                async fn total(ctx: &TaskContext, sales: Vec<Sale>) -> Result<f64, MyError> {
+                    Ok(sales.iter().map(|s| s.amount).sum())
+                }
+            },
+        );
+        insta::assert_snapshot!(pretty(out));
+    }
+
+    #[test]
+    fn sync_branch_task_expansion() {
+        let out = crate::task::expand(
+            quote!(),
+            quote! {
+                fn route(total: f64) -> Branch {
+                    Branch::to(["big"])
+                }
+            },
+        );
+        insta::assert_snapshot!(pretty(out));
+    }
+
+    #[test]
+    fn dag_expansion() {
+        let out = crate::dag::expand(
+            quote!(
+                schedule = "0 6 * * *",
+                tz = "Europe/Paris",
+                start = "2026-01-01",
+                tags = ["sales"]
+            ),
+            quote! {
+                /// Daily sales.
+                fn daily_sales() {
+                    let sales = extract();
+                    let sum = total(sales, "north");
+                    notify();
+                    sum >> notify;
+                }
+            },
+        );
+        insta::assert_snapshot!(pretty(out));
+    }
+}
