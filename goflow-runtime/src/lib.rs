@@ -3,6 +3,7 @@
 //! executors, store and web UI. Use it through the `goflow` crate.
 
 pub mod alerts;
+pub mod calendar;
 pub mod cli;
 pub mod db;
 pub mod executor;

@@ -68,6 +68,16 @@ fn task_duration_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.1, 2.0, 21))
 }
 
+/// CPU time of a try: 10 ms to about 6 days.
+fn task_cpu_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.01, 2.0, 26))
+}
+
+/// Peak memory of a try: 1 MiB to 64 GiB.
+fn task_memory_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(1024.0 * 1024.0, 2.0, 17))
+}
+
 /// Database calls: 0.5 ms to about 16 s.
 fn db_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.0005, 2.0, 16))
@@ -85,6 +95,8 @@ struct Inner {
     task_instances: Family<StateLabel, Gauge>,
     queue_depth: Gauge,
     task_duration: HistogramFamily<TaskLabels>,
+    task_cpu: HistogramFamily<TaskLabels>,
+    task_memory: HistogramFamily<TaskLabels>,
     schedule_latency: Histogram,
     loop_latency: Histogram,
     last_loop_latency: AtomicU64,
@@ -136,6 +148,22 @@ impl Metrics {
             Unit::Seconds,
             task_duration.clone(),
         );
+        let task_cpu: HistogramFamily<TaskLabels> =
+            Family::new_with_constructor(task_cpu_histogram);
+        registry.register_with_unit(
+            "task_cpu",
+            "CPU time (user + system) of finished task tries that measured it",
+            Unit::Seconds,
+            task_cpu.clone(),
+        );
+        let task_memory: HistogramFamily<TaskLabels> =
+            Family::new_with_constructor(task_memory_histogram);
+        registry.register_with_unit(
+            "task_peak_memory",
+            "Peak resident memory of finished task tries that measured it",
+            Unit::Bytes,
+            task_memory.clone(),
+        );
         let schedule_latency = Histogram::new(exponential_buckets(0.001, 2.0, 16));
         registry.register_with_unit(
             "scheduling_latency",
@@ -159,7 +187,7 @@ impl Metrics {
         let failures = Family::<ExecutorLabel, Counter>::default();
         registry.register(
             "executor_failures",
-            "Task tries an executor could not launch or lost",
+            "Task tries that failed: task errors, timeouts, launch failures, lost tries",
             failures.clone(),
         );
         let db: HistogramFamily<OpLabel> = Family::new_with_constructor(db_histogram);
@@ -176,6 +204,8 @@ impl Metrics {
                 task_instances,
                 queue_depth,
                 task_duration,
+                task_cpu,
+                task_memory,
                 schedule_latency,
                 loop_latency,
                 last_loop_latency: AtomicU64::new(NO_LATENCY),
@@ -184,6 +214,31 @@ impl Metrics {
                 kinds: Mutex::default(),
                 db,
             }),
+        }
+    }
+
+    /// Records what a finished try of `task` of `dag` measured about itself
+    /// (the local-process and Kubernetes workers do; in-process tries
+    /// measure nothing).
+    pub fn observe_task_resources(
+        &self,
+        dag: &str,
+        task: &str,
+        cpu_secs: Option<f64>,
+        peak_memory_bytes: Option<u64>,
+    ) {
+        let labels = TaskLabels {
+            dag: dag.to_owned(),
+            task: task.to_owned(),
+        };
+        if let Some(cpu) = cpu_secs {
+            self.inner.task_cpu.get_or_create(&labels).observe(cpu);
+        }
+        if let Some(bytes) = peak_memory_bytes {
+            self.inner
+                .task_memory
+                .get_or_create(&labels)
+                .observe(bytes as f64);
         }
     }
 
@@ -326,6 +381,8 @@ mod tests {
     fn every_metric_is_exposed_with_its_labels() {
         let m = Metrics::new();
         m.observe_task_duration("etl", "extract", 2.0);
+        m.observe_task_resources("etl", "extract", Some(0.5), Some(64 << 20));
+        m.observe_task_resources("etl", "load", None, None);
         m.executor_launched("kubernetes");
         m.executor_failed("kubernetes");
         m.observe_schedule_latency(0.01);
@@ -346,9 +403,13 @@ mod tests {
             "goflow_executor_launches_total{executor=\"kubernetes\"} 1",
             "goflow_executor_failures_total{executor=\"kubernetes\"} 1",
             "goflow_db_query_seconds_count{op=\"claim_tasks\"} 1",
+            "goflow_task_cpu_seconds_count{dag=\"etl\",task=\"extract\"} 1",
+            "goflow_task_cpu_seconds_sum{dag=\"etl\",task=\"extract\"} 0.5",
+            "goflow_task_peak_memory_bytes_count{dag=\"etl\",task=\"extract\"} 1",
         ] {
             assert!(text.contains(needle), "missing {needle} in\n{text}");
         }
+        assert!(!text.contains("task=\"load\""), "nothing measured, nothing recorded");
         assert_eq!(m.last_loop_latency(), Some(0.003));
         assert_eq!(m.executor_counts(), vec![("kubernetes".to_owned(), 1, 1)]);
     }

@@ -662,6 +662,7 @@ async fn the_scheduler_records_metrics() {
             .sum()
     };
     assert_eq!(count("goflow_task_duration_seconds_count"), 3.0, "{text}");
+    assert!(count("goflow_db_query_seconds_count") > 0.0, "{text}");
     assert_eq!(
         count("goflow_scheduling_latency_seconds_count"),
         1.0,

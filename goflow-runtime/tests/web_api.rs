@@ -919,3 +919,52 @@ async fn web_common_login(app: &App) -> (String, String) {
     let session = app.store().session(id, Utc::now()).await.unwrap().unwrap();
     (cookie, session.csrf_token)
 }
+
+/// The calendar: each of the last days with its runs counted by state.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_calendar_counts_runs_per_day() {
+    for app in apps().await {
+        let dag = etl();
+        let today = Utc::now();
+        let yesterday = today - chrono::Duration::days(1);
+        let ok = new_run(app.store(), &dag, yesterday).await;
+        start_run(app.store(), &ok).await;
+        end_run(app.store(), &ok, RunState::Success).await;
+        let bad = new_run(app.store(), &dag, yesterday + chrono::Duration::seconds(1)).await;
+        start_run(app.store(), &bad).await;
+        end_run(app.store(), &bad, RunState::Failed).await;
+        new_run(app.store(), &dag, today).await;
+        // Long ago: outside the window.
+        new_run(app.store(), &dag, today - chrono::Duration::days(40)).await;
+
+        let r = get(&app, "/api/v1/dags/etl/calendar?days=3").await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+        let days = r.json()["days"].as_array().unwrap().clone();
+        assert_eq!(days.len(), 3);
+        assert_eq!(days[2]["day"], today.date_naive().to_string());
+        assert_eq!(
+            (&days[1]["runs"], &days[1]["success"], &days[1]["failed"]),
+            (&json!(2), &json!(1), &json!(1))
+        );
+        assert_eq!(
+            (&days[2]["runs"], &days[2]["queued"]),
+            (&json!(1), &json!(1))
+        );
+        assert_eq!(days[0]["runs"], 0);
+
+        assert_eq!(
+            get(&app, "/api/v1/dags/etl/calendar?days=0").await.status,
+            StatusCode::BAD_REQUEST
+        );
+        assert_eq!(
+            get(&app, "/api/v1/dags/nope/calendar").await.status,
+            StatusCode::NOT_FOUND
+        );
+        assert_eq!(
+            get(&app, "/api/v1/dags/etl/calendar?days=many")
+                .await
+                .status,
+            StatusCode::BAD_REQUEST
+        );
+    }
+}

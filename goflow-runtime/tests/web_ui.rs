@@ -311,6 +311,8 @@ async fn the_dag_page_shows_grid_graph_details_and_triggers_runs() {
         let h = &p.text;
         assert!(h.contains("<svg class=\"graph\""));
         assert_eq!(h.matches("<g class=\"node\"").count(), 5);
+        assert!(h.contains("id=\"calendar\""), "the days-run calendar");
+        assert_eq!(h.matches("data-day=\"").count(), 35, "five weeks of days");
         assert!(
             h.contains("data-task=\"left\" data-state=\"failed\""),
             "graph in the latest run's states"

@@ -1,14 +1,13 @@
 //! `dags trigger` and `dags runs`: creating manual runs and looking at a
 //! DAG's recent runs, one by one or as a per-day summary.
 
-use std::collections::BTreeMap;
 use std::io::{self, Write};
 use std::process::ExitCode;
 
-use chrono::{DateTime, Days, NaiveDate, SecondsFormat, SubsecRound, Utc};
+use chrono::{DateTime, SecondsFormat, SubsecRound, Utc};
 use goflow_core::duration::format as format_duration;
 use goflow_core::schedule::parse_datetime;
-use goflow_core::{Dag, DataInterval, RunState, RunType};
+use goflow_core::{DataInterval, RunState, RunType};
 use goflow_store::{RunRow, StoreError};
 use serde::Serialize;
 
@@ -83,17 +82,6 @@ struct RunJson<'a> {
     dag_version: i32,
 }
 
-/// One day in `dags runs --days N --output json`.
-#[derive(Debug, Default, PartialEq, Eq, Serialize)]
-struct DayJson {
-    day: String,
-    runs: u64,
-    success: u64,
-    failed: u64,
-    running: u64,
-    queued: u64,
-}
-
 /// `dags runs`: the latest runs of a DAG, or with `--days` how many ran
 /// each day and how they ended.
 pub(super) async fn list(
@@ -106,29 +94,7 @@ pub(super) async fn list(
     let dag = registry.get(&args.dag_id)?;
     let (store, _) = db::open(url, registry, now).await?;
     if let Some(days) = args.days {
-        let today = now.with_timezone(&dag.tz()).date_naive();
-        let first = today
-            .checked_sub_days(Days::new(u64::from(days) - 1))
-            .unwrap_or(NaiveDate::MIN);
-        let mut runs = Vec::new();
-        // Latest logical date first: stop at the first run before the window.
-        const PAGE: i64 = 500;
-        let mut offset = 0;
-        'pages: loop {
-            let page = store.list_runs(dag.id().as_str(), PAGE, offset).await?;
-            let len = page.len() as i64;
-            for run in page {
-                if local_day(dag, &run) < first {
-                    break 'pages;
-                }
-                runs.push(run);
-            }
-            if len < PAGE {
-                break;
-            }
-            offset += len;
-        }
-        let summary = per_day(dag, &runs, first, today);
+        let summary = crate::calendar::last_days(&store, dag, days, now).await?;
         return print_days(out, args.output, &summary);
     }
     let runs = store
@@ -200,44 +166,10 @@ fn duration(run: &RunRow) -> Option<std::time::Duration> {
     (run.end_date? - run.start_date?).to_std().ok()
 }
 
-/// The day of a run's logical date in the DAG's time zone.
-fn local_day(dag: &Dag, run: &RunRow) -> NaiveDate {
-    run.execution_date().with_timezone(&dag.tz()).date_naive()
-}
-
-/// Every day from `first` to `last` (oldest first) with its runs counted
-/// by state; runs outside those days are left out.
-fn per_day(dag: &Dag, runs: &[RunRow], first: NaiveDate, last: NaiveDate) -> Vec<DayJson> {
-    let mut days: BTreeMap<NaiveDate, DayJson> = first
-        .iter_days()
-        .take_while(|d| *d <= last)
-        .map(|d| {
-            let day = DayJson {
-                day: d.to_string(),
-                ..DayJson::default()
-            };
-            (d, day)
-        })
-        .collect();
-    for run in runs {
-        let Some(day) = days.get_mut(&local_day(dag, run)) else {
-            continue;
-        };
-        day.runs += 1;
-        match run.state {
-            RunState::Success => day.success += 1,
-            RunState::Failed => day.failed += 1,
-            RunState::Running => day.running += 1,
-            RunState::Queued => day.queued += 1,
-        }
-    }
-    days.into_values().collect()
-}
-
 fn print_days(
     out: &mut dyn Write,
     format: OutputFormat,
-    days: &[DayJson],
+    days: &[crate::calendar::Day],
 ) -> Result<ExitCode, CliError> {
     match format {
         OutputFormat::Table => {

@@ -151,6 +151,7 @@ pub(super) async fn serve(
     let stopped = move |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|stop| *stop).await;
     };
+    #[allow(unused_mut)] // changed only with the `kubernetes` feature
     let mut scheduler = scheduler(store.clone(), &registry, config).with_metrics(metrics);
     #[allow(unused_mut)]
     let mut extra_routes = axum::Router::new();

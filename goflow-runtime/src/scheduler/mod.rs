@@ -661,10 +661,14 @@ impl Scheduler {
             if runs.is_empty() || free == 0 {
                 continue;
             }
+            let began = std::time::Instant::now();
             let claimed = self
                 .store
                 .claim_tasks_in(&self.config.id, &runs, free as u32, now)
                 .await?;
+            if let Some(m) = &self.metrics {
+                m.observe_db("claim_tasks", began.elapsed().as_secs_f64());
+            }
             for c in claimed {
                 self.start_try(c.instance.run, &c.instance.task_id, c.instance.try_number)
                     .await?;
@@ -822,6 +826,17 @@ impl Scheduler {
                         if let Some((mut update, _)) =
                             self.finish_update(&mut run, key.task, &result, now)
                         {
+                            if let Some(m) = &self.metrics {
+                                let cpu_ms = metrics
+                                    .cpu_user_ms
+                                    .map(|u| u + metrics.cpu_system_ms.unwrap_or(0));
+                                m.observe_task_resources(
+                                    run.dag.id().as_str(),
+                                    run.task_id(key.task),
+                                    cpu_ms.map(|ms| ms as f64 / 1000.0),
+                                    metrics.peak_memory_bytes,
+                                );
+                            }
                             update.exit_code = metrics.exit_code;
                             update.peak_memory_bytes = metrics.peak_memory_bytes.map(|b| b as i64);
                             update.cpu_user_ms = metrics.cpu_user_ms.map(|v| v as i64);
@@ -873,7 +888,12 @@ impl Scheduler {
         if changes.is_empty() {
             return Ok(());
         }
-        if !self.store.update_tasks(id, changes, now).await? {
+        let began = std::time::Instant::now();
+        let applied = self.store.update_tasks(id, changes, now).await?;
+        if let Some(m) = &self.metrics {
+            m.observe_db("update_tasks", began.elapsed().as_secs_f64());
+        }
+        if !applied {
             tracing::warn!(
                 run = id,
                 "the run changed outside this scheduler; reloading it"

@@ -52,6 +52,7 @@ pub(crate) fn routes() -> Router<WebState> {
             get(task_logs),
         )
         .route("/dags/{dag_id}/tasks/{task_id}/history", get(task_history))
+        .route("/dags/{dag_id}/calendar", get(calendar))
 }
 
 /// The API's fallback: `404` JSON.
@@ -115,7 +116,8 @@ type ApiResult<T> = Result<Json<T>, ApiError>;
     ),
     paths(
         health, list_dags, get_dag, patch_dag, grid, list_runs, trigger_run, get_run,
-        clear_run, get_task_instance, clear_task, mark_task, task_logs, task_history
+        clear_run, get_task_instance, clear_task, mark_task, task_logs, task_history,
+        calendar
     ),
     modifiers(&BearerAuth),
     security(("bearer" = [])),
@@ -642,6 +644,21 @@ pub(crate) struct LogParams {
 
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
+pub(crate) struct CalendarParams {
+    /// The last this many days, today included (default 30, at most 3660).
+    days: Option<u32>,
+}
+
+/// Which days a DAG ran and how those runs ended.
+#[derive(Serialize, Deserialize, ToSchema)]
+pub(crate) struct CalendarJson {
+    dag_id: String,
+    /// Oldest first, by logical date in the DAG's time zone.
+    days: Vec<crate::calendar::Day>,
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct HistoryParams {
     /// The latest this many tries (default 50, at most 500).
     limit: Option<i64>,
@@ -1163,6 +1180,34 @@ async fn task_history(
         dag_id,
         task_id,
     }))
+}
+
+/// The DAG's calendar: each of the last days with its runs counted by
+/// state, by logical date in the DAG's time zone.
+#[utoipa::path(get, path = "/dags/{dag_id}/calendar", tag = "dags",
+    params(("dag_id" = String, Path, description = "The DAG id"), CalendarParams),
+    responses((status = 200, body = CalendarJson), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn calendar(
+    State(state): State<WebState>,
+    ApiPath(dag_id): ApiPath<String>,
+    ApiQuery(p): ApiQuery<CalendarParams>,
+) -> ApiResult<CalendarJson> {
+    let days = p.days.unwrap_or(30);
+    if !(1..=3660).contains(&days) {
+        return Err(
+            WebError::BadRequest(format!("days must be from 1 to 3660, got {days}")).into(),
+        );
+    }
+    service::dag_row(&state, &dag_id).await?;
+    let Some(dag) = service::declared(&state, &dag_id) else {
+        return Err(
+            WebError::NotFound(format!("DAG {dag_id} is not declared by this binary")).into(),
+        );
+    };
+    let days = crate::calendar::last_days(state.store(), &dag, days, Utc::now())
+        .await
+        .map_err(WebError::from)?;
+    Ok(Json(CalendarJson { dag_id, days }))
 }
 
 #[cfg(test)]

@@ -226,6 +226,25 @@ async fn dag_page(
     .await
 }
 
+/// Days shown in a DAG page's calendar (five weeks).
+const CALENDAR_DAYS: u32 = 35;
+
+/// A calendar day's colour: any failure shows, then work in flight, then
+/// success; a day without runs is blank.
+fn day_state(d: &crate::calendar::Day) -> &'static str {
+    if d.failed > 0 {
+        "failed"
+    } else if d.running > 0 {
+        "running"
+    } else if d.queued > 0 {
+        "queued"
+    } else if d.success > 0 {
+        "success"
+    } else {
+        "none"
+    }
+}
+
 async fn render_dag_page(
     state: &WebState,
     session: &WebSession,
@@ -255,6 +274,12 @@ async fn render_dag_page(
         })
     });
     let active = grid.runs.iter().any(|(r, _)| !r.state.is_terminal());
+    let calendar = match &dag {
+        Some(d) => crate::calendar::last_days(state.store(), d, CALENDAR_DAYS, now)
+            .await
+            .map_err(WebError::from)?,
+        None => Vec::new(),
+    };
     let source = dag.as_ref().and_then(|d| read_source(d.source_file()));
     // In the DAG's time zone, as its schedule is written.
     let next_runs: Vec<String> = dag
@@ -294,6 +319,22 @@ async fn render_dag_page(
                     nav.pager {
                         @if grid.runs.len() as i64 == GRID_RUNS { a href={ (dag_href(dag_id)) "?offset=" (offset + GRID_RUNS) } { "« Older runs" } }
                         @if offset > 0 { a href={ (dag_href(dag_id)) "?offset=" ((offset - GRID_RUNS).max(0)) } { "Newer runs »" } }
+                    }
+                }
+                @if !calendar.is_empty() {
+                    section #calendar {
+                        h2 { "Days run" span.muted { " · last " (CALENDAR_DAYS) " days, by logical date" } }
+                        div.calendar {
+                            @for d in &calendar {
+                                span class={ "cell st-" (day_state(d)) } data-day=(d.day) title={
+                                    (d.day) ": " (d.runs) " run" @if d.runs != 1 { "s" }
+                                    @if d.success > 0 { ", " (d.success) " success" }
+                                    @if d.failed > 0 { ", " (d.failed) " failed" }
+                                    @if d.running > 0 { ", " (d.running) " running" }
+                                    @if d.queued > 0 { ", " (d.queued) " queued" }
+                                } {}
+                            }
+                        }
                     }
                 }
                 @if let Some(g) = graph {
