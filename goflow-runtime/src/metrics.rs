@@ -409,7 +409,10 @@ mod tests {
         ] {
             assert!(text.contains(needle), "missing {needle} in\n{text}");
         }
-        assert!(!text.contains("task=\"load\""), "nothing measured, nothing recorded");
+        assert!(
+            !text.contains("task=\"load\""),
+            "nothing measured, nothing recorded"
+        );
         assert_eq!(m.last_loop_latency(), Some(0.003));
         assert_eq!(m.executor_counts(), vec![("kubernetes".to_owned(), 1, 1)]);
     }
