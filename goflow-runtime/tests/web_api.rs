@@ -693,11 +693,12 @@ async fn the_openapi_document_lists_the_paths() {
                 "get",
             ),
             ("/api/v1/dags/{dag_id}/tasks/{task_id}/history", "get"),
+            ("/api/v1/dags/{dag_id}/calendar", "get"),
             ("/api/v1/health", "get"),
         ] {
             assert!(paths[p][method].is_object(), "{method} {p} missing");
         }
-        assert_eq!(paths.len(), 12);
+        assert_eq!(paths.len(), 13);
         assert!(doc["components"]["schemas"]["ErrorBody"].is_object());
         assert_eq!(
             doc["components"]["securitySchemes"]["bearer"]["scheme"],
