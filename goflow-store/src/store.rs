@@ -1401,13 +1401,10 @@ fn claim_tx(
         .collect()
 }
 
-fn clear_tx(conn: &mut AnyConnection, run: i64, task_ids: &[String], now: i64) -> Result<usize> {
-    let run_row: DbRun = dag_runs::table
-        .find(run)
-        .select(DbRun::as_select())
-        .first(conn)
-        .optional()?
-        .ok_or(StoreError::RunNotFound { run })?;
+/// Checks that the run has every one of `task_ids` and that no executor
+/// holds any of them (queued or running), before they are changed by hand.
+/// Returns how many task instances that is.
+pub(crate) fn check_idle(conn: &mut AnyConnection, run: i64, task_ids: &[String]) -> Result<usize> {
     let found: Vec<(String, String)> = ti::table
         .filter(ti::dag_run_id.eq(run))
         .filter(ti::task_id.eq_any(task_ids))
@@ -1431,6 +1428,17 @@ fn clear_tx(conn: &mut AnyConnection, run: i64, task_ids: &[String], now: i64) -
     if !active.is_empty() {
         return Err(StoreError::TasksActive { run, tasks: active });
     }
+    Ok(found.len())
+}
+
+fn clear_tx(conn: &mut AnyConnection, run: i64, task_ids: &[String], now: i64) -> Result<usize> {
+    let run_row: DbRun = dag_runs::table
+        .find(run)
+        .select(DbRun::as_select())
+        .first(conn)
+        .optional()?
+        .ok_or(StoreError::RunNotFound { run })?;
+    let found = check_idle(conn, run, task_ids)?;
     // The state is checked again by the UPDATE: on PostgreSQL a claim may
     // have queued one of them since it was read.
     let n = diesel::update(
@@ -1459,7 +1467,7 @@ fn clear_tx(conn: &mut AnyConnection, run: i64, task_ids: &[String], now: i64) -
         ti::last_updated_date.eq(now),
     ))
     .execute(conn)?;
-    if n != found.len() {
+    if n != found {
         let active: Vec<String> = ti::table
             .filter(ti::dag_run_id.eq(run))
             .filter(ti::task_id.eq_any(task_ids))

@@ -557,29 +557,7 @@ fn mark_tx(
     if !run_state.is_terminal() {
         return Ok(MarkOutcome::RunActive { state: run_state });
     }
-    let found: Vec<(String, String)> = ti::table
-        .filter(ti::dag_run_id.eq(run))
-        .filter(ti::task_id.eq_any(task_ids))
-        .select((ti::task_id, ti::state))
-        .load(conn)?;
-    if let Some(missing) = task_ids
-        .iter()
-        .find(|t| !found.iter().any(|(f, _)| f == *t))
-    {
-        return Err(StoreError::TaskNotFound {
-            run,
-            task_id: missing.clone(),
-        });
-    }
-    let mut active = Vec::new();
-    for (task, s) in &found {
-        if parse::<TaskState>("task_instances", "state", s)?.is_active() {
-            active.push(task.clone());
-        }
-    }
-    if !active.is_empty() {
-        return Err(StoreError::TasksActive { run, tasks: active });
-    }
+    crate::store::check_idle(conn, run, task_ids)?;
     diesel::update(
         ti::table
             .filter(ti::dag_run_id.eq(run))
