@@ -12,6 +12,10 @@
 //! | `goflow_task_instances` | gauge, at scrape | `state` |
 //! | `goflow_queue_depth` | gauge, at scrape: task instances `scheduled` or `queued` | |
 //! | `goflow_task_duration_seconds` | histogram | `dag`, `task` |
+//! | `goflow_task_cpu_seconds` | histogram: user + system CPU of tries that measured it | `dag`, `task` |
+//! | `goflow_task_peak_memory_bytes` | histogram: peak RSS of tries that measured it | `dag`, `task` |
+//! | `goflow_task_reserved_cpu_core_seconds_total` | counter: CPU cores a try's pod requested times its run time | `dag`, `task` |
+//! | `goflow_task_reserved_memory_byte_seconds_total` | counter: memory a try's pod requested times its run time | `dag`, `task` |
 //! | `goflow_scheduling_latency_seconds` | histogram | |
 //! | `goflow_scheduler_loop_seconds` | histogram | |
 //! | `goflow_executor_launches_total` | counter | `executor` |
@@ -33,6 +37,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use goflow_core::{RunState, TaskState};
+
+use crate::executor::TryMetrics;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -97,6 +103,8 @@ struct Inner {
     task_duration: HistogramFamily<TaskLabels>,
     task_cpu: HistogramFamily<TaskLabels>,
     task_memory: HistogramFamily<TaskLabels>,
+    reserved_cpu: Family<TaskLabels, Counter<f64, AtomicU64>>,
+    reserved_memory: Family<TaskLabels, Counter<f64, AtomicU64>>,
     schedule_latency: Histogram,
     loop_latency: Histogram,
     last_loop_latency: AtomicU64,
@@ -164,6 +172,20 @@ impl Metrics {
             Unit::Bytes,
             task_memory.clone(),
         );
+        // What the cluster set aside for tries, whether they used it or
+        // not: the cost side of the CPU and memory histograms above.
+        let reserved_cpu = Family::<TaskLabels, Counter<f64, AtomicU64>>::default();
+        registry.register(
+            "task_reserved_cpu_core_seconds",
+            "CPU cores requested by the pods of finished task tries, times their run time",
+            reserved_cpu.clone(),
+        );
+        let reserved_memory = Family::<TaskLabels, Counter<f64, AtomicU64>>::default();
+        registry.register(
+            "task_reserved_memory_byte_seconds",
+            "Memory requested by the pods of finished task tries, times their run time",
+            reserved_memory.clone(),
+        );
         let schedule_latency = Histogram::new(exponential_buckets(0.001, 2.0, 16));
         registry.register_with_unit(
             "scheduling_latency",
@@ -206,6 +228,8 @@ impl Metrics {
                 task_duration,
                 task_cpu,
                 task_memory,
+                reserved_cpu,
+                reserved_memory,
                 schedule_latency,
                 loop_latency,
                 last_loop_latency: AtomicU64::new(NO_LATENCY),
@@ -219,26 +243,48 @@ impl Metrics {
 
     /// Records what a finished try of `task` of `dag` measured about itself
     /// (the local-process and Kubernetes workers do; in-process tries
-    /// measure nothing).
+    /// measure nothing) and what its pod reserved over `wall_secs`, its run
+    /// time (Kubernetes tries).
     pub fn observe_task_resources(
         &self,
         dag: &str,
         task: &str,
-        cpu_secs: Option<f64>,
-        peak_memory_bytes: Option<u64>,
+        measured: &TryMetrics,
+        wall_secs: Option<f64>,
     ) {
         let labels = TaskLabels {
             dag: dag.to_owned(),
             task: task.to_owned(),
         };
-        if let Some(cpu) = cpu_secs {
-            self.inner.task_cpu.get_or_create(&labels).observe(cpu);
+        let cpu_ms = measured
+            .cpu_user_ms
+            .map(|u| u.saturating_add(measured.cpu_system_ms.unwrap_or(0)));
+        if let Some(ms) = cpu_ms {
+            self.inner
+                .task_cpu
+                .get_or_create(&labels)
+                .observe(ms as f64 / 1000.0);
         }
-        if let Some(bytes) = peak_memory_bytes {
+        if let Some(bytes) = measured.peak_memory_bytes {
             self.inner
                 .task_memory
                 .get_or_create(&labels)
                 .observe(bytes as f64);
+        }
+        let Some(secs) = wall_secs.filter(|s| *s > 0.0) else {
+            return;
+        };
+        if let Some(millis) = measured.cpu_request_millis {
+            self.inner
+                .reserved_cpu
+                .get_or_create(&labels)
+                .inc_by(millis as f64 / 1000.0 * secs);
+        }
+        if let Some(bytes) = measured.memory_request_bytes {
+            self.inner
+                .reserved_memory
+                .get_or_create(&labels)
+                .inc_by(bytes as f64 * secs);
         }
     }
 
@@ -381,8 +427,16 @@ mod tests {
     fn every_metric_is_exposed_with_its_labels() {
         let m = Metrics::new();
         m.observe_task_duration("etl", "extract", 2.0);
-        m.observe_task_resources("etl", "extract", Some(0.5), Some(64 << 20));
-        m.observe_task_resources("etl", "load", None, None);
+        let measured = TryMetrics {
+            cpu_user_ms: Some(400),
+            cpu_system_ms: Some(100),
+            peak_memory_bytes: Some(64 << 20),
+            cpu_request_millis: Some(250),
+            memory_request_bytes: Some(1 << 30),
+            ..TryMetrics::default()
+        };
+        m.observe_task_resources("etl", "extract", &measured, Some(4.0));
+        m.observe_task_resources("etl", "load", &TryMetrics::default(), Some(1.0));
         m.executor_launched("kubernetes");
         m.executor_failed("kubernetes");
         m.observe_schedule_latency(0.01);
@@ -406,6 +460,9 @@ mod tests {
             "goflow_task_cpu_seconds_count{dag=\"etl\",task=\"extract\"} 1",
             "goflow_task_cpu_seconds_sum{dag=\"etl\",task=\"extract\"} 0.5",
             "goflow_task_peak_memory_bytes_count{dag=\"etl\",task=\"extract\"} 1",
+            // 0.25 cores and 1 GiB for 4 s.
+            "goflow_task_reserved_cpu_core_seconds_total{dag=\"etl\",task=\"extract\"} 1.0",
+            "goflow_task_reserved_memory_byte_seconds_total{dag=\"etl\",task=\"extract\"} 4294967296.0",
         ] {
             assert!(text.contains(needle), "missing {needle} in\n{text}");
         }

@@ -106,11 +106,23 @@ impl WorkerOutcome {
     }
 }
 
-/// Resource use the worker measured at the end of its task
-/// (`getrusage(RUSAGE_SELF)`).
+/// Set to `1` in a Kubernetes task's container by the executor: there the
+/// worker is alone in its container's cgroup, so the cgroup's counters are
+/// the task's, with every process it started. Elsewhere (a local process
+/// shares the scheduler's cgroup) they would not be.
+pub const CGROUP_METRICS_ENV: &str = "GOFLOW_CGROUP_METRICS";
+
+/// Where a container sees its own cgroup.
+const CGROUP_ROOT: &str = "/sys/fs/cgroup";
+
+/// Resource use the worker measured at the end of its task: its container's
+/// cgroup when [`CGROUP_METRICS_ENV`] is set and the counters are readable,
+/// else `getrusage` of the worker and the child processes it waited for.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WorkerMetrics {
-    /// Peak resident memory, in bytes.
+    /// Peak memory, in bytes: the largest resident set of the worker or of
+    /// one of its children, or the cgroup's peak (page cache included,
+    /// which is what the kernel's memory limit counts).
     pub peak_memory_bytes: Option<u64>,
     /// User CPU time, in milliseconds.
     pub cpu_user_ms: Option<u64>,
@@ -119,35 +131,87 @@ pub struct WorkerMetrics {
 }
 
 impl WorkerMetrics {
-    /// This process's resource use so far; `None` where the platform does
-    /// not say.
+    /// This process's resource use so far, plus that of the children it
+    /// has waited for (a task that shells out is charged for its tools);
+    /// `None` where the platform does not say.
     pub fn of_this_process() -> Option<Self> {
         self_usage()
+    }
+
+    /// The counters of the cgroup at `dir` (v2: `cpu.stat`, `memory.peak`;
+    /// v1: `cpuacct/`, `memory/`). Fields the kernel does not offer are
+    /// `None`; `None` if it offers none.
+    pub fn of_cgroup(dir: &Path) -> Option<Self> {
+        let read = |name: &str| std::fs::read_to_string(dir.join(name)).ok();
+        let number = |name: &str| read(name).and_then(|s| s.trim().parse::<u64>().ok());
+        let stat = read("cpu.stat").unwrap_or_default();
+        let stat_field = |key: &str| {
+            stat.lines()
+                .find_map(|l| l.strip_prefix(key)?.strip_prefix(' '))
+                .and_then(|v| v.trim().parse::<u64>().ok())
+        };
+        let m = WorkerMetrics {
+            peak_memory_bytes: number("memory.peak")
+                .or_else(|| number("memory/memory.max_usage_in_bytes")),
+            cpu_user_ms: stat_field("user_usec")
+                .map(|us| us / 1000)
+                .or_else(|| number("cpuacct/cpuacct.usage_user").map(|ns| ns / 1_000_000)),
+            cpu_system_ms: stat_field("system_usec")
+                .map(|us| us / 1000)
+                .or_else(|| number("cpuacct/cpuacct.usage_sys").map(|ns| ns / 1_000_000)),
+        };
+        (m != WorkerMetrics::default()).then_some(m)
+    }
+
+    /// What a worker reports: see the type's docs.
+    pub(crate) fn measure() -> Option<Self> {
+        let process = Self::of_this_process();
+        let in_own_cgroup = std::env::var(CGROUP_METRICS_ENV).is_ok_and(|v| v == "1");
+        let cgroup = in_own_cgroup
+            .then(|| Self::of_cgroup(Path::new(CGROUP_ROOT)))
+            .flatten();
+        match (cgroup, process) {
+            (Some(c), Some(p)) => Some(WorkerMetrics {
+                peak_memory_bytes: c.peak_memory_bytes.or(p.peak_memory_bytes),
+                cpu_user_ms: c.cpu_user_ms.or(p.cpu_user_ms),
+                cpu_system_ms: c.cpu_system_ms.or(p.cpu_system_ms),
+            }),
+            (c, p) => c.or(p),
+        }
     }
 }
 
 #[cfg(unix)]
 fn self_usage() -> Option<WorkerMetrics> {
-    use nix::sys::resource::{getrusage, UsageWho};
+    use nix::sys::resource::{getrusage, Usage, UsageWho};
     use nix::sys::time::TimeVal;
 
-    let usage = getrusage(UsageWho::RUSAGE_SELF).ok()?;
+    let me = getrusage(UsageWho::RUSAGE_SELF).ok()?;
+    let children = getrusage(UsageWho::RUSAGE_CHILDREN).ok();
     let ms = |t: TimeVal| {
         let ms = i128::from(t.tv_sec()) * 1000 + i128::from(t.tv_usec()) / 1000;
         u64::try_from(ms).ok()
     };
-    // `ru_maxrss` is in bytes on Apple platforms, in KiB elsewhere.
+    let both = |f: fn(&Usage) -> TimeVal| {
+        let mine = ms(f(&me))?;
+        Some(mine.saturating_add(children.as_ref().and_then(|c| ms(f(c))).unwrap_or(0)))
+    };
+    // `ru_maxrss` is in bytes on Apple platforms, in KiB elsewhere; for
+    // children it is the largest child's, so the two are not added.
     let rss_unit: u64 = if cfg!(target_vendor = "apple") {
         1
     } else {
         1024
     };
+    let max_rss = me
+        .max_rss()
+        .max(children.as_ref().map_or(0, Usage::max_rss));
     Some(WorkerMetrics {
-        peak_memory_bytes: u64::try_from(usage.max_rss())
+        peak_memory_bytes: u64::try_from(max_rss)
             .ok()
             .map(|n| n.saturating_mul(rss_unit)),
-        cpu_user_ms: ms(usage.user_time()),
-        cpu_system_ms: ms(usage.system_time()),
+        cpu_user_ms: both(Usage::user_time),
+        cpu_system_ms: both(Usage::system_time),
     })
 }
 
@@ -347,7 +411,7 @@ async fn execute(
     };
     let report = WorkerResult {
         outcome: WorkerOutcome::from_result(&result),
-        metrics: WorkerMetrics::of_this_process(),
+        metrics: WorkerMetrics::measure(),
     };
     Ok((code, report))
 }
@@ -542,5 +606,67 @@ mod tests {
     fn this_process_has_metrics() {
         let m = WorkerMetrics::of_this_process().unwrap();
         assert!(m.peak_memory_bytes.unwrap() > 0);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn the_cpu_of_children_it_waited_for_counts() {
+        let before = WorkerMetrics::of_this_process().unwrap();
+        // A child that burns CPU in its own process: shells count to a
+        // number, which takes a measurable share of a second.
+        let status = std::process::Command::new("sh")
+            .args(["-c", "i=0; while [ $i -lt 300000 ]; do i=$((i+1)); done"])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let after = WorkerMetrics::of_this_process().unwrap();
+        let cpu = |m: WorkerMetrics| m.cpu_user_ms.unwrap() + m.cpu_system_ms.unwrap();
+        // This thread only waited; the CPU time is the child's.
+        assert!(
+            cpu(after) >= cpu(before) + 50,
+            "before {before:?}, after {after:?}"
+        );
+    }
+
+    #[test]
+    fn cgroup_v2_counters_are_read() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("cpu.stat"),
+            "usage_usec 1500000\nuser_usec 1200000\nsystem_usec 300000\nnr_periods 0\n",
+        )
+        .unwrap();
+        std::fs::write(dir.path().join("memory.peak"), "268435456\n").unwrap();
+        assert_eq!(
+            WorkerMetrics::of_cgroup(dir.path()),
+            Some(WorkerMetrics {
+                peak_memory_bytes: Some(256 << 20),
+                cpu_user_ms: Some(1200),
+                cpu_system_ms: Some(300),
+            })
+        );
+    }
+
+    #[test]
+    fn cgroup_v1_counters_are_read_and_nothing_is_none() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(WorkerMetrics::of_cgroup(dir.path()), None);
+        std::fs::create_dir(dir.path().join("cpuacct")).unwrap();
+        std::fs::create_dir(dir.path().join("memory")).unwrap();
+        std::fs::write(dir.path().join("cpuacct/cpuacct.usage_user"), "2000000000").unwrap();
+        std::fs::write(dir.path().join("cpuacct/cpuacct.usage_sys"), "5000000").unwrap();
+        std::fs::write(
+            dir.path().join("memory/memory.max_usage_in_bytes"),
+            "1048576",
+        )
+        .unwrap();
+        assert_eq!(
+            WorkerMetrics::of_cgroup(dir.path()),
+            Some(WorkerMetrics {
+                peak_memory_bytes: Some(1 << 20),
+                cpu_user_ms: Some(2000),
+                cpu_system_ms: Some(5),
+            })
+        );
     }
 }

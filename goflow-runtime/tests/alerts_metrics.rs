@@ -21,7 +21,11 @@ use goflow_core::{
     TaskOptions, TaskOutput, TaskSpec,
 };
 use goflow_runtime::alerts::{AlertConfig, AlertService, TryObserver};
-use goflow_runtime::executor::LocalProcessExecutor;
+use goflow_runtime::executor::{
+    EventSender, Executor, ExecutorEvent, InProcessExecutor, Launch, LocalProcessExecutor, TryKey,
+    TryMetrics,
+};
+use goflow_runtime::metrics::Metrics;
 use goflow_runtime::worker::WorkerMetrics;
 use goflow_runtime::Registry;
 use goflow_store::testing::{databases, TestDb};
@@ -210,6 +214,103 @@ async fn every_try_records_wall_time_cpu_memory_and_exit_code() {
                 ("memory".to_owned(), 1),
                 ("wall".to_owned(), 1)
             ]
+        );
+    }
+}
+
+/// Runs tries in process but reports them as a Kubernetes pod that
+/// reserved `RESERVED`, as the Kubernetes executor does (its reading of
+/// the pod is tested in `kubernetes_executor.rs`).
+struct Reserving(InProcessExecutor);
+
+const RESERVED: TryMetrics = TryMetrics {
+    exit_code: Some(0),
+    peak_memory_bytes: Some(100 * MIB as u64),
+    cpu_user_ms: Some(30),
+    cpu_system_ms: Some(10),
+    cpu_request_millis: Some(250),
+    memory_request_bytes: Some(256 * MIB as u64),
+    cpu_limit_millis: None,
+    memory_limit_bytes: Some(512 * MIB as u64),
+};
+
+impl Executor for Reserving {
+    fn kind(&self) -> ExecutorKind {
+        ExecutorKind::Kubernetes
+    }
+
+    fn launch(&self, launch: Launch, events: EventSender) {
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        self.0.launch(launch, tx);
+        tokio::spawn(async move {
+            while let Some(event) = rx.recv().await {
+                let event = match event {
+                    ExecutorEvent::Finished { key, result, .. } => ExecutorEvent::Finished {
+                        key,
+                        result,
+                        metrics: RESERVED,
+                    },
+                    other => other,
+                };
+                let _ = events.send(event);
+            }
+        });
+    }
+
+    fn cancel(&self, key: &TryKey) {
+        self.0.cancel(key);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_a_pod_reserved_is_kept_with_its_try_and_counted() {
+    for db in databases().await {
+        let (store, backend) = (&db.store, db.backend());
+        let dag = DagBuilder::new("reserved")
+            .task(spec("pod", ExecutorKind::Kubernetes, wall))
+            .build()
+            .unwrap();
+        trigger(store, &dag, json!({})).await;
+        let metrics = Metrics::new();
+        let mut scheduler = RunningScheduler::start_with(store, vec![dag.clone()], "s1", |s| {
+            s.with_executor(Arc::new(Reserving(InProcessExecutor::new())))
+                .with_metrics(metrics.clone())
+        });
+        assert_eq!(scheduler.next_finished().await.state, RunState::Success);
+        scheduler.stop().await;
+
+        let tries = store.task_try_history("reserved", "pod", 10).await.unwrap();
+        assert_eq!(tries.len(), 1, "{backend:?}");
+        let t = &tries[0];
+        assert_eq!(
+            (
+                t.cpu_request_millis,
+                t.memory_request_bytes,
+                t.cpu_limit_millis,
+                t.memory_limit_bytes
+            ),
+            (Some(250), Some(256 * MIB), None, Some(512 * MIB)),
+            "{backend:?}"
+        );
+        assert_eq!(t.peak_memory_bytes, Some(100 * MIB), "{backend:?}");
+
+        // The cost side in Prometheus: requested cores times the try's run
+        // time (the `wall` task runs at least 200 ms).
+        let text = metrics.encode().unwrap();
+        let counter = |name: &str| -> f64 {
+            let prefix = format!("{name}{{dag=\"reserved\",task=\"pod\"}} ");
+            text.lines()
+                .find_map(|l| l.strip_prefix(&prefix))
+                .unwrap_or_else(|| panic!("no {name} in\n{text}"))
+                .parse()
+                .unwrap()
+        };
+        let cpu = counter("goflow_task_reserved_cpu_core_seconds_total");
+        assert!((0.25 * 0.2..0.25 * 60.0).contains(&cpu), "{cpu}");
+        let memory = counter("goflow_task_reserved_memory_byte_seconds_total");
+        assert!(
+            ((256 * MIB) as f64 * 0.2..(256 * MIB) as f64 * 60.0).contains(&memory),
+            "{memory}"
         );
     }
 }

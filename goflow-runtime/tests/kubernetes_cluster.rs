@@ -114,6 +114,16 @@ fn spec(id: &str, data: &[&str], retries: u32, run: goflow_core::TaskFn) -> Task
     }
 }
 
+/// `spec` with a pod that requests and is limited to a little, for the
+/// reservation a try records.
+fn reserving(mut spec: TaskSpec) -> TaskSpec {
+    let k8s = &mut spec.options.kubernetes;
+    k8s.cpu_request = Some("50m".into());
+    k8s.memory_request = Some("32Mi".into());
+    k8s.memory_limit = Some("512Mi".into());
+    spec
+}
+
 fn namespace() -> String {
     std::env::var("GOFLOW_TEST_NAMESPACE").unwrap_or_else(|_| "goflow-test".to_owned())
 }
@@ -122,7 +132,7 @@ fn dags() -> Vec<Dag> {
     vec![
         DagBuilder::new("cluster-etl")
             .namespace(namespace())
-            .task(spec("extract", &[], 0, extract))
+            .task(reserving(spec("extract", &[], 0, extract)))
             .task(spec("flaky", &["extract"], 1, flaky))
             .task(spec("report", &["flaky"], 0, report))
             .build()
@@ -403,6 +413,24 @@ async fn a_dag_runs_as_jobs_with_a_retry() {
     );
     assert_eq!(tries[0].exit_code, Some(1));
     assert_eq!(tries[1].exit_code, Some(0));
+    // What the try used, measured by the worker in its pod, beside what
+    // its pod reserved, read off the pod the API server admitted.
+    let extract = db.store.task_tries(run, Some("extract")).await.unwrap();
+    let e = &extract[0];
+    assert_eq!(
+        (
+            e.cpu_request_millis,
+            e.memory_request_bytes,
+            e.memory_limit_bytes
+        ),
+        (Some(50), Some(32 << 20), Some(512 << 20)),
+        "{e:#?}"
+    );
+    let peak = e
+        .peak_memory_bytes
+        .expect("peak memory measured in the pod");
+    assert!(peak > 0 && peak <= 512 << 20, "{e:#?}");
+    assert!(e.cpu_user_ms.is_some(), "{e:#?}");
     for ti in &instances {
         let handle = ti.executor_handle.clone().unwrap_or_default();
         assert!(

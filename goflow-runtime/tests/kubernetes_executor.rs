@@ -481,7 +481,16 @@ fn pod(job: &str, phase: &str, task_state: Value) -> Value {
             "labels": {"goflow.rs/job": job, "app.kubernetes.io/managed-by": "goflow",
                        "goflow.rs/instance": "goflow", "batch.kubernetes.io/job-name": job},
         },
-        "spec": {"containers": [{"name": "task", "image": "x"}, {"name": "proxy", "image": "y"}]},
+        // As admitted: a LimitRange filled in the task's resources and a
+        // mesh injected a sidecar with its own.
+        "spec": {"containers": [
+            {"name": "task", "image": "x", "resources": {
+                "requests": {"cpu": "100m", "memory": "128Mi"},
+                "limits": {"memory": "512Mi"}}},
+            {"name": "proxy", "image": "y", "resources": {
+                "requests": {"cpu": "10m", "memory": "32Mi"},
+                "limits": {"cpu": "200m", "memory": "64Mi"}}},
+        ]},
         "status": {
             "phase": phase,
             "containerStatuses": [
@@ -836,6 +845,17 @@ async fn creates_the_job_and_watches_it_to_success() {
     assert_eq!(metrics.exit_code, Some(0));
     assert_eq!(metrics.peak_memory_bytes, Some(12 << 20));
     assert_eq!(metrics.cpu_user_ms, Some(40));
+    // What the pod reserved, read off the admitted pod: both containers.
+    assert_eq!(
+        (
+            metrics.cpu_request_millis,
+            metrics.memory_request_bytes,
+            metrics.cpu_limit_millis,
+            metrics.memory_limit_bytes,
+        ),
+        (Some(110), Some(160 << 20), None, Some(576 << 20)),
+        "the task container has no CPU limit, so the pod has none"
+    );
     let stdout: Vec<&str> = events
         .logs
         .iter()

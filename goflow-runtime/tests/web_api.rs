@@ -606,6 +606,18 @@ async fn task_history_across_runs() {
         assert_eq!(tries[0]["run_id"], a.run_id.as_str(), "oldest first");
         assert_eq!(tries[1]["state"], "failed");
         assert_eq!(tries[0]["cpu_user_ms"], 900);
+        assert_eq!(
+            (
+                tries[0]["cpu_request_millis"].as_i64(),
+                tries[0]["memory_request_bytes"].as_i64(),
+                tries[0]["memory_limit_bytes"].as_i64(),
+            ),
+            (Some(500), Some(128 << 20), Some(256 << 20))
+        );
+        assert!(
+            tries[0]["cpu_limit_millis"].is_null(),
+            "not set, not made up"
+        );
         assert!(tries[0]["duration_ms"].as_i64().unwrap() >= 1000);
         let one = get(&app, "/api/v1/dags/etl/tasks/left/history?limit=1")
             .await

@@ -531,6 +531,12 @@ async fn logs_performance_and_health_pages() {
         assert_eq!(perf.status, StatusCode::OK);
         assert_eq!(perf.text.matches("<svg class=\"chart\"").count(), 3);
         assert!(perf.text.contains("Peak memory"));
+        // What the pod reserved: in the table, and as reference lines
+        // under CPU time and peak memory.
+        assert!(perf.text.contains("500m CPU · 128.0 MiB"), "{}", perf.text);
+        assert!(perf.text.contains(">256.0 MiB</td>"), "{}", perf.text);
+        assert_eq!(perf.text.matches("class=\"reference\"").count(), 3);
+        assert!(perf.text.contains(">requested × duration</text>"));
 
         let health = page(&app, &user, "/health").await;
         assert_eq!(health.status, StatusCode::OK);

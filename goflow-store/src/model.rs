@@ -398,6 +398,14 @@ pub struct TaskInstanceRow {
     pub cpu_user_ms: Option<i64>,
     /// System CPU time of the current try.
     pub cpu_system_ms: Option<i64>,
+    /// CPU the try's pod requested, in millicores (Kubernetes only).
+    pub cpu_request_millis: Option<i64>,
+    /// Memory the try's pod requested, in bytes (Kubernetes only).
+    pub memory_request_bytes: Option<i64>,
+    /// The try's pod's CPU limit, in millicores (Kubernetes only).
+    pub cpu_limit_millis: Option<i64>,
+    /// The try's pod's memory limit, in bytes (Kubernetes only).
+    pub memory_limit_bytes: Option<i64>,
     /// The error of the current try.
     pub last_error: Option<String>,
     /// The scheduler that claimed it.
@@ -449,6 +457,10 @@ pub(crate) struct DbTaskInstance {
     pub peak_memory_bytes: Option<i64>,
     pub cpu_user_ms: Option<i64>,
     pub cpu_system_ms: Option<i64>,
+    pub cpu_request_millis: Option<i64>,
+    pub memory_request_bytes: Option<i64>,
+    pub cpu_limit_millis: Option<i64>,
+    pub memory_limit_bytes: Option<i64>,
     pub last_error: Option<String>,
     pub claimed_by: Option<String>,
     pub heartbeat_date: Option<i64>,
@@ -504,6 +516,10 @@ impl TryFrom<DbTaskInstance> for TaskInstanceRow {
             peak_memory_bytes: t.peak_memory_bytes,
             cpu_user_ms: t.cpu_user_ms,
             cpu_system_ms: t.cpu_system_ms,
+            cpu_request_millis: t.cpu_request_millis,
+            memory_request_bytes: t.memory_request_bytes,
+            cpu_limit_millis: t.cpu_limit_millis,
+            memory_limit_bytes: t.memory_limit_bytes,
             last_error: t.last_error,
             claimed_by: t.claimed_by,
         })
@@ -542,6 +558,14 @@ pub struct TaskUpdate {
     pub cpu_user_ms: Option<i64>,
     /// The try's system CPU time.
     pub cpu_system_ms: Option<i64>,
+    /// CPU the try's pod requested, in millicores (Kubernetes only).
+    pub cpu_request_millis: Option<i64>,
+    /// Memory the try's pod requested, in bytes (Kubernetes only).
+    pub memory_request_bytes: Option<i64>,
+    /// The try's pod's CPU limit, in millicores (Kubernetes only).
+    pub cpu_limit_millis: Option<i64>,
+    /// The try's pod's memory limit, in bytes (Kubernetes only).
+    pub memory_limit_bytes: Option<i64>,
     /// The executor's handle (a Job name, a pid).
     pub executor_handle: Option<String>,
     /// A sign of life.
@@ -564,6 +588,10 @@ impl TaskUpdate {
             peak_memory_bytes: None,
             cpu_user_ms: None,
             cpu_system_ms: None,
+            cpu_request_millis: None,
+            memory_request_bytes: None,
+            cpu_limit_millis: None,
+            memory_limit_bytes: None,
             executor_handle: None,
             heartbeat_date: None,
         }
@@ -586,9 +614,37 @@ pub(crate) struct DbTaskChange {
     pub peak_memory_bytes: Option<i64>,
     pub cpu_user_ms: Option<i64>,
     pub cpu_system_ms: Option<i64>,
+    pub cpu_request_millis: Option<i64>,
+    pub memory_request_bytes: Option<i64>,
+    pub cpu_limit_millis: Option<i64>,
+    pub memory_limit_bytes: Option<i64>,
     pub executor_handle: Option<String>,
     pub heartbeat_date: Option<i64>,
     pub last_updated_date: i64,
+}
+
+/// Empties the columns that describe one try, when a new try is claimed or
+/// the task is cleared, so nothing of the last try is shown as the next
+/// one's.
+#[derive(AsChangeset, Default)]
+#[diesel(table_name = task_instances, treat_none_as_null = true)]
+pub(crate) struct DbTryReset {
+    pub start_date: Option<i64>,
+    pub end_date: Option<i64>,
+    pub duration_ms: Option<i64>,
+    pub next_retry_date: Option<i64>,
+    pub exit_code: Option<i32>,
+    pub peak_memory_bytes: Option<i64>,
+    pub cpu_user_ms: Option<i64>,
+    pub cpu_system_ms: Option<i64>,
+    pub cpu_request_millis: Option<i64>,
+    pub memory_request_bytes: Option<i64>,
+    pub cpu_limit_millis: Option<i64>,
+    pub memory_limit_bytes: Option<i64>,
+    pub last_error: Option<String>,
+    pub executor_handle: Option<String>,
+    pub follow: Option<String>,
+    pub heartbeat_date: Option<i64>,
 }
 
 /// A task instance handed to a scheduler by
@@ -636,6 +692,14 @@ pub struct TaskTryRow {
     pub cpu_user_ms: Option<i64>,
     /// System CPU time.
     pub cpu_system_ms: Option<i64>,
+    /// CPU the try's pod requested, in millicores (Kubernetes only).
+    pub cpu_request_millis: Option<i64>,
+    /// Memory the try's pod requested, in bytes (Kubernetes only).
+    pub memory_request_bytes: Option<i64>,
+    /// The try's pod's CPU limit, in millicores (Kubernetes only).
+    pub cpu_limit_millis: Option<i64>,
+    /// The try's pod's memory limit, in bytes (Kubernetes only).
+    pub memory_limit_bytes: Option<i64>,
     /// The executor's handle.
     pub executor_handle: Option<String>,
     /// Its error.
@@ -658,6 +722,10 @@ pub(crate) struct DbTaskTry {
     pub peak_memory_bytes: Option<i64>,
     pub cpu_user_ms: Option<i64>,
     pub cpu_system_ms: Option<i64>,
+    pub cpu_request_millis: Option<i64>,
+    pub memory_request_bytes: Option<i64>,
+    pub cpu_limit_millis: Option<i64>,
+    pub memory_limit_bytes: Option<i64>,
     pub executor_handle: Option<String>,
     pub error: Option<String>,
 }
@@ -679,6 +747,10 @@ impl DbTaskTry {
             peak_memory_bytes: t.peak_memory_bytes,
             cpu_user_ms: t.cpu_user_ms,
             cpu_system_ms: t.cpu_system_ms,
+            cpu_request_millis: t.cpu_request_millis,
+            memory_request_bytes: t.memory_request_bytes,
+            cpu_limit_millis: t.cpu_limit_millis,
+            memory_limit_bytes: t.memory_limit_bytes,
             executor_handle: t.executor_handle,
             error: t.last_error,
         }
@@ -703,6 +775,10 @@ impl TryFrom<DbTaskTry> for TaskTryRow {
             peak_memory_bytes: t.peak_memory_bytes,
             cpu_user_ms: t.cpu_user_ms,
             cpu_system_ms: t.cpu_system_ms,
+            cpu_request_millis: t.cpu_request_millis,
+            memory_request_bytes: t.memory_request_bytes,
+            cpu_limit_millis: t.cpu_limit_millis,
+            memory_limit_bytes: t.memory_limit_bytes,
             executor_handle: t.executor_handle,
             error: t.error,
         })

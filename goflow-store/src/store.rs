@@ -16,8 +16,8 @@ use crate::conn::{per_backend, transaction, transaction_if, AnyConnection, Manag
 use crate::model::{
     convert, int, micros, parse, ClaimedTask, DagRecord, DagRow, DbDag, DbLogLine, DbNewLogLine,
     DbNewRun, DbNewTaskInstance, DbPool, DbRun, DbScheduler, DbTaskChange, DbTaskInstance,
-    DbTaskTry, LogLine, NewLogLine, NewRun, PoolRow, RunRow, SchedulerRow, TaskInstanceRow,
-    TaskTryRow, TaskUpdate,
+    DbTaskTry, DbTryReset, LogLine, NewLogLine, NewRun, PoolRow, RunRow, SchedulerRow,
+    TaskInstanceRow, TaskTryRow, TaskUpdate,
 };
 use crate::schema::{
     dag_runs, dags, pools, schedulers, task_instances as ti, task_logs, task_outputs, task_tries,
@@ -1219,6 +1219,10 @@ fn apply_task_change(conn: &mut AnyConnection, run: i64, c: &TaskChange, now: i6
         peak_memory_bytes: u.peak_memory_bytes,
         cpu_user_ms: u.cpu_user_ms,
         cpu_system_ms: u.cpu_system_ms,
+        cpu_request_millis: u.cpu_request_millis,
+        memory_request_bytes: u.memory_request_bytes,
+        cpu_limit_millis: u.cpu_limit_millis,
+        memory_limit_bytes: u.memory_limit_bytes,
         executor_handle: u.executor_handle.clone(),
         heartbeat_date: u.heartbeat_date.map(micros),
         last_updated_date: now,
@@ -1357,18 +1361,7 @@ fn claim_tx(
                 ti::claimed_by.eq(scheduler_id),
                 ti::try_number.eq(ti::try_number + 1),
                 ti::queued_date.eq(now),
-                ti::start_date.eq(None::<i64>),
-                ti::end_date.eq(None::<i64>),
-                ti::duration_ms.eq(None::<i64>),
-                ti::next_retry_date.eq(None::<i64>),
-                ti::exit_code.eq(None::<i32>),
-                ti::peak_memory_bytes.eq(None::<i64>),
-                ti::cpu_user_ms.eq(None::<i64>),
-                ti::cpu_system_ms.eq(None::<i64>),
-                ti::last_error.eq(None::<String>),
-                ti::executor_handle.eq(None::<String>),
-                ti::follow.eq(None::<String>),
-                ti::heartbeat_date.eq(None::<i64>),
+                DbTryReset::default(),
                 ti::last_updated_date.eq(now),
             ))
             .execute(conn)?;
@@ -1450,20 +1443,9 @@ fn clear_tx(conn: &mut AnyConnection, run: i64, task_ids: &[String], now: i64) -
     .set((
         ti::state.eq(TaskState::Pending.as_str()),
         ti::tries_before_clear.eq(ti::try_number),
-        ti::follow.eq(None::<String>),
-        ti::executor_handle.eq(None::<String>),
         ti::queued_date.eq(None::<i64>),
-        ti::start_date.eq(None::<i64>),
-        ti::end_date.eq(None::<i64>),
-        ti::duration_ms.eq(None::<i64>),
-        ti::next_retry_date.eq(None::<i64>),
-        ti::exit_code.eq(None::<i32>),
-        ti::peak_memory_bytes.eq(None::<i64>),
-        ti::cpu_user_ms.eq(None::<i64>),
-        ti::cpu_system_ms.eq(None::<i64>),
-        ti::last_error.eq(None::<String>),
         ti::claimed_by.eq(None::<String>),
-        ti::heartbeat_date.eq(None::<i64>),
+        DbTryReset::default(),
         ti::last_updated_date.eq(now),
     ))
     .execute(conn)?;

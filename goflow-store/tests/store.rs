@@ -324,6 +324,10 @@ async fn each_finished_try_is_recorded() {
             peak_memory_bytes: Some(1 << 20),
             cpu_user_ms: Some(120),
             cpu_system_ms: Some(30),
+            cpu_request_millis: Some(250),
+            memory_request_bytes: Some(256 << 20),
+            cpu_limit_millis: Some(1000),
+            memory_limit_bytes: Some(1 << 30),
             next_retry_date: Some(t(74)),
             ..TaskUpdate::new(TaskState::UpForRetry)
         };
@@ -350,8 +354,16 @@ async fn each_finished_try_is_recorded() {
         );
         let claimed = s.claim_tasks("s1", 10, t(75)).await.unwrap();
         assert_eq!(claimed[0].instance.try_number, 2, "{b}");
+        let next = &claimed[0].instance;
         assert_eq!(
-            claimed[0].instance.last_error, None,
+            (
+                next.last_error.as_deref(),
+                next.exit_code,
+                next.peak_memory_bytes,
+                next.cpu_request_millis,
+                next.memory_limit_bytes,
+            ),
+            (None, None, None, None, None),
             "{b}: per-try fields reset"
         );
         assert!(s
@@ -392,6 +404,17 @@ async fn each_finished_try_is_recorded() {
             (Some(1 << 20), Some(120)),
             "{b}"
         );
+        assert_eq!(
+            (
+                tries[0].cpu_request_millis,
+                tries[0].memory_request_bytes,
+                tries[0].cpu_limit_millis,
+                tries[0].memory_limit_bytes
+            ),
+            (Some(250), Some(256 << 20), Some(1000), Some(1 << 30)),
+            "{b}: what the pod reserved is kept with the try"
+        );
+        assert_eq!(tries[1].cpu_request_millis, None, "{b}");
         assert_eq!(
             (tries[1].try_number, tries[1].state),
             (2, TaskState::Success),
@@ -752,7 +775,11 @@ async fn clear_tasks_resets_them_and_reopens_the_run() {
                 .update_task(run.id, id, TaskState::Queued, start, t(4))
                 .await
                 .unwrap());
-            let done = TaskUpdate::new(TaskState::Success);
+            let done = TaskUpdate {
+                exit_code: Some(0),
+                memory_request_bytes: Some(1 << 20),
+                ..TaskUpdate::new(TaskState::Success)
+            };
             assert!(s
                 .update_task(run.id, id, TaskState::Running, done, t(5))
                 .await
@@ -779,6 +806,11 @@ async fn clear_tasks_resets_them_and_reopens_the_run() {
             "{b}: a fresh round of tries"
         );
         assert_eq!((cleared.end_date, cleared.claimed_by), (None, None), "{b}");
+        assert_eq!(
+            (cleared.exit_code, cleared.memory_request_bytes),
+            (None, None),
+            "{b}: the last try's figures go with it"
+        );
         assert_eq!(s.get_output(run.id, "b").await.unwrap(), None, "{b}");
         assert_eq!(
             s.get_output(run.id, "a").await.unwrap(),

@@ -3,6 +3,8 @@
 //! whether a failure is worth retrying.
 
 use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::future::BoxFuture;
@@ -10,7 +12,7 @@ use goflow_core::alerts::MissReason;
 use goflow_core::Alert;
 use lettre::message::{Mailbox, Message};
 use lettre::transport::smtp::authentication::Credentials;
-use lettre::transport::smtp::client::{Tls, TlsParameters};
+use lettre::transport::smtp::client::{Certificate, CertificateStore, Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
 use serde_json::{json, Value};
 
@@ -214,7 +216,34 @@ async fn check_response(response: reqwest::Response) -> Result<(), ChannelError>
     }
 }
 
+/// `e` and its sources, `: `-separated. reqwest's own message is only
+/// "error sending request for url (...)": the cause a user can act on
+/// ("invalid peer certificate: UnknownIssuer") is further down the chain.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut message = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let text = s.to_string();
+        // Some errors (lettre's) already print their source.
+        if !message.contains(&text) {
+            message.push_str(": ");
+            message.push_str(&text);
+        }
+        source = s.source();
+    }
+    // lettre nests its errors: "Connection error: Connection error: ...".
+    let mut parts: Vec<&str> = message.split(": ").collect();
+    parts.dedup();
+    parts.join(": ")
+}
+
+/// A failed request is worth retrying whatever the cause, TLS failures
+/// included: they are connection errors, and a server's certificate may
+/// be fixed while the alert waits; the message says which it was. The URL
+/// is left out: a Slack webhook's URL is its secret, and the message is
+/// stored and logged.
 fn request_error(e: reqwest::Error) -> ChannelError {
+    let e = e.without_url();
     let what = if e.is_timeout() {
         "timed out"
     } else if e.is_connect() {
@@ -222,17 +251,108 @@ fn request_error(e: reqwest::Error) -> ChannelError {
     } else {
         "request failed"
     };
-    ChannelError::retryable(format!("{what}: {e}"))
+    ChannelError::retryable(format!("{what}: {}", error_chain(&e)))
 }
 
-/// An HTTP client for channels: rustls, and a timeout on every request.
-pub(crate) fn http_client(timeout: Duration) -> reqwest::Client {
-    reqwest::Client::builder()
+/// Root certificates the channels trust in addition to the built-in ones
+/// (Mozilla's, via webpki-roots): a private CA's, for an SMTP relay or a
+/// webhook receiver with a certificate from a company CA. Read once, from
+/// a PEM file that may hold several certificates (a bundle).
+#[derive(Clone)]
+pub struct CaCertificates {
+    source: PathBuf,
+    pem: Arc<[u8]>,
+    count: usize,
+}
+
+impl fmt::Debug for CaCertificates {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CaCertificates")
+            .field("source", &self.source)
+            .field("count", &self.count)
+            .finish()
+    }
+}
+
+impl CaCertificates {
+    /// Reads the certificates of the PEM file at `path`. The error names
+    /// the file and says what is wrong: unreadable, no certificate in it,
+    /// a certificate that cannot be parsed.
+    pub fn from_pem_file(path: impl AsRef<Path>) -> Result<Self, String> {
+        let path = path.as_ref();
+        let pem =
+            std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        Self::parse(path.to_path_buf(), &pem).map_err(|e| format!("{}: {e}", path.display()))
+    }
+
+    /// The certificates of PEM text (`-----BEGIN CERTIFICATE-----`
+    /// blocks; anything else in it is ignored).
+    pub fn from_pem(pem: &[u8]) -> Result<Self, String> {
+        Self::parse(PathBuf::from("<PEM>"), pem)
+    }
+
+    fn parse(source: PathBuf, pem: &[u8]) -> Result<Self, String> {
+        let count = reqwest::Certificate::from_pem_bundle(pem)
+            .map_err(|e| error_chain(&e))?
+            .len();
+        if count == 0 {
+            return Err("no PEM certificate (-----BEGIN CERTIFICATE-----) in it".into());
+        }
+        let certificates = CaCertificates {
+            source,
+            pem: pem.into(),
+            count,
+        };
+        // Decoding the base64 does not check the certificate itself: adding
+        // it to a TLS root store does, so a broken file fails at start-up
+        // rather than at the first alert. No built-in roots: just these.
+        TlsParameters::builder("localhost".into())
+            .certificate_store(CertificateStore::None)
+            .add_root_certificate(certificates.lettre()?)
+            .build()
+            .map_err(|e| format!("not a usable CA certificate: {}", error_chain(&e)))?;
+        Ok(certificates)
+    }
+
+    /// How many certificates there are.
+    pub fn count(&self) -> usize {
+        self.count
+    }
+
+    /// The file they were read from (`<PEM>` when given as text).
+    pub fn source(&self) -> &Path {
+        &self.source
+    }
+
+    fn reqwest(&self) -> Result<reqwest::Certificate, String> {
+        // One `Certificate` of PEM text is the whole bundle to reqwest.
+        reqwest::Certificate::from_pem(&self.pem).map_err(|e| error_chain(&e))
+    }
+
+    fn lettre(&self) -> Result<Certificate, String> {
+        // ... and to lettre.
+        Certificate::from_pem(&self.pem).map_err(|e| error_chain(&e))
+    }
+}
+
+/// The HTTP client of the webhook channels: rustls, the built-in roots and
+/// `ca` if given, and a timeout on every request.
+pub(crate) fn http_client(
+    timeout: Duration,
+    ca: Option<&CaCertificates>,
+) -> Result<reqwest::Client, String> {
+    let mut builder = reqwest::Client::builder()
         .timeout(timeout)
         .connect_timeout(timeout)
-        .user_agent(concat!("goflow/", env!("CARGO_PKG_VERSION")))
+        .user_agent(concat!("goflow/", env!("CARGO_PKG_VERSION")));
+    if let Some(ca) = ca {
+        builder = builder.add_root_certificate(ca.reqwest()?);
+    }
+    // No fallback to a default client: it would drop the timeout and the
+    // private CA without a word.
+    builder
         .build()
-        .unwrap_or_else(|_| reqwest::Client::new())
+        .map_err(|e| format!("cannot set up the HTTP client: {}", error_chain(&e)))
 }
 
 /// The generic JSON webhook: `POST` of [`webhook_payload`], with the
@@ -244,12 +364,17 @@ pub struct WebhookChannel {
 }
 
 impl WebhookChannel {
-    /// A webhook posting to `url`, giving up on a request after `timeout`.
-    pub fn new(url: impl Into<String>, timeout: Duration) -> Self {
-        WebhookChannel {
+    /// A webhook posting to `url`, giving up on a request after `timeout`,
+    /// trusting `ca` besides the built-in roots.
+    pub fn new(
+        url: impl Into<String>,
+        timeout: Duration,
+        ca: Option<&CaCertificates>,
+    ) -> Result<Self, String> {
+        Ok(WebhookChannel {
             url: url.into(),
-            client: http_client(timeout),
-        }
+            client: http_client(timeout, ca)?,
+        })
     }
 }
 
@@ -282,12 +407,16 @@ pub struct SlackChannel {
 
 impl SlackChannel {
     /// A Slack webhook posting to `url`, giving up on a request after
-    /// `timeout`.
-    pub fn new(url: impl Into<String>, timeout: Duration) -> Self {
-        SlackChannel {
+    /// `timeout`, trusting `ca` besides the built-in roots.
+    pub fn new(
+        url: impl Into<String>,
+        timeout: Duration,
+        ca: Option<&CaCertificates>,
+    ) -> Result<Self, String> {
+        Ok(SlackChannel {
             url: url.into(),
-            client: http_client(timeout),
-        }
+            client: http_client(timeout, ca)?,
+        })
     }
 }
 
@@ -328,8 +457,13 @@ impl fmt::Debug for EmailChannel {
 
 impl EmailChannel {
     /// An SMTP channel for `config`, giving up on a message after
-    /// `timeout`. Errors name the setting that is wrong.
-    pub fn new(config: &SmtpConfig, timeout: Duration) -> Result<Self, String> {
+    /// `timeout`; with TLS, trusting `ca` besides the built-in roots.
+    /// Errors name the setting that is wrong.
+    pub fn new(
+        config: &SmtpConfig,
+        timeout: Duration,
+        ca: Option<&CaCertificates>,
+    ) -> Result<Self, String> {
         let from: Mailbox = config
             .from
             .parse()
@@ -346,8 +480,12 @@ impl EmailChannel {
             return Err("no recipient: set GOFLOW_ALERT_EMAIL_TO".into());
         }
         let tls_params = || {
-            TlsParameters::new(config.host.clone())
-                .map_err(|e| format!("TLS set-up for {}: {e}", config.host))
+            let mut tls = TlsParameters::builder(config.host.clone());
+            if let Some(ca) = ca {
+                tls = tls.add_root_certificate(ca.lettre()?);
+            }
+            tls.build()
+                .map_err(|e| format!("TLS set-up for {}: {}", config.host, error_chain(&e)))
         };
         let mut builder =
             AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(config.host.clone());
@@ -387,8 +525,14 @@ impl Channel for EmailChannel {
                 email_message(alert, &self.from, &self.to).map_err(ChannelError::permanent)?;
             match self.transport.send(message).await {
                 Ok(_) => Ok(()),
-                Err(e) if e.is_permanent() => Err(ChannelError::permanent(format!("SMTP: {e}"))),
-                Err(e) => Err(ChannelError::retryable(format!("SMTP: {e}"))),
+                Err(e) if e.is_permanent() => Err(ChannelError::permanent(format!(
+                    "SMTP: {}",
+                    error_chain(&e)
+                ))),
+                Err(e) => Err(ChannelError::retryable(format!(
+                    "SMTP: {}",
+                    error_chain(&e)
+                ))),
             }
         })
     }
@@ -479,6 +623,69 @@ mod tests {
             raw.contains("Link: http://ui/dags/daily-sales/runs/x"),
             "{raw}"
         );
+    }
+
+    #[derive(Debug)]
+    struct Layer(&'static str, Option<Box<Layer>>);
+
+    impl fmt::Display for Layer {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str(self.0)
+        }
+    }
+
+    impl std::error::Error for Layer {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            self.1.as_deref().map(|l| l as _)
+        }
+    }
+
+    #[test]
+    fn an_error_message_has_its_causes_once() {
+        let e = Layer(
+            "error sending request",
+            Some(Box::new(Layer(
+                "client error (Connect)",
+                Some(Box::new(Layer(
+                    "invalid peer certificate: UnknownIssuer",
+                    None,
+                ))),
+            ))),
+        );
+        assert_eq!(
+            error_chain(&e),
+            "error sending request: client error (Connect): invalid peer certificate: UnknownIssuer"
+        );
+        // A source its parent already printed, and lettre's nesting.
+        let e = Layer(
+            "Connection error: Connection error: refused",
+            Some(Box::new(Layer("refused", None))),
+        );
+        assert_eq!(error_chain(&e), "Connection error: refused");
+    }
+
+    #[test]
+    fn ca_certificates_are_read_from_a_pem_bundle() {
+        let pem = |name: &str| {
+            let key = rcgen::KeyPair::generate().unwrap();
+            let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+            params
+                .distinguished_name
+                .push(rcgen::DnType::CommonName, name);
+            params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+            params.self_signed(&key).unwrap().pem()
+        };
+        let bundle = format!("one\n{}two\n{}", pem("a"), pem("b"));
+        let ca = CaCertificates::from_pem(bundle.as_bytes()).unwrap();
+        assert_eq!(ca.count(), 2);
+        assert!(ca.lettre().is_ok() && ca.reqwest().is_ok());
+        assert!(http_client(Duration::from_secs(1), Some(&ca)).is_ok());
+
+        let err = CaCertificates::from_pem(b"not PEM at all").unwrap_err();
+        assert!(err.contains("no PEM certificate"), "{err}");
+        let garbage = "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n";
+        let err = CaCertificates::from_pem(garbage.as_bytes()).unwrap_err();
+        assert!(err.contains("not a usable CA certificate"), "{err}");
     }
 
     #[test]

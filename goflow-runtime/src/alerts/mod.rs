@@ -7,7 +7,8 @@
 //! # -> Result<(), Box<dyn std::error::Error>> {
 //! use goflow_runtime::alerts::{AlertConfig, AlertService};
 //!
-//! // GOFLOW_ALERT_WEBHOOK_URL, GOFLOW_ALERT_SLACK_URL, GOFLOW_SMTP_*, GOFLOW_BASE_URL
+//! // GOFLOW_ALERT_WEBHOOK_URL, GOFLOW_ALERT_SLACK_URL, GOFLOW_SMTP_*,
+//! // GOFLOW_ALERT_CA_FILE, GOFLOW_BASE_URL
 //! let config = AlertConfig::from_env()?;
 //! let service = AlertService::new(store, registry, config)?;
 //! tokio::spawn(service.run(async { let _ = tokio::signal::ctrl_c().await; }));
@@ -51,6 +52,7 @@ mod detector;
 mod sender;
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -61,8 +63,8 @@ use tokio::sync::Notify;
 use crate::Registry;
 
 pub use channels::{
-    email_message, slack_payload, webhook_payload, Channel, ChannelError, EmailChannel,
-    SlackChannel, WebhookChannel,
+    email_message, slack_payload, webhook_payload, CaCertificates, Channel, ChannelError,
+    EmailChannel, SlackChannel, WebhookChannel,
 };
 
 /// The environment variable of the generic JSON webhook's URL.
@@ -71,6 +73,9 @@ pub const WEBHOOK_URL_ENV: &str = "GOFLOW_ALERT_WEBHOOK_URL";
 pub const SLACK_URL_ENV: &str = "GOFLOW_ALERT_SLACK_URL";
 /// The environment variable of the UI's base URL, for links in alerts.
 pub const BASE_URL_ENV: &str = "GOFLOW_BASE_URL";
+/// The environment variable of a PEM file of CA certificates the channels
+/// trust besides the built-in roots (a private CA).
+pub const CA_FILE_ENV: &str = "GOFLOW_ALERT_CA_FILE";
 /// The UI's base URL when none is set.
 pub const DEFAULT_BASE_URL: &str = "http://localhost:8080";
 
@@ -129,6 +134,9 @@ pub struct AlertConfig {
     pub slack_url: Option<String>,
     /// Email over SMTP (`GOFLOW_SMTP_HOST` and friends).
     pub smtp: Option<SmtpConfig>,
+    /// CA certificates trusted by the webhook, Slack and email channels in
+    /// addition to the built-in roots (`GOFLOW_ALERT_CA_FILE`).
+    pub ca_certificates: Option<CaCertificates>,
     /// The UI's base URL, for links (`GOFLOW_BASE_URL`).
     pub base_url: String,
     /// How often the store is read for new events and due alerts.
@@ -169,6 +177,7 @@ impl Default for AlertConfig {
             webhook_url: None,
             slack_url: None,
             smtp: None,
+            ca_certificates: None,
             base_url: DEFAULT_BASE_URL.to_owned(),
             poll_interval: Duration::from_secs(2),
             request_timeout: Duration::from_secs(10),
@@ -237,6 +246,10 @@ pub struct AlertArgs {
         value_delimiter = ','
     )]
     pub email_to: Vec<String>,
+    /// PEM file of CA certificates (one or several) that the webhook, Slack
+    /// and SMTP TLS connections trust besides the built-in roots.
+    #[arg(long = "alert-ca-file", env = CA_FILE_ENV, value_name = "PEM_FILE")]
+    pub ca_file: Option<PathBuf>,
     /// The UI's base URL, for links in alerts.
     #[arg(long = "alert-base-url", env = BASE_URL_ENV)]
     pub base_url: Option<String>,
@@ -300,10 +313,23 @@ impl AlertArgs {
                 })
             }
         };
+        // Read once, here: a missing or broken file stops the start with
+        // its name, rather than failing every alert later.
+        let ca_certificates = self
+            .ca_file
+            .filter(|p| !p.as_os_str().to_string_lossy().trim().is_empty())
+            .map(|path| {
+                CaCertificates::from_pem_file(&path).map_err(|reason| AlertConfigError {
+                    setting: CA_FILE_ENV,
+                    reason,
+                })
+            })
+            .transpose()?;
         Ok(AlertConfig {
             webhook_url,
             slack_url,
             smtp,
+            ca_certificates,
             base_url,
             ..AlertConfig::default()
         })
@@ -321,8 +347,8 @@ impl AlertConfig {
     /// `GOFLOW_ALERT_SLACK_URL`, `GOFLOW_SMTP_HOST`, `GOFLOW_SMTP_PORT`,
     /// `GOFLOW_SMTP_TLS` (`none`, `starttls`, `tls`),
     /// `GOFLOW_SMTP_USERNAME`, `GOFLOW_SMTP_PASSWORD`,
-    /// `GOFLOW_ALERT_EMAIL_FROM`, `GOFLOW_ALERT_EMAIL_TO` (comma-separated)
-    /// and `GOFLOW_BASE_URL`.
+    /// `GOFLOW_ALERT_EMAIL_FROM`, `GOFLOW_ALERT_EMAIL_TO` (comma-separated),
+    /// `GOFLOW_ALERT_CA_FILE` and `GOFLOW_BASE_URL`.
     pub fn from_env() -> Result<Self, AlertConfigError> {
         let parsed = FromEnv::try_parse_from(["goflow"]).map_err(|e| AlertConfigError {
             setting: "environment",
@@ -375,33 +401,30 @@ impl std::fmt::Debug for AlertService {
 
 impl AlertService {
     /// A service over `store` for the DAGs of `registry` (their alert
-    /// settings), with the channels of `config`. An unusable SMTP setting
-    /// is an error naming it.
+    /// settings), with the channels of `config`. A channel that cannot be
+    /// set up (an unusable SMTP setting, a TLS set-up failure) is an error
+    /// naming its setting.
     pub fn new(
         store: Store,
         registry: Arc<Registry>,
         config: AlertConfig,
     ) -> Result<Self, AlertConfigError> {
         let mut channels: BTreeMap<String, Arc<dyn Channel>> = BTreeMap::new();
+        let ca = config.ca_certificates.as_ref();
+        let timeout = config.request_timeout;
+        let invalid = |setting| move |reason| AlertConfigError { setting, reason };
         if let Some(url) = &config.webhook_url {
-            channels.insert(
-                "webhook".into(),
-                Arc::new(WebhookChannel::new(url.clone(), config.request_timeout)),
-            );
+            let webhook =
+                WebhookChannel::new(url.clone(), timeout, ca).map_err(invalid(WEBHOOK_URL_ENV))?;
+            channels.insert("webhook".into(), Arc::new(webhook));
         }
         if let Some(url) = &config.slack_url {
-            channels.insert(
-                "slack".into(),
-                Arc::new(SlackChannel::new(url.clone(), config.request_timeout)),
-            );
+            let slack =
+                SlackChannel::new(url.clone(), timeout, ca).map_err(invalid(SLACK_URL_ENV))?;
+            channels.insert("slack".into(), Arc::new(slack));
         }
         if let Some(smtp) = &config.smtp {
-            let email = EmailChannel::new(smtp, config.request_timeout).map_err(|reason| {
-                AlertConfigError {
-                    setting: "GOFLOW_SMTP_*",
-                    reason,
-                }
-            })?;
+            let email = EmailChannel::new(smtp, timeout, ca).map_err(invalid("GOFLOW_SMTP_*"))?;
             channels.insert("email".into(), Arc::new(email));
         }
         Ok(AlertService {

@@ -58,6 +58,14 @@ pub struct TryMetrics {
     pub cpu_user_ms: Option<u64>,
     /// System CPU time, in milliseconds.
     pub cpu_system_ms: Option<u64>,
+    /// CPU the try's pod requested, in millicores (Kubernetes only).
+    pub cpu_request_millis: Option<u64>,
+    /// Memory the try's pod requested, in bytes (Kubernetes only).
+    pub memory_request_bytes: Option<u64>,
+    /// The try's pod's CPU limit, in millicores (Kubernetes only).
+    pub cpu_limit_millis: Option<u64>,
+    /// The try's pod's memory limit, in bytes (Kubernetes only).
+    pub memory_limit_bytes: Option<u64>,
 }
 
 /// What an executor reports about a try.

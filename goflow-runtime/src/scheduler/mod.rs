@@ -42,7 +42,9 @@ use goflow_store::{DagRow, NewLogLine, RunRow, Store, StoreError, TaskChange, Ta
 use tokio::sync::mpsc;
 
 use crate::db;
-use crate::executor::{EventSender, Executor, ExecutorEvent, InProcessExecutor, Launch, TryKey};
+use crate::executor::{
+    EventSender, Executor, ExecutorEvent, InProcessExecutor, Launch, TryKey, TryMetrics,
+};
 use crate::metrics::Metrics;
 use crate::Registry;
 use active::ActiveRun;
@@ -823,24 +825,21 @@ impl Scheduler {
                     };
                     let from = run.state(key.task);
                     if from.is_active() && run.try_number(key.task) == key.try_number {
+                        // Read before `finish_update` takes the start time.
+                        let wall_secs = run.started_at[key.task]
+                            .map(|s| (now - s).num_microseconds().unwrap_or(0) as f64 / 1e6);
                         if let Some((mut update, _)) =
                             self.finish_update(&mut run, key.task, &result, now)
                         {
                             if let Some(m) = &self.metrics {
-                                let cpu_ms = metrics
-                                    .cpu_user_ms
-                                    .map(|u| u + metrics.cpu_system_ms.unwrap_or(0));
                                 m.observe_task_resources(
                                     run.dag.id().as_str(),
                                     run.task_id(key.task),
-                                    cpu_ms.map(|ms| ms as f64 / 1000.0),
-                                    metrics.peak_memory_bytes,
+                                    &metrics,
+                                    wall_secs,
                                 );
                             }
-                            update.exit_code = metrics.exit_code;
-                            update.peak_memory_bytes = metrics.peak_memory_bytes.map(|b| b as i64);
-                            update.cpu_user_ms = metrics.cpu_user_ms.map(|v| v as i64);
-                            update.cpu_system_ms = metrics.cpu_system_ms.map(|v| v as i64);
+                            record_metrics(&mut update, &metrics);
                             let mut change = TaskChange::new(run.task_id(key.task), from, update);
                             if let Ok(out) = &result {
                                 change.output = Some(out.value.clone());
@@ -950,6 +949,20 @@ impl Scheduler {
         }
         Ok(())
     }
+}
+
+/// Puts what a try measured and reserved into the change that ends it.
+fn record_metrics(update: &mut TaskUpdate, m: &TryMetrics) {
+    // Figures past i64::MAX are not real measurements; they are dropped.
+    let int = |v: Option<u64>| v.and_then(|v| i64::try_from(v).ok());
+    update.exit_code = m.exit_code;
+    update.peak_memory_bytes = int(m.peak_memory_bytes);
+    update.cpu_user_ms = int(m.cpu_user_ms);
+    update.cpu_system_ms = int(m.cpu_system_ms);
+    update.cpu_request_millis = int(m.cpu_request_millis);
+    update.memory_request_bytes = int(m.memory_request_bytes);
+    update.cpu_limit_millis = int(m.cpu_limit_millis);
+    update.memory_limit_bytes = int(m.memory_limit_bytes);
 }
 
 fn chrono_duration(d: Duration) -> chrono::Duration {

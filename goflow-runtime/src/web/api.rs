@@ -338,6 +338,14 @@ pub(crate) struct TaskInstanceJson {
     peak_memory_bytes: Option<i64>,
     cpu_user_ms: Option<i64>,
     cpu_system_ms: Option<i64>,
+    /// CPU the pod requested, in millicores (Kubernetes tries).
+    cpu_request_millis: Option<i64>,
+    /// Memory the pod requested, in bytes (Kubernetes tries).
+    memory_request_bytes: Option<i64>,
+    /// The pod's CPU limit, in millicores (Kubernetes tries).
+    cpu_limit_millis: Option<i64>,
+    /// The pod's memory limit, in bytes (Kubernetes tries).
+    memory_limit_bytes: Option<i64>,
     error: Option<String>,
 }
 
@@ -360,6 +368,10 @@ impl From<&TaskInstanceRow> for TaskInstanceJson {
             peak_memory_bytes: t.peak_memory_bytes,
             cpu_user_ms: t.cpu_user_ms,
             cpu_system_ms: t.cpu_system_ms,
+            cpu_request_millis: t.cpu_request_millis,
+            memory_request_bytes: t.memory_request_bytes,
+            cpu_limit_millis: t.cpu_limit_millis,
+            memory_limit_bytes: t.memory_limit_bytes,
             error: t.last_error.clone(),
         }
     }
@@ -390,6 +402,14 @@ pub(crate) struct TryJson {
     peak_memory_bytes: Option<i64>,
     cpu_user_ms: Option<i64>,
     cpu_system_ms: Option<i64>,
+    /// CPU the pod requested, in millicores (Kubernetes tries).
+    cpu_request_millis: Option<i64>,
+    /// Memory the pod requested, in bytes (Kubernetes tries).
+    memory_request_bytes: Option<i64>,
+    /// The pod's CPU limit, in millicores (Kubernetes tries).
+    cpu_limit_millis: Option<i64>,
+    /// The pod's memory limit, in bytes (Kubernetes tries).
+    memory_limit_bytes: Option<i64>,
     error: Option<String>,
 }
 
@@ -407,6 +427,10 @@ impl TryJson {
             peak_memory_bytes: t.peak_memory_bytes,
             cpu_user_ms: t.cpu_user_ms,
             cpu_system_ms: t.cpu_system_ms,
+            cpu_request_millis: t.cpu_request_millis,
+            memory_request_bytes: t.memory_request_bytes,
+            cpu_limit_millis: t.cpu_limit_millis,
+            memory_limit_bytes: t.memory_limit_bytes,
             error: t.error.clone(),
         }
     }

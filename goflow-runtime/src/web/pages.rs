@@ -691,6 +691,24 @@ async fn run_page(
     Ok(layout(Some(&ctx(&session)), &run.run_id, body))
 }
 
+/// A pod's CPU and memory reservation as Kubernetes writes it (`250m`,
+/// `2`) and in binary units: `250m CPU · 256.0 MiB`.
+fn resources(cpu_millis: Option<i64>, memory_bytes: Option<i64>) -> String {
+    let cpu = cpu_millis.map(|m| {
+        if m % 1000 == 0 {
+            format!("{} CPU", m / 1000)
+        } else {
+            format!("{m}m CPU")
+        }
+    });
+    let parts: Vec<String> = cpu.into_iter().chain(memory_bytes.map(bytes)).collect();
+    if parts.is_empty() {
+        "-".to_owned()
+    } else {
+        parts.join(" · ")
+    }
+}
+
 fn cpu(user: Option<i64>, system: Option<i64>) -> String {
     match (user, system) {
         (None, None) => "-".to_owned(),
@@ -876,6 +894,26 @@ async fn performance_page(
         .iter()
         .map(|e| point(e, e.try_row.peak_memory_bytes.map(|v| v as f64)))
         .collect();
+    let reference =
+        |label, color, value: &dyn Fn(&goflow_store::TaskTryRow) -> Option<f64>| svg::Reference {
+            label,
+            color,
+            values: entries.iter().map(|e| value(&e.try_row)).collect(),
+        };
+    // CPU time compares with what was set aside over the try: the
+    // requested cores times its duration.
+    let cpu_reserved = [reference("requested × duration", "#8a94a6", &|t| {
+        let cores = t.cpu_request_millis? as f64 / 1000.0;
+        Some(cores * t.duration_ms? as f64 / 1000.0)
+    })];
+    let memory_reserved = [
+        reference("requested", "#8a94a6", &|t| {
+            t.memory_request_bytes.map(|v| v as f64)
+        }),
+        reference("limit", "#c0504d", &|t| {
+            t.memory_limit_bytes.map(|v| v as f64)
+        }),
+    ];
     let secs = |v: f64| views::seconds(v);
     let body = html! {
         h1 { "Performance of " (task_id) }
@@ -884,12 +922,12 @@ async fn performance_page(
             p.empty { "No finished try yet." }
         } @else {
             div.charts {
-                (raw(svg::line_chart("Duration", &durations, &secs)))
-                (raw(svg::line_chart("CPU time (user + system)", &cpu_points, &secs)))
-                (raw(svg::line_chart("Peak memory", &memory, &|v| bytes(v as i64))))
+                (raw(svg::line_chart("Duration", &durations, &[], &secs)))
+                (raw(svg::line_chart("CPU time (user + system)", &cpu_points, &cpu_reserved, &secs)))
+                (raw(svg::line_chart("Peak memory", &memory, &memory_reserved, &|v| bytes(v as i64))))
             }
             table.tasks {
-                thead { tr { th { "Run" } th { "Try" } th { "State" } th { "Started" } th { "Duration" } th { "CPU" } th { "Peak memory" } th { "Exit code" } } }
+                thead { tr { th { "Run" } th { "Try" } th { "State" } th { "Started" } th { "Duration" } th { "CPU" } th { "Peak memory" } th { "Requested" } th { "Limit" } th { "Exit code" } } }
                 tbody {
                     @for e in entries.iter().rev() {
                         @let t = &e.try_row;
@@ -901,6 +939,8 @@ async fn performance_page(
                             td { (t.duration_ms.map_or_else(|| "-".to_owned(), duration_ms)) }
                             td { (cpu(t.cpu_user_ms, t.cpu_system_ms)) }
                             td { (t.peak_memory_bytes.map_or_else(|| "-".to_owned(), bytes)) }
+                            td.requested { (resources(t.cpu_request_millis, t.memory_request_bytes)) }
+                            td.limit { (resources(t.cpu_limit_millis, t.memory_limit_bytes)) }
                             td { (t.exit_code.map_or_else(|| "-".to_owned(), |c| c.to_string())) }
                         }
                     }

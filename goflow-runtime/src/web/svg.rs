@@ -295,8 +295,27 @@ pub(crate) struct Point {
     pub state: TaskState,
 }
 
-/// A line chart of `points` (left to right), values shown by `fmt`.
-pub(crate) fn line_chart(title: &str, points: &[Point], fmt: &dyn Fn(f64) -> String) -> String {
+/// A dashed line drawn under a chart's measurements, one value per point
+/// (e.g. what each try's pod requested), so that use and reservation can
+/// be compared at a glance.
+pub(crate) struct Reference {
+    /// Its name in the legend.
+    pub label: &'static str,
+    /// Its colour.
+    pub color: &'static str,
+    /// One value per point; `None` leaves a gap.
+    pub values: Vec<Option<f64>>,
+}
+
+/// A line chart of `points` (left to right) over optional `references`,
+/// values shown by `fmt`. References without a value are left out, with
+/// their legend.
+pub(crate) fn line_chart(
+    title: &str,
+    points: &[Point],
+    references: &[Reference],
+    fmt: &dyn Fn(f64) -> String,
+) -> String {
     const W: f64 = 760.0;
     const H: f64 = 180.0;
     const LEFT: f64 = 70.0;
@@ -310,7 +329,19 @@ pub(crate) fn line_chart(title: &str, points: &[Point], fmt: &dyn Fn(f64) -> Str
         "<svg class=\"chart\" xmlns=\"http://www.w3.org/2000/svg\" width=\"{W}\" height=\"{H}\" viewBox=\"0 0 {W} {H}\" role=\"img\" aria-label=\"{t}\" {FONT} font-size=\"11\"><text x=\"4\" y=\"14\" font-size=\"13\" font-weight=\"600\" fill=\"#1c2430\">{t}</text>",
         t = esc(title)
     );
-    let max = points.iter().filter_map(|p| p.value).fold(0.0f64, f64::max);
+    let references: Vec<&Reference> = references
+        .iter()
+        .filter(|r| r.values.iter().any(Option::is_some))
+        .collect();
+    let max = points
+        .iter()
+        .filter_map(|p| p.value)
+        .chain(
+            references
+                .iter()
+                .flat_map(|r| r.values.iter().flatten().copied()),
+        )
+        .fold(0.0f64, f64::max);
     if points.iter().all(|p| p.value.is_none()) {
         let _ = write!(
             s,
@@ -341,6 +372,52 @@ pub(crate) fn line_chart(title: &str, points: &[Point], fmt: &dyn Fn(f64) -> Str
         }
     };
     let y_of = |v: f64| TOP + plot_h - plot_h * v / max;
+    let mut legend_x = W - 16.0;
+    for r in references.iter().rev() {
+        // Runs of consecutive values, so a try without one leaves a gap.
+        for run in r
+            .values
+            .iter()
+            .enumerate()
+            .collect::<Vec<_>>()
+            .split(|(_, v)| v.is_none())
+        {
+            let path: Vec<String> = run
+                .iter()
+                .filter_map(|(i, v)| v.map(|v| format!("{:.1},{:.1}", x_of(*i), y_of(v))))
+                .collect();
+            if path.len() == 1 {
+                // A lone value still shows, as a short dash.
+                let (i, v) = run[0];
+                let (x, y) = (x_of(i), y_of(v.unwrap_or_default()));
+                let _ = write!(
+                    s,
+                    "<line class=\"reference\" x1=\"{:.1}\" y1=\"{y:.1}\" x2=\"{:.1}\" y2=\"{y:.1}\" stroke=\"{c}\" stroke-width=\"2\" stroke-dasharray=\"4 3\"/>",
+                    x - 8.0,
+                    x + 8.0,
+                    c = r.color
+                );
+            } else if !path.is_empty() {
+                let _ = write!(
+                    s,
+                    "<polyline class=\"reference\" points=\"{}\" fill=\"none\" stroke=\"{c}\" stroke-width=\"2\" stroke-dasharray=\"4 3\"/>",
+                    path.join(" "),
+                    c = r.color
+                );
+            }
+        }
+        let text_w = 7.0 * r.label.chars().count() as f64;
+        legend_x -= text_w;
+        let _ = write!(
+            s,
+            "<line x1=\"{:.1}\" y1=\"10\" x2=\"{:.1}\" y2=\"10\" stroke=\"{c}\" stroke-width=\"2\" stroke-dasharray=\"4 3\"/><text x=\"{legend_x:.1}\" y=\"14\" fill=\"#5f6b7a\">{}</text>",
+            legend_x - 22.0,
+            legend_x - 4.0,
+            esc(r.label),
+            c = r.color
+        );
+        legend_x -= 34.0;
+    }
     let path: Vec<String> = points
         .iter()
         .enumerate()
@@ -491,8 +568,29 @@ mod tests {
                 state: TaskState::Success,
             },
         ];
-        let svg = line_chart("duration", &pts, &|v| format!("{v:.1}s"));
+        let svg = line_chart("duration", &pts, &[], &|v| format!("{v:.1}s"));
         assert_eq!(svg.matches("<circle").count(), 2);
-        assert!(line_chart("cpu", &pts[1..2], &|v| v.to_string()).contains("not measured"));
+        assert!(!svg.contains("stroke-dasharray"), "no reference, no legend");
+        assert!(line_chart("cpu", &pts[1..2], &[], &|v| v.to_string()).contains("not measured"));
+
+        let requested = Reference {
+            label: "requested",
+            color: "#888",
+            values: vec![Some(8.0), Some(8.0), Some(8.0)],
+        };
+        let unset = Reference {
+            label: "limit",
+            color: "#888",
+            values: vec![None, None, None],
+        };
+        let svg = line_chart("memory", &pts, &[requested, unset], &|v| format!("{v:.1}"));
+        assert_eq!(svg.matches("class=\"reference\"").count(), 1);
+        assert!(svg.contains(">requested</text>"), "{svg}");
+        assert!(
+            !svg.contains(">limit</text>"),
+            "a reference never set is left out"
+        );
+        // The axis reaches the reference, above every measurement: 8 * 1.1.
+        assert!(svg.contains(">8.8</text>"), "{svg}");
     }
 }

@@ -1,6 +1,6 @@
-//! Shared by the alert tests: a local HTTP server that records what it
-//! receives and answers as told, a scheduler running in the background,
-//! and an alert service configured for fast tests.
+//! Shared by the alert tests: a local HTTP (or HTTPS) server that records
+//! what it receives and answers as told, a scheduler running in the
+//! background, and an alert service configured for fast tests.
 
 #![allow(dead_code)]
 
@@ -21,6 +21,7 @@ use goflow_runtime::db;
 use goflow_runtime::scheduler::{RunFinished, Scheduler, SchedulerConfig};
 use goflow_runtime::Registry;
 use goflow_store::Store;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot};
 
 /// How the server answers the next request.
@@ -64,7 +65,53 @@ struct Inner {
 #[derive(Clone)]
 pub struct Server {
     pub addr: SocketAddr,
+    /// `http://127.0.0.1:<port>`, or `https://localhost:<port>` over TLS.
+    origin: String,
     inner: Arc<Mutex<Inner>>,
+}
+
+/// Hands axum the connections whose TLS handshake succeeded. Handshakes run
+/// on their own tasks, so a client that stalls or gives up mid-handshake
+/// (one that does not trust the certificate) holds up no other.
+struct TlsListener {
+    addr: SocketAddr,
+    ready: mpsc::UnboundedReceiver<(tokio_rustls::server::TlsStream<TcpStream>, SocketAddr)>,
+}
+
+impl TlsListener {
+    fn start(listener: TcpListener, acceptor: tokio_rustls::TlsAcceptor) -> Self {
+        let addr = listener.local_addr().unwrap();
+        let (tx, ready) = mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            while let Ok((socket, peer)) = listener.accept().await {
+                let (acceptor, tx) = (acceptor.clone(), tx.clone());
+                tokio::spawn(async move {
+                    let handshake =
+                        tokio::time::timeout(Duration::from_secs(30), acceptor.accept(socket));
+                    if let Ok(Ok(tls)) = handshake.await {
+                        let _ = tx.send((tls, peer));
+                    }
+                });
+            }
+        });
+        TlsListener { addr, ready }
+    }
+}
+
+impl axum::serve::Listener for TlsListener {
+    type Io = tokio_rustls::server::TlsStream<TcpStream>;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        match self.ready.recv().await {
+            Some(accepted) => accepted,
+            None => std::future::pending().await,
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        Ok(self.addr)
+    }
 }
 
 async fn handle(
@@ -109,6 +156,41 @@ impl Server {
     /// Starts a server answering every request at any path with `replies`
     /// in turn, then with 200.
     pub async fn start(replies: impl IntoIterator<Item = Reply>) -> Server {
+        let (inner, app) = Self::app(replies);
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            axum::serve(listener, app).await.unwrap();
+        });
+        Server {
+            addr,
+            origin: format!("http://{addr}"),
+            inner,
+        }
+    }
+
+    /// Like [`Server::start`], over TLS with `tls` (a certificate for
+    /// `localhost`): its URLs are `https://localhost:<port>/...`, so
+    /// clients check the certificate's name for real.
+    pub async fn start_tls(
+        replies: impl IntoIterator<Item = Reply>,
+        tls: Arc<tokio_rustls::rustls::ServerConfig>,
+    ) -> Server {
+        let (inner, app) = Self::app(replies);
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let listener = TlsListener::start(listener, tokio_rustls::TlsAcceptor::from(tls));
+        tokio::spawn(async move {
+            axum::serve(listener, app).await.unwrap();
+        });
+        Server {
+            addr,
+            origin: format!("https://localhost:{}", addr.port()),
+            inner,
+        }
+    }
+
+    fn app(replies: impl IntoIterator<Item = Reply>) -> (Arc<Mutex<Inner>>, Router) {
         let inner = Arc::new(Mutex::new(Inner {
             script: replies.into_iter().collect(),
             ..Inner::default()
@@ -116,12 +198,7 @@ impl Server {
         let app = Router::new()
             .route("/{*path}", post(handle))
             .with_state(Arc::clone(&inner));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move {
-            axum::serve(listener, app).await.unwrap();
-        });
-        Server { addr, inner }
+        (inner, app)
     }
 
     /// Answers every request not scripted with `reply`.
@@ -135,7 +212,7 @@ impl Server {
     }
 
     pub fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
+        format!("{}{path}", self.origin)
     }
 
     pub fn received(&self) -> Vec<Received> {

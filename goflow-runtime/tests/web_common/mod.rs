@@ -265,7 +265,8 @@ pub async fn run_task(store: &Store, run: &RunRow, task: &str) {
         .unwrap());
 }
 
-/// Ends a running task with `end`, its try measured.
+/// Ends a running task with `end`, its try measured and its pod's
+/// reservation recorded.
 pub async fn end_task(store: &Store, run: &RunRow, task: &str, end: TaskState) {
     let update = TaskUpdate {
         end_date: Some(Utc::now()),
@@ -273,6 +274,10 @@ pub async fn end_task(store: &Store, run: &RunRow, task: &str, end: TaskState) {
         peak_memory_bytes: Some(64 * 1024 * 1024),
         cpu_user_ms: Some(900),
         cpu_system_ms: Some(100),
+        // As a Kubernetes pod would have reserved.
+        cpu_request_millis: Some(500),
+        memory_request_bytes: Some(128 * 1024 * 1024),
+        memory_limit_bytes: Some(256 * 1024 * 1024),
         error: (end == TaskState::Failed).then(|| "boom".to_owned()),
         ..TaskUpdate::new(end)
     };

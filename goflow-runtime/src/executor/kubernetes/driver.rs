@@ -29,6 +29,7 @@ use super::manifest::{
     instance_selector, job_manifest, job_name_of, namespace_of, JobParams, ANNOTATION_DAG,
     ANNOTATION_RUN, ANNOTATION_TASK, ANNOTATION_TRY, CONTAINER, LABEL_JOB,
 };
+use super::resources;
 use crate::executor::{EventSender, ExecutorEvent, Launch, TryKey, TryMetrics};
 use crate::task_api::{launch_payload, TaskApi, TryRef};
 use crate::worker::WorkerResult;
@@ -978,8 +979,13 @@ fn decide(
     // Without a posted result, the worker's fallback: its result as the
     // last line of its output.
     let posted = posted.or_else(|| last_line.and_then(|l| serde_json::from_str(l.trim()).ok()));
+    let reserved = resources::reserved(pod, job);
     let mut metrics = TryMetrics {
         exit_code: terminated.map(|t| t.exit_code),
+        cpu_request_millis: reserved.cpu_request_millis,
+        memory_request_bytes: reserved.memory_request_bytes,
+        cpu_limit_millis: reserved.cpu_limit_millis,
+        memory_limit_bytes: reserved.memory_limit_bytes,
         ..TryMetrics::default()
     };
     if let Some(m) = posted.as_ref().and_then(|r| r.metrics) {

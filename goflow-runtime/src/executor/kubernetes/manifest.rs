@@ -15,6 +15,7 @@ use sha2::{Digest, Sha256};
 use super::config::KubernetesConfig;
 use crate::executor::Launch;
 use crate::task_api::{MOUNT_PATH, TASK_API_URL_ENV, TASK_TOKEN_ENV};
+use crate::worker::CGROUP_METRICS_ENV;
 
 /// The name of the task container in every Job's pod: the one whose exit
 /// code decides the try (other containers, such as sidecars a mutating
@@ -428,6 +429,9 @@ pub fn job_manifest(launch: &Launch, params: JobParams<'_>) -> Result<Job, Manif
             format!("{}{MOUNT_PATH}", config.advertise_url.trim_end_matches('/')),
         ),
         value(TASK_TOKEN_ENV, params.token.to_owned()),
+        // The worker is alone in its container's cgroup: its counters are
+        // the task's, subprocesses included.
+        value(CGROUP_METRICS_ENV, "1".to_owned()),
         EnvVar {
             name: "GOFLOW_POD_NAME".to_owned(),
             value: None,
@@ -711,6 +715,7 @@ mod tests {
                 {"name": "GOFLOW_TRY_NUMBER", "value": "2"},
                 {"name": "GOFLOW_TASK_API_URL", "value": "http://goflow.goflow.svc:8080/api/v1/task-api"},
                 {"name": "GOFLOW_TASK_TOKEN", "value": "tok3n"},
+                {"name": "GOFLOW_CGROUP_METRICS", "value": "1"},
                 {"name": "GOFLOW_POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
                 {"name": "RUST_LOG", "value": "info"},
                 {"name": "REGION", "value": "north"},

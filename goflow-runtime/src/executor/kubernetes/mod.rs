@@ -56,6 +56,9 @@
 //!   try with the reason Kubernetes gave; an invalid image name fails it
 //!   at once;
 //! - a Job deleted by someone else fails the try, saying so;
+//! - the CPU and memory the pod requested and was limited to (as admitted,
+//!   `LimitRange` defaults and injected sidecars included) are recorded
+//!   with the try, beside what the worker measured;
 //! - the Job's `activeDeadlineSeconds` ends a try that runs past its
 //!   timeout (and the executor deletes the Job itself a grace period
 //!   later if Kubernetes has not);
@@ -88,6 +91,7 @@ pub mod config;
 mod driver;
 mod errors;
 pub mod manifest;
+mod resources;
 pub mod testing;
 
 use std::sync::Arc;
