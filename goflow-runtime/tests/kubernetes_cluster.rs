@@ -552,6 +552,27 @@ async fn a_restarted_scheduler_adopts_its_running_job() {
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
     assert!(running, "the task's pod runs");
+    // Its output reaches goflow's log while it runs (the task sleeps 25 s
+    // after its first line).
+    let output = |store: goflow_store::Store| async move {
+        store
+            .read_logs(run, "sleepy", Some(1), 0, 1000)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|l| l.stream == goflow_store::LogStream::Stdout)
+            .map(|l| l.line)
+            .collect::<Vec<_>>()
+    };
+    let mut live = false;
+    for _ in 0..40 {
+        live = output(db.store.clone()).await.iter().any(|l| l == "sleeping");
+        if live {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert!(live, "the log is followed while the task runs");
     first.task.abort();
     let _ = first.task.await;
 
@@ -574,6 +595,11 @@ async fn a_restarted_scheduler_adopts_its_running_job() {
         1,
         "one Job, never created twice"
     );
+    // The adopting process stored the rest of the output, not all of it
+    // again.
+    let lines = output(db.store.clone()).await;
+    let count = |want: &str| lines.iter().filter(|l| *l == want).count();
+    assert_eq!((count("sleeping"), count("woke up")), (1, 1), "{lines:#?}");
     env.assert_cleaned_up(&instance).await;
     second.task.abort();
 }

@@ -30,11 +30,11 @@ use goflow_runtime::executor::kubernetes::kube::client::Body;
 use goflow_runtime::executor::kubernetes::{
     job_name, KubernetesConfig, KubernetesExecutor, Propagation,
 };
-use goflow_runtime::executor::{Executor, ExecutorEvent, Launch, TryKey, TryMetrics};
+use goflow_runtime::executor::{Adoption, Executor, ExecutorEvent, Launch, TryKey, TryMetrics};
 use goflow_runtime::task_api::{self, TaskApi, TryRef};
 use goflow_runtime::worker::{WorkerOutcome, WorkerResult};
 use goflow_runtime::Registry;
-use goflow_store::LogStream;
+use goflow_store::{LogStream, Store};
 use http::{Method, Request, Response, StatusCode};
 use http_body::Frame;
 use http_body_util::combinators::UnsyncBoxBody;
@@ -77,6 +77,9 @@ impl Recorded {
     fn watch(&self) -> bool {
         self.query.split('&').any(|p| p == "watch=true")
     }
+    fn follows(&self) -> bool {
+        self.query.split('&').any(|p| p == "follow=true")
+    }
 }
 
 #[derive(Default)]
@@ -85,6 +88,8 @@ struct State {
     /// (kind, namespace, name) -> object
     objects: BTreeMap<(u8, String, String), Value>,
     logs: HashMap<String, String>,
+    /// Open `follow=true` log streams: pod, bytes sent, the body's sender.
+    log_follows: Vec<(String, usize, WatchSender)>,
     /// Every change, for watches that resume from a resource version.
     history: Vec<(u64, Kind, String, &'static str, Value)>,
     watchers: Vec<(Kind, String, WatchSender)>,
@@ -154,6 +159,17 @@ impl ApiServer {
         } else {
             "ADDED"
         };
+        let task_ended = kind == Kind::Pods
+            && object["status"]["containerStatuses"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|c| c["name"] == "task" && !c["state"]["terminated"].is_null());
+        if task_ended {
+            // The kubelet ends a follow when the container exits.
+            let pod = object["metadata"]["name"].as_str().unwrap_or_default();
+            st.log_follows.retain(|(p, ..)| p != pod);
+        }
         st.objects.insert(key, object.clone());
         emit(&mut st, rv, kind, &ns, event, object);
     }
@@ -219,8 +235,32 @@ impl ApiServer {
         st.history.retain(|(_, k, ..)| *k != kind);
     }
 
+    /// Sets a pod's whole log; open follows get what was added.
     fn set_log(&self, pod: &str, text: &str) {
-        self.lock().logs.insert(pod.to_owned(), text.to_owned());
+        let mut st = self.lock();
+        st.logs.insert(pod.to_owned(), text.to_owned());
+        for (p, sent, tx) in &mut st.log_follows {
+            if p == pod && text.len() > *sent {
+                let _ = tx.unbounded_send(Ok(Frame::data(Bytes::from(
+                    text.as_bytes()[*sent..].to_vec(),
+                ))));
+                *sent = text.len();
+            }
+        }
+    }
+
+    /// Ends the open follows of a pod's log, as the API server does when
+    /// the container exits or a connection drops.
+    fn end_log_follows(&self, pod: &str) {
+        self.lock().log_follows.retain(|(p, ..)| p != pod);
+    }
+
+    /// The log follows opened so far for `pod`.
+    fn log_follows_opened(&self, pod: &str) -> usize {
+        self.requests()
+            .iter()
+            .filter(|r| r.path.ends_with(&format!("/pods/{pod}/log")) && r.follows())
+            .count()
     }
 
     fn fail_next_create(&self, code: u16, reason: &'static str, message: &str) {
@@ -357,6 +397,13 @@ impl ApiServer {
                     Some(v) => json_response(StatusCode::OK, v),
                     None => status(404, "NotFound", &format!("\"{name}\" not found")),
                 }
+            }
+            (Method::GET, Some(pod), Some("log")) if recorded.follows() => {
+                let text = st.logs.get(pod).cloned().unwrap_or_default();
+                let (tx, rx) = fmpsc::unbounded();
+                let _ = tx.unbounded_send(Ok(Frame::data(Bytes::from(text.clone().into_bytes()))));
+                st.log_follows.push((pod.to_owned(), text.len(), tx));
+                Response::new(StreamBody::new(rx).boxed_unsync())
             }
             (Method::GET, Some(pod), Some("log")) => {
                 let text = st.logs.get(pod).cloned();
@@ -687,6 +734,35 @@ impl Events {
         .expect("the try starts in time")
     }
 
+    /// Waits for a line of the task's output, before the try ends.
+    async fn output(&mut self, want: &str) {
+        let seen = |logs: &[(LogStream, String)]| {
+            logs.iter()
+                .any(|(s, l)| *s == LogStream::Stdout && l == want)
+        };
+        tokio::time::timeout(WAIT, async {
+            while !seen(&self.logs) {
+                match self.rx.recv().await.expect("an event") {
+                    ExecutorEvent::Log { stream, line, .. } => self.logs.push((stream, line)),
+                    ExecutorEvent::Started { handle, .. } => self.started.push(handle),
+                    ExecutorEvent::Finished { result, .. } => {
+                        panic!("finished before {want:?} was logged: {result:?}")
+                    }
+                }
+            }
+        })
+        .await
+        .unwrap_or_else(|_| panic!("{want:?} was not logged while running"));
+    }
+
+    fn stdout(&self) -> Vec<&str> {
+        self.logs
+            .iter()
+            .filter(|(s, _)| *s == LogStream::Stdout)
+            .map(|(_, l)| l.as_str())
+            .collect()
+    }
+
     /// Takes the events sent so far (after a moment).
     async fn drain(&mut self) {
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -736,6 +812,13 @@ fn ok_result(value: Value) -> WorkerResult {
             cpu_user_ms: Some(40),
             cpu_system_ms: Some(5),
         }),
+    }
+}
+
+fn adoption(handle: &str, logged_lines: u64) -> Adoption {
+    Adoption {
+        handle: handle.to_owned(),
+        logged_lines,
     }
 }
 
@@ -1143,6 +1226,8 @@ async fn a_restarted_scheduler_adopts_jobs_that_still_exist() {
     let running_job = name_of("source", 1);
     api.put(Kind::Jobs, job_of("source"));
     api.put(Kind::Pods, pod(&running_job, "Running", running()));
+    // The previous process stored the first two lines of its output.
+    api.set_log(&pod_name(&running_job), "one\ntwo\n");
     let done_job = name_of("double", 1);
     api.put(Kind::Jobs, job_of("double"));
     api.put(
@@ -1165,18 +1250,22 @@ async fn a_restarted_scheduler_adopts_jobs_that_still_exist() {
     let (tx, mut running_events) = Events::new();
     assert!(executor.adopt(
         launch_of(&dag, "source", 1, Inputs::new()),
-        &format!("{NS}/{running_job}"),
+        &adoption(&format!("{NS}/{running_job}"), 2),
         tx
     ));
     // Finished while no scheduler watched: reported (its result from the
     // last line of its log, where a worker prints it when the API is down).
     let (tx, mut done_events) = Events::new();
-    assert!(executor.adopt(launch_of(&dag, "double", 1, Inputs::new()), "", tx));
+    assert!(executor.adopt(
+        launch_of(&dag, "double", 1, Inputs::new()),
+        &adoption("", 0),
+        tx
+    ));
     // Gone: lost, retried by policy.
     let (tx, mut gone_events) = Events::new();
     assert!(executor.adopt(
         launch_of(&dag, "fail", 1, Inputs::new()),
-        &format!("{NS}/{}", name_of("fail", 1)),
+        &adoption(&format!("{NS}/{}", name_of("fail", 1)), 0),
         tx
     ));
 
@@ -1188,7 +1277,7 @@ async fn a_restarted_scheduler_adopts_jobs_that_still_exist() {
     );
 
     running_events.started().await;
-    api.set_log(&pod_name(&running_job), "still here\n");
+    api.set_log(&pod_name(&running_job), "one\ntwo\nstill here\n");
     assert_eq!(
         post_result(&task_api, &try_ref("source", 1), &ok_result(json!(21))).await,
         StatusCode::NO_CONTENT,
@@ -1199,10 +1288,63 @@ async fn a_restarted_scheduler_adopts_jobs_that_still_exist() {
         pod(&running_job, "Succeeded", terminated(0, "Completed", "")),
     );
     assert_eq!(running_events.finished().await.0.unwrap(), json!(21));
+    assert_eq!(
+        running_events.stdout(),
+        ["still here"],
+        "the lines stored before the restart are not stored again"
+    );
     assert!(
         !api.requests().iter().any(|r| r.method == Method::POST),
         "no Job was created again"
     );
+}
+
+#[tokio::test]
+async fn a_running_pods_log_is_followed_live_and_each_line_kept_once() {
+    let (client, api) = ApiServer::start();
+    let task_api = TaskApi::with_secret(b"test");
+    let executor = KubernetesExecutor::new(client, config(), task_api.clone());
+    let dag = Arc::new(dag());
+    let (tx, mut events) = Events::new();
+    executor.launch(launch_of(&dag, "source", 1, Inputs::new()), tx);
+    events.started().await;
+    let name = name_of("source", 1);
+    let pod = pod_name(&name);
+    api.put(Kind::Pods, self::pod(&name, "Running", running()));
+
+    // Lines reach goflow's log while the task runs.
+    let follow = api
+        .wait_for("a log follow", |r| {
+            r.path.ends_with(&format!("/pods/{pod}/log")) && r.follows()
+        })
+        .await;
+    assert!(
+        decode(&follow.query).contains("container=task"),
+        "{}",
+        follow.query
+    );
+    api.set_log(&pod, "step 1\n");
+    events.output("step 1").await;
+    api.set_log(&pod, "step 1\nstep 2\n");
+    events.output("step 2").await;
+
+    // The API server drops the stream: it is opened again, and what was
+    // read is not sent twice.
+    api.end_log_follows(&pod);
+    api.set_log(&pod, "step 1\nstep 2\nstep 3\n");
+    events.output("step 3").await;
+    assert_eq!(api.log_follows_opened(&pod), 2);
+
+    // The last line, written without a newline as the task exits, comes
+    // with the final copy.
+    post_result(&task_api, &try_ref("source", 1), &ok_result(json!(21))).await;
+    api.set_log(&pod, "step 1\nstep 2\nstep 3\nbye");
+    api.put(
+        Kind::Pods,
+        self::pod(&name, "Succeeded", terminated(0, "Completed", "")),
+    );
+    assert_eq!(events.finished().await.0.unwrap(), json!(21));
+    assert_eq!(events.stdout(), ["step 1", "step 2", "step 3", "bye"]);
 }
 
 #[tokio::test]
@@ -1379,7 +1521,7 @@ async fn without_a_cluster_each_try_fails_with_the_reason() {
     );
     assert!(!unavailable.adopt(
         launch_of(&dag, "source", 1, Inputs::new()),
-        "",
+        &adoption("", 0),
         mpsc::unbounded_channel().0
     ));
 }
@@ -1574,6 +1716,26 @@ async fn a_restarted_scheduler_adopts_the_job_of_its_running_try() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     api.put(Kind::Pods, pod(&name, "Running", running()));
+    // Its output so far is in the store before the crash.
+    api.set_log(&pod_name(&name), "before the restart\n");
+    let output = |store: Store| async move {
+        store
+            .read_logs(run.id, "source", Some(1), 0, 100)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|l| l.stream == LogStream::Stdout)
+            .map(|l| l.line)
+            .collect::<Vec<_>>()
+    };
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while output(store.clone()).await.is_empty() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the log is followed"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     first.abort();
     let _ = first.await;
 
@@ -1604,7 +1766,7 @@ async fn a_restarted_scheduler_adopts_the_job_of_its_running_try() {
         task_id: "source".into(),
         try_number: 1,
     };
-    server.set_log(&pod_name(&name), "done\n");
+    server.set_log(&pod_name(&name), "before the restart\ndone\n");
     // (Posted once the new executor registered the try again.)
     let deadline = tokio::time::Instant::now() + WAIT;
     while post_result(&task_api, &try_ref, &ok_result(json!(21))).await != StatusCode::NO_CONTENT {
@@ -1635,6 +1797,11 @@ async fn a_restarted_scheduler_adopts_the_job_of_its_running_try() {
     .await
     .expect("source succeeds");
     assert_eq!(ti.try_number, 1, "adopted, not retried");
+    assert_eq!(
+        output(store.clone()).await,
+        ["before the restart", "done"],
+        "the new process stores the rest of the output, not all of it again"
+    );
     assert_eq!(
         store.get_output(run.id, "source").await.unwrap(),
         Some(json!(21))

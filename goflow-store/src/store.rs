@@ -16,7 +16,7 @@ use crate::conn::{per_backend, transaction, transaction_if, AnyConnection, Manag
 use crate::model::{
     convert, int, micros, parse, ClaimedTask, DagRecord, DagRow, DbDag, DbLogLine, DbNewLogLine,
     DbNewRun, DbNewTaskInstance, DbPool, DbRun, DbScheduler, DbTaskChange, DbTaskInstance,
-    DbTaskTry, DbTryReset, LogLine, NewLogLine, NewRun, PoolRow, RunRow, SchedulerRow,
+    DbTaskTry, DbTryReset, LogLine, LogStream, NewLogLine, NewRun, PoolRow, RunRow, SchedulerRow,
     TaskInstanceRow, TaskTryRow, TaskUpdate,
 };
 use crate::schema::{
@@ -874,6 +874,33 @@ impl Store {
                 q = q.filter(task_logs::try_number.eq(t));
             }
             convert(q.load(conn)?)
+        })
+        .await
+    }
+
+    /// How many lines of its output (`stdout` and `stderr`, not goflow's
+    /// own `system` lines) try `try_number` of a task has in the log: where
+    /// a scheduler adopting the try resumes copying its output.
+    pub async fn count_output_lines(
+        &self,
+        run: i64,
+        task_id: &str,
+        try_number: u32,
+    ) -> Result<u64> {
+        let task_id = task_id.to_owned();
+        let try_number = int("try number", try_number)?;
+        self.run("count_output_lines", move |conn| {
+            let n: i64 = task_logs::table
+                .filter(task_logs::dag_run_id.eq(run))
+                .filter(task_logs::task_id.eq(task_id))
+                .filter(task_logs::try_number.eq(try_number))
+                .filter(
+                    task_logs::stream
+                        .eq_any([LogStream::Stdout.as_str(), LogStream::Stderr.as_str()]),
+                )
+                .count()
+                .get_result(conn)?;
+            Ok(u64::try_from(n).unwrap_or(0))
         })
         .await
     }

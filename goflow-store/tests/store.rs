@@ -661,6 +661,17 @@ async fn outputs_and_logs_round_trip() {
             .await
             .unwrap();
         assert!(tail.is_empty(), "{b}");
+        // The task's own output, per try: goflow's `system` lines do not
+        // count.
+        assert_eq!(
+            (
+                s.count_output_lines(run.id, "a", 1).await.unwrap(),
+                s.count_output_lines(run.id, "a", 2).await.unwrap(),
+                s.count_output_lines(run.id, "a", 3).await.unwrap(),
+            ),
+            (2, 1, 0),
+            "{b}"
+        );
     }
 }
 

@@ -68,6 +68,19 @@ pub struct TryMetrics {
     pub memory_limit_bytes: Option<u64>,
 }
 
+/// What the store knows of a try that an earlier scheduler process
+/// launched, for [`Executor::adopt`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Adoption {
+    /// The executor handle stored for it (a Job name, a pid); empty when
+    /// none was recorded.
+    pub handle: String,
+    /// Lines of the try's output (`stdout` and `stderr`) in goflow's log
+    /// already: an executor that replays the output from its start skips
+    /// them, so no line is stored twice.
+    pub logged_lines: u64,
+}
+
 /// What an executor reports about a try.
 #[derive(Debug)]
 pub enum ExecutorEvent {
@@ -118,15 +131,14 @@ pub trait Executor: Send + Sync + 'static {
     fn cancel(&self, key: &TryKey);
 
     /// Offers the executor a try that an earlier scheduler process launched
-    /// and did not see finish (found `queued` or `running` on recovery).
-    /// `handle` is the executor handle stored for it (empty when none was
-    /// recorded). Returns `true` when the executor takes the try over: it
-    /// then reports its events to `events` and ends it with exactly one
-    /// [`ExecutorEvent::Finished`], as if it had launched it. Returns
-    /// `false` (the default) when it cannot follow work it did not start;
-    /// the scheduler then counts the try as lost.
-    fn adopt(&self, launch: Launch, handle: &str, events: EventSender) -> bool {
-        let _ = (launch, handle, events);
+    /// and did not see finish (found `queued` or `running` on recovery),
+    /// with what the store knows of it. Returns `true` when the executor
+    /// takes the try over: it then reports its events to `events` and ends
+    /// it with exactly one [`ExecutorEvent::Finished`], as if it had
+    /// launched it. Returns `false` (the default) when it cannot follow
+    /// work it did not start; the scheduler then counts the try as lost.
+    fn adopt(&self, launch: Launch, previous: &Adoption, events: EventSender) -> bool {
+        let _ = (launch, previous, events);
         false
     }
 }

@@ -43,7 +43,7 @@ use tokio::sync::mpsc;
 
 use crate::db;
 use crate::executor::{
-    EventSender, Executor, ExecutorEvent, InProcessExecutor, Launch, TryKey, TryMetrics,
+    Adoption, EventSender, Executor, ExecutorEvent, InProcessExecutor, Launch, TryKey, TryMetrics,
 };
 use crate::metrics::Metrics;
 use crate::Registry;
@@ -501,9 +501,19 @@ impl Scheduler {
                 )
                 .await?;
             let key = launch.key.clone();
-            let handle = ti.executor_handle.clone().unwrap_or_default();
-            if adopted && executor.adopt(launch, &handle, self.events_tx.clone()) {
-                tracing::info!(run = %run.row.run_id, task = %ti.task_id, try_number = key.try_number, %handle, "adopted a try of a stopped scheduler");
+            if !adopted {
+                lost.push(task);
+                continue;
+            }
+            let previous = Adoption {
+                handle: ti.executor_handle.clone().unwrap_or_default(),
+                logged_lines: self
+                    .store
+                    .count_output_lines(run.row.id, &ti.task_id, key.try_number)
+                    .await?,
+            };
+            if executor.adopt(launch, &previous, self.events_tx.clone()) {
+                tracing::info!(run = %run.row.run_id, task = %ti.task_id, try_number = key.try_number, handle = %previous.handle, "adopted a try of a stopped scheduler");
                 self.launched.insert(key);
             } else {
                 lost.push(task);

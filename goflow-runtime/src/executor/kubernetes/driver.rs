@@ -21,6 +21,7 @@ use k8s_openapi::api::core::v1::{ContainerStateTerminated, ContainerStatus, Pod}
 use kube::api::{Api, DeleteParams, ListParams, LogParams, PostParams};
 use kube::runtime::{watcher, WatchStreamExt};
 use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use super::config::KubernetesConfig;
@@ -29,8 +30,8 @@ use super::manifest::{
     instance_selector, job_manifest, job_name_of, namespace_of, JobParams, ANNOTATION_DAG,
     ANNOTATION_RUN, ANNOTATION_TASK, ANNOTATION_TRY, CONTAINER, LABEL_JOB,
 };
-use super::resources;
-use crate::executor::{EventSender, ExecutorEvent, Launch, TryKey, TryMetrics};
+use super::{pod_log, resources};
+use crate::executor::{Adoption, EventSender, ExecutorEvent, Launch, TryKey, TryMetrics};
 use crate::task_api::{launch_payload, TaskApi, TryRef};
 use crate::worker::WorkerResult;
 
@@ -86,6 +87,10 @@ struct Tracked {
     cancel_requested: bool,
     /// Whether `Started` was sent (once the Job exists).
     started: bool,
+    /// How far its pod's log has been copied.
+    log: Arc<Mutex<pod_log::Progress>>,
+    /// The task following the pod's log while it runs.
+    follower: Option<JoinHandle<()>>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -167,17 +172,20 @@ impl Shared {
         self.client.as_ref().ok().cloned()
     }
 
-    /// Starts tracking a try; the namespace is watched from now on.
+    /// Starts tracking the try of `launch` as Job `name`, `logged_lines`
+    /// of its output stored already; the namespace is watched from now on.
     /// `false` if the Job is tracked already.
     fn track(
         &self,
         name: &Arc<str>,
         namespace: &str,
-        key: TryKey,
-        try_ref: TryRef,
+        launch: &Launch,
         events: EventSender,
-        timeout: Option<Duration>,
+        logged_lines: u64,
     ) -> bool {
+        let key = launch.key.clone();
+        let try_ref = TryRef::of(launch);
+        let timeout = launch.dag.tasks()[key.task].options.timeout;
         let mut st = self.lock();
         if st.tries.contains_key(name) {
             return false;
@@ -206,9 +214,16 @@ impl Shared {
                 waiting: None,
                 cancel_requested: false,
                 started: false,
+                log: pod_log::Progress::after(logged_lines),
+                follower: None,
             },
         );
         true
+    }
+
+    /// Whether the try of Job `name` is still followed.
+    pub(crate) fn is_tracked(&self, name: &str) -> bool {
+        self.lock().tries.contains_key(name)
     }
 
     /// Forgets a try and its timers; its token stops working.
@@ -221,6 +236,9 @@ impl Shared {
         }
         drop(st);
         self.task_api.unregister(&t.try_ref);
+        if let Some(follower) = &t.follower {
+            follower.abort();
+        }
         Some(t)
     }
 
@@ -297,6 +315,8 @@ impl Shared {
                 .get(&t.namespace)
                 .and_then(|n| n.last_error.clone()),
             cause,
+            log: Arc::clone(&t.log),
+            follower: t.follower.take(),
         };
         if let Some(client) = self.client() {
             tokio::spawn(finish(Arc::clone(self), client, finishing));
@@ -466,11 +486,27 @@ impl Shared {
             return self.finalize(st, &name, Cause::Ended);
         }
         if state.is_some_and(|s| s.running.is_some()) {
+            let client = self.client();
             if let Some(t) = st.tries.get_mut(&name) {
                 t.phase = Phase::Running;
                 t.waiting = None;
                 if let Some(at) = t.pending_until.take() {
                     st.timers.remove(&(at, Arc::clone(&name)));
+                }
+                if let (None, Some(client), Some(pod_name)) =
+                    (&t.follower, client, pod.metadata.name.clone())
+                {
+                    let follower = pod_log::Follower {
+                        shared: Arc::downgrade(self),
+                        job: Arc::clone(&name),
+                        pods: Api::namespaced(client, &t.namespace),
+                        pod: pod_name,
+                        limit_bytes: self.config.log_limit_bytes,
+                        progress: Arc::clone(&t.log),
+                        key: t.key.clone(),
+                        events: t.events.clone(),
+                    };
+                    t.follower = Some(tokio::spawn(follower.run()));
                 }
             }
             return;
@@ -538,6 +574,8 @@ struct Finishing {
     waiting: Option<String>,
     watch_error: Option<String>,
     cause: Cause,
+    log: Arc<Mutex<pod_log::Progress>>,
+    follower: Option<JoinHandle<()>>,
 }
 
 impl Finishing {
@@ -665,15 +703,7 @@ pub(crate) fn launch(shared: &Arc<Shared>, launch: Launch, events: EventSender) 
             return fail_now(TaskError::fatal(e.to_string()));
         }
     };
-    let timeout = launch.dag.tasks()[key.task].options.timeout;
-    if !shared.track(
-        &name,
-        &namespace,
-        key.clone(),
-        try_ref,
-        events.clone(),
-        timeout,
-    ) {
+    if !shared.track(&name, &namespace, &launch, events.clone(), 0) {
         return fail_now(TaskError::msg(format!(
             "this try is already running as Job {namespace}/{name}"
         )));
@@ -750,13 +780,13 @@ pub(crate) fn cancel(shared: &Arc<Shared>, key: &TryKey) {
 pub(crate) fn adopt(
     shared: &Arc<Shared>,
     launch: Launch,
-    handle: &str,
+    previous: &Adoption,
     events: EventSender,
 ) -> bool {
     let Ok(client) = &shared.client else {
         return false;
     };
-    let (namespace, name) = match handle.split_once('/') {
+    let (namespace, name) = match previous.handle.split_once('/') {
         Some((ns, name)) if !ns.is_empty() && !name.is_empty() && !name.contains('/') => {
             (ns.to_owned(), name.to_owned())
         }
@@ -780,8 +810,7 @@ pub(crate) fn adopt(
     {
         return false;
     }
-    let timeout = launch.dag.tasks()[key.task].options.timeout;
-    if !shared.track(&name, &namespace, key, try_ref, events, timeout) {
+    if !shared.track(&name, &namespace, &launch, events, previous.logged_lines) {
         // Followed already.
         return true;
     }
@@ -844,7 +873,13 @@ async fn verify_exist(
 
 /// Finishes a try: reads its Job and pod, copies the pod's log, decides
 /// the result, deletes the Job when it should go, and reports.
-async fn finish(shared: Arc<Shared>, client: kube::Client, f: Finishing) {
+async fn finish(shared: Arc<Shared>, client: kube::Client, mut f: Finishing) {
+    // The follower stops before the final copy, which sends what it has
+    // not: the rest of the log, once.
+    if let Some(follower) = f.follower.take() {
+        follower.abort();
+        let _ = follower.await;
+    }
     let ns = &*f.namespace;
     let name = &*f.name;
     let jobs: Api<Job> = Api::namespaced(client.clone(), ns);
@@ -891,13 +926,7 @@ async fn finish(shared: Arc<Shared>, client: kube::Client, f: Finishing) {
             };
             match pods.logs(pod_name, &params).await {
                 Ok(text) => {
-                    for line in text.lines() {
-                        let _ = f.events.send(ExecutorEvent::Log {
-                            key: f.key.clone(),
-                            stream: LogStream::Stdout,
-                            line: line.to_owned(),
-                        });
-                    }
+                    pod_log::complete(&f.log, &text, &f.key, &f.events);
                     last_line = text
                         .lines()
                         .rev()

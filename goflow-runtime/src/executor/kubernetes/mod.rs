@@ -64,9 +64,10 @@
 //!   later if Kubernetes has not);
 //! - `cancel` deletes the Job with [`KubernetesConfig::propagation`].
 //!
-//! Before a finished Job is deleted, the pod's log is copied into goflow's
-//! log (as `stdout` lines; Kubernetes merges the streams); when it cannot
-//! be, a `system` line says why.
+//! The pod's log is followed into goflow's log while the task container
+//! runs (as `stdout` lines; Kubernetes merges the streams) and completed
+//! before a finished Job is deleted, each line once (see `pod_log`); when
+//! it cannot be read, a `system` line says why.
 //!
 //! # Restarts
 //! [`Executor::adopt`] takes over a try that an earlier scheduler process
@@ -91,6 +92,7 @@ pub mod config;
 mod driver;
 mod errors;
 pub mod manifest;
+mod pod_log;
 mod resources;
 pub mod testing;
 
@@ -105,7 +107,7 @@ pub use k8s_openapi;
 pub use kube;
 pub use manifest::{job_manifest, job_name, label_value, JobParams, ManifestError};
 
-use super::{EventSender, Executor, Launch, TryKey};
+use super::{Adoption, EventSender, Executor, Launch, TryKey};
 use crate::task_api::TaskApi;
 
 /// Runs each task try as a Kubernetes Job. See the module docs.
@@ -205,7 +207,7 @@ impl Executor for KubernetesExecutor {
         driver::cancel(&self.shared, key);
     }
 
-    fn adopt(&self, launch: Launch, handle: &str, events: EventSender) -> bool {
-        driver::adopt(&self.shared, launch, handle, events)
+    fn adopt(&self, launch: Launch, previous: &Adoption, events: EventSender) -> bool {
+        driver::adopt(&self.shared, launch, previous, events)
     }
 }
