@@ -566,7 +566,10 @@ async fn a_restarted_scheduler_adopts_its_running_job() {
     };
     let mut live = false;
     for _ in 0..40 {
-        live = output(db.store.clone()).await.iter().any(|l| l == "sleeping");
+        live = output(db.store.clone())
+            .await
+            .iter()
+            .any(|l| l == "sleeping");
         if live {
             break;
         }

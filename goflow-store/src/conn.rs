@@ -128,7 +128,14 @@ fn run_tx<T>(
             AnsiTransactionManager::begin_transaction_sql(c, "BEGIN IMMEDIATE")?
         }
     }
-    match f(conn) {
+    let outcome = f(conn);
+    end_tx(conn, outcome)
+}
+
+/// Ends the transaction (or savepoint) `conn` is in after its work gave
+/// `outcome`: commits on `Ok((_, true))`, rolls back otherwise.
+fn end_tx<T>(conn: &mut AnyConnection, outcome: Result<(T, bool)>) -> Result<T> {
+    match outcome {
         Ok((value, true)) => {
             AnyConnection::commit_transaction(conn)?;
             Ok(value)
@@ -165,6 +172,27 @@ pub(crate) fn transaction_if<T>(
         let commit = out.is_some();
         Ok((out, commit))
     })
+}
+
+/// Runs `f` in a savepoint of the open transaction, kept only if `f`
+/// returns `Some`: one part of a transaction that may be undone alone.
+pub(crate) fn savepoint_if<T>(
+    conn: &mut AnyConnection,
+    f: impl FnOnce(&mut AnyConnection) -> Result<Option<T>>,
+) -> Result<Option<T>> {
+    // Inside a transaction, diesel's `begin_transaction` is a SAVEPOINT,
+    // and commit and rollback release it or roll back to it.
+    match conn {
+        #[cfg(feature = "postgres")]
+        AnyConnection::Postgres(c) => AnsiTransactionManager::begin_transaction(c)?,
+        #[cfg(feature = "sqlite")]
+        AnyConnection::Sqlite(c) => AnsiTransactionManager::begin_transaction(c)?,
+    }
+    let outcome = f(conn).map(|out| {
+        let keep = out.is_some();
+        (out, keep)
+    });
+    end_tx(conn, outcome)
 }
 
 /// Runs `$body` with `$c` bound to the inner connection of whichever

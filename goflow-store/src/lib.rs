@@ -59,6 +59,6 @@ pub use model::{
     ClaimedTask, DagRecord, DagRow, LogLine, LogStream, NewLogLine, NewRun, NewTaskInstance,
     PoolRow, RunRow, SchedulerRow, TaskInstanceRow, TaskTryRow, TaskUpdate, UnknownLogStream,
 };
-pub use store::{Store, StoreOptions, TaskChange};
+pub use store::{RunChange, Store, StoreOptions, TaskChange};
 pub use url::Backend;
 pub use web::{DagPage, DagQuery, MarkOutcome, WebSession};

@@ -12,7 +12,7 @@ use diesel::result::{DatabaseErrorKind, Error as DieselError};
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 use goflow_core::{RunState, RunType, TaskState};
 
-use crate::conn::{per_backend, transaction, transaction_if, AnyConnection, Manager, Setup};
+use crate::conn::{per_backend, savepoint_if, transaction, AnyConnection, Manager, Setup};
 use crate::model::{
     convert, int, micros, parse, ClaimedTask, DagRecord, DagRow, DbDag, DbLogLine, DbNewLogLine,
     DbNewRun, DbNewTaskInstance, DbPool, DbRun, DbScheduler, DbTaskChange, DbTaskInstance,
@@ -82,6 +82,37 @@ impl TaskChange {
             update,
             output: None,
         }
+    }
+}
+
+/// The changes to one run in [`Store::update_runs`], applied all or
+/// nothing: its task changes, a move of its own state, and letting go of
+/// it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RunChange {
+    /// The run.
+    pub run: i64,
+    /// Changes to its task instances, each compare-and-set.
+    pub tasks: Vec<TaskChange>,
+    /// A move of the run's state `(from, to)`, compare-and-set.
+    pub state: Option<(RunState, RunState)>,
+    /// Lets go of the run's ownership, if this scheduler holds it.
+    pub release_by: Option<String>,
+}
+
+impl RunChange {
+    /// Changes to the task instances of `run`, nothing else.
+    pub fn tasks(run: i64, tasks: Vec<TaskChange>) -> Self {
+        RunChange {
+            run,
+            tasks,
+            state: None,
+            release_by: None,
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.tasks.is_empty() && self.state.is_none() && self.release_by.is_none()
     }
 }
 
@@ -447,36 +478,7 @@ impl Store {
     ) -> Result<bool> {
         from.transition(to)?;
         self.run("set_run_state", move |conn| {
-            transaction(conn, |c| {
-                let row: DbRun = dag_runs::table
-                    .find(run)
-                    .select(DbRun::as_select())
-                    .first(c)
-                    .optional()?
-                    .ok_or(StoreError::RunNotFound { run })?;
-                if row.status != from.as_str() {
-                    return Ok(false);
-                }
-                let now = micros(now);
-                let start = match to {
-                    RunState::Running => row.start_date.or(Some(now)),
-                    _ => row.start_date,
-                };
-                let end = if to.is_terminal() { Some(now) } else { None };
-                let n = diesel::update(
-                    dag_runs::table
-                        .find(run)
-                        .filter(dag_runs::status.eq(from.as_str())),
-                )
-                .set((
-                    dag_runs::status.eq(to.as_str()),
-                    dag_runs::start_date.eq(start),
-                    dag_runs::end_date.eq(end),
-                    dag_runs::last_updated_date.eq(now),
-                ))
-                .execute(c)?;
-                Ok(n == 1)
-            })
+            transaction(conn, |c| apply_run_state(c, run, from, to, micros(now)))
         })
         .await
     }
@@ -542,21 +544,47 @@ impl Store {
         changes: Vec<TaskChange>,
         now: DateTime<Utc>,
     ) -> Result<bool> {
-        for c in &changes {
-            if c.expected != c.update.state {
-                c.expected.transition(c.update.state)?;
+        let applied = self
+            .update_runs(vec![RunChange::tasks(run, changes)], now)
+            .await?;
+        Ok(applied.first().copied().unwrap_or(true))
+    }
+
+    /// Applies the changes of several runs in one transaction, each run's
+    /// all or nothing (as [`Store::update_tasks`], with the run's own
+    /// state and ownership): returns, per run, whether its changes applied.
+    /// One commit for all: on PostgreSQL every commit waits for the disk,
+    /// so a scheduler writes each wake-up's changes at once.
+    pub async fn update_runs(
+        &self,
+        changes: Vec<RunChange>,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<bool>> {
+        for change in &changes {
+            for c in &change.tasks {
+                if c.expected != c.update.state {
+                    c.expected.transition(c.update.state)?;
+                }
+            }
+            if let Some((from, to)) = change.state {
+                from.transition(to)?;
             }
         }
-        self.run("update_tasks", move |conn| {
-            let applied = transaction_if(conn, |conn| {
-                for c in &changes {
-                    if !apply_task_change(conn, run, c, micros(now))? {
-                        return Ok(None);
-                    }
+        if changes.iter().all(RunChange::is_empty) {
+            return Ok(vec![true; changes.len()]);
+        }
+        self.run("update_runs", move |conn| {
+            let now = micros(now);
+            transaction(conn, |conn| {
+                let mut applied = Vec::with_capacity(changes.len());
+                for change in &changes {
+                    // A savepoint per run: one run's refused compare-and-set
+                    // undoes that run's changes, not the others'.
+                    let done = savepoint_if(conn, |c| apply_run_change(c, change, now))?;
+                    applied.push(done.is_some());
                 }
-                Ok(Some(()))
-            })?;
-            Ok(applied.is_some())
+                Ok(applied)
+            })
         })
         .await
     }
@@ -1191,6 +1219,73 @@ fn create_run_tx(conn: &mut AnyConnection, new: &NewRun, now: DateTime<Utc>) -> 
     run.try_into()
 }
 
+/// One run's changes; `None` (to roll back) if a compare-and-set fails.
+fn apply_run_change(conn: &mut AnyConnection, change: &RunChange, now: i64) -> Result<Option<()>> {
+    for c in &change.tasks {
+        if !apply_task_change(conn, change.run, c, now)? {
+            return Ok(None);
+        }
+    }
+    if let Some((from, to)) = change.state {
+        if !apply_run_state(conn, change.run, from, to, now)? {
+            return Ok(None);
+        }
+    }
+    if let Some(me) = &change.release_by {
+        diesel::update(
+            dag_runs::table
+                .find(change.run)
+                .filter(dag_runs::claimed_by.eq(me)),
+        )
+        .set(dag_runs::claimed_by.eq(None::<String>))
+        .execute(conn)?;
+    }
+    Ok(Some(()))
+}
+
+/// The row of run `run`, or [`StoreError::RunNotFound`].
+pub(crate) fn find_run(conn: &mut AnyConnection, run: i64) -> Result<DbRun> {
+    dag_runs::table
+        .find(run)
+        .select(DbRun::as_select())
+        .first(conn)
+        .optional()?
+        .ok_or(StoreError::RunNotFound { run })
+}
+
+/// Moves a run from `from` to `to`, setting its start and end dates;
+/// `false` if it is no longer in `from`.
+fn apply_run_state(
+    conn: &mut AnyConnection,
+    run: i64,
+    from: RunState,
+    to: RunState,
+    now: i64,
+) -> Result<bool> {
+    let row: DbRun = find_run(conn, run)?;
+    if row.status != from.as_str() {
+        return Ok(false);
+    }
+    let start = match to {
+        RunState::Running => row.start_date.or(Some(now)),
+        _ => row.start_date,
+    };
+    let end = if to.is_terminal() { Some(now) } else { None };
+    let n = diesel::update(
+        dag_runs::table
+            .find(run)
+            .filter(dag_runs::status.eq(from.as_str())),
+    )
+    .set((
+        dag_runs::status.eq(to.as_str()),
+        dag_runs::start_date.eq(start),
+        dag_runs::end_date.eq(end),
+        dag_runs::last_updated_date.eq(now),
+    ))
+    .execute(conn)?;
+    Ok(n == 1)
+}
+
 /// Applies one compare-and-set change; `false` if the task instance is no
 /// longer in the expected state.
 fn apply_task_change(conn: &mut AnyConnection, run: i64, c: &TaskChange, now: i64) -> Result<bool> {
@@ -1452,12 +1547,7 @@ pub(crate) fn check_idle(conn: &mut AnyConnection, run: i64, task_ids: &[String]
 }
 
 fn clear_tx(conn: &mut AnyConnection, run: i64, task_ids: &[String], now: i64) -> Result<usize> {
-    let run_row: DbRun = dag_runs::table
-        .find(run)
-        .select(DbRun::as_select())
-        .first(conn)
-        .optional()?
-        .ok_or(StoreError::RunNotFound { run })?;
+    let run_row: DbRun = find_run(conn, run)?;
     let found = check_idle(conn, run, task_ids)?;
     // The state is checked again by the UPDATE: on PostgreSQL a claim may
     // have queued one of them since it was read.

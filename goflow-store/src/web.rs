@@ -17,6 +17,7 @@ use crate::model::{convert, micros, parse, time, DbDag, DbRun, DbTaskInstance};
 use crate::schema::{
     dag_runs, dags, task_instances as ti, task_outputs, web_sessions, web_settings,
 };
+use crate::store::find_run;
 use crate::{DagRow, Result, RunRow, Store, StoreError, TaskInstanceRow};
 
 /// Which DAGs a page of the DAG list shows, for [`Store::dag_page`].
@@ -547,12 +548,7 @@ fn mark_tx(
     state: TaskState,
     now: i64,
 ) -> Result<MarkOutcome> {
-    let run_row: DbRun = dag_runs::table
-        .find(run)
-        .select(DbRun::as_select())
-        .first(conn)
-        .optional()?
-        .ok_or(StoreError::RunNotFound { run })?;
+    let run_row = find_run(conn, run)?;
     let run_state: RunState = parse("dag_runs", "status", &run_row.status)?;
     if !run_state.is_terminal() {
         return Ok(MarkOutcome::RunActive { state: run_state });

@@ -7,7 +7,7 @@ use std::collections::HashSet;
 
 use common::{dag_record, dag_with_run, databases, new_run, schedule, t, task};
 use goflow_core::{RunState, TaskState};
-use goflow_store::{LogStream, NewLogLine, Store, StoreError, TaskChange, TaskUpdate};
+use goflow_store::{LogStream, NewLogLine, RunChange, Store, StoreError, TaskChange, TaskUpdate};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn migrations_are_idempotent() {
@@ -1047,6 +1047,129 @@ async fn an_output_is_written_with_its_success_or_not_at_all() {
             s.get_output(run.id, "a").await.unwrap(),
             Some(serde_json::json!([1, 2])),
             "{b}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn update_runs_applies_each_run_all_or_nothing_in_one_call() {
+    for db in databases().await {
+        let (s, b) = (&db.store, db.backend());
+        let one = dag_with_run(s, "sales", 0, vec![task("a", 1, "p"), task("b", 1, "p")]).await;
+        let two = dag_with_run(s, "sales", 1, vec![task("a", 1, "p"), task("b", 1, "p")]).await;
+        assert_eq!(s.claim_runs("s1", 10, t(0), t(2)).await.unwrap().len(), 2);
+        let to_scheduled =
+            |id: &str, from| TaskChange::new(id, from, TaskUpdate::new(TaskState::Scheduled));
+        let applied = s
+            .update_runs(
+                vec![
+                    // Starts run one and schedules its tasks.
+                    RunChange {
+                        state: Some((RunState::Queued, RunState::Running)),
+                        ..RunChange::tasks(
+                            one.id,
+                            vec![
+                                to_scheduled("a", TaskState::Pending),
+                                to_scheduled("b", TaskState::Pending),
+                            ],
+                        )
+                    },
+                    // Run two's second change expects a state `b` is not in:
+                    // its first change is undone with it.
+                    RunChange::tasks(
+                        two.id,
+                        vec![
+                            to_scheduled("a", TaskState::Pending),
+                            TaskChange::new(
+                                "b",
+                                TaskState::Scheduled,
+                                TaskUpdate::new(TaskState::Queued),
+                            ),
+                        ],
+                    ),
+                ],
+                t(3),
+            )
+            .await
+            .unwrap();
+        assert_eq!(applied, [true, false], "{b}");
+        let states = |run: i64| async move {
+            s.task_instances(run)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|ti| ti.state)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            states(one.id).await,
+            [TaskState::Scheduled, TaskState::Scheduled],
+            "{b}"
+        );
+        assert_eq!(
+            states(two.id).await,
+            [TaskState::Pending, TaskState::Pending],
+            "{b}: all or nothing per run"
+        );
+        let run = s.get_run(one.id).await.unwrap().unwrap();
+        assert_eq!(
+            (run.state, run.start_date),
+            (RunState::Running, Some(t(3))),
+            "{b}"
+        );
+
+        // A run's end and letting go of it, together; a refused move of the
+        // run's state undoes the run's task changes too.
+        let applied = s
+            .update_runs(
+                vec![
+                    RunChange {
+                        state: Some((RunState::Running, RunState::Failed)),
+                        release_by: Some("s1".into()),
+                        ..RunChange::tasks(one.id, vec![])
+                    },
+                    RunChange {
+                        state: Some((RunState::Running, RunState::Success)),
+                        ..RunChange::tasks(two.id, vec![to_scheduled("a", TaskState::Pending)])
+                    },
+                ],
+                t(4),
+            )
+            .await
+            .unwrap();
+        assert_eq!(applied, [true, false], "{b}");
+        let run = s.get_run(one.id).await.unwrap().unwrap();
+        assert_eq!(
+            (run.state, run.end_date, run.claimed_by),
+            (RunState::Failed, Some(t(4)), None),
+            "{b}"
+        );
+        assert_eq!(states(two.id).await[0], TaskState::Pending, "{b}");
+        assert_eq!(
+            s.get_run(two.id)
+                .await
+                .unwrap()
+                .unwrap()
+                .claimed_by
+                .as_deref(),
+            Some("s1"),
+            "{b}: still held"
+        );
+
+        // Moves no state machine allows are refused before anything runs.
+        let err = s
+            .update_runs(
+                vec![RunChange {
+                    state: Some((RunState::Success, RunState::Running)),
+                    ..RunChange::tasks(two.id, vec![])
+                }],
+                t(5),
+            )
+            .await;
+        assert!(err.is_err(), "{b}");
+        assert_eq!(
+            s.update_runs(vec![], t(5)).await.unwrap(),
+            Vec::<bool>::new()
         );
     }
 }

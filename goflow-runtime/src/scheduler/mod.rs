@@ -38,7 +38,9 @@ use goflow_core::{
     Dag, EdgeKind, ExecutorKind, Finish, Inputs, Outcome, RunId, RunState, RunType, TaskContext,
     TaskError, TaskState,
 };
-use goflow_store::{DagRow, NewLogLine, RunRow, Store, StoreError, TaskChange, TaskUpdate};
+use goflow_store::{
+    DagRow, NewLogLine, RunChange, RunRow, Store, StoreError, TaskChange, TaskUpdate,
+};
 use tokio::sync::mpsc;
 
 use crate::db;
@@ -583,6 +585,7 @@ impl Scheduler {
             .map(|r| r.row.id)
             .collect();
         let mut running: HashMap<String, u64> = HashMap::new();
+        let mut started = Vec::new();
         for id in queued {
             let Some(run) = self.runs.get(&id) else {
                 continue;
@@ -605,18 +608,12 @@ impl Scheduler {
                 running.insert(dag_id, count);
                 continue;
             }
-            if !self
-                .store
-                .set_run_state(id, RunState::Queued, RunState::Running, now)
-                .await?
-            {
-                self.drop_run(id).await?;
-                continue;
-            }
             running.insert(dag_id, count + 1);
             let Some(run) = self.runs.get_mut(&id) else {
                 continue;
             };
+            // Started and its first tasks scheduled in one change; if the
+            // store refuses it, the run is reloaded as it is there.
             run.row.state = RunState::Running;
             let changes: Vec<TaskChange> = run
                 .progress
@@ -625,18 +622,18 @@ impl Scheduler {
                 .map(|c| TaskChange::new(run.task_id(c.task), c.from, TaskUpdate::new(c.to)))
                 .collect();
             tracing::info!(dag = %run.row.dag_id, run = %run.row.run_id, "run started");
-            self.write(id, changes, now).await?;
+            started.push(RunChange {
+                state: Some((RunState::Queued, RunState::Running)),
+                ..RunChange::tasks(id, changes)
+            });
         }
-        Ok(())
+        self.write(started, now).await
     }
 
     /// Schedules tasks whose retry delay has passed.
     async fn retry_due(&mut self, now: DateTime<Utc>) -> Result<(), StoreError> {
-        let ids: Vec<i64> = self.runs.keys().copied().collect();
-        for id in ids {
-            let Some(run) = self.runs.get_mut(&id) else {
-                continue;
-            };
+        let mut due = Vec::new();
+        for (&id, run) in &mut self.runs {
             let mut changes = Vec::new();
             for task in run.retries_due(now) {
                 if let Ok(c) = run.progress.retry_due(&run.dag, task) {
@@ -648,9 +645,11 @@ impl Scheduler {
                     ));
                 }
             }
-            self.write(id, changes, now).await?;
+            if !changes.is_empty() {
+                due.push(RunChange::tasks(id, changes));
+            }
         }
-        Ok(())
+        self.write(due, now).await
     }
 
     /// Claims runnable tasks in the store and hands them to executors,
@@ -859,6 +858,18 @@ impl Scheduler {
                                 tracing::info!(dag = %run.row.dag_id, run = %run.row.run_id, task = run.task_id(key.task), error = %e, "try did not succeed");
                             }
                             let entry = per_run.entry(key.run).or_default();
+                            // A try that started and ended within this batch
+                            // is written once, from queued to its outcome.
+                            if let Some(i) = entry.0.iter().rposition(|c| {
+                                c.task_id == change.task_id
+                                    && c.expected == TaskState::Queued
+                                    && c.update.state == TaskState::Running
+                            }) {
+                                let started = entry.0.remove(i);
+                                change.expected = TaskState::Queued;
+                                change.update.start_date = started.update.start_date;
+                                change.update.executor_handle = started.update.executor_handle;
+                            }
                             entry.0.push(change);
                             entry.1.push(key.task);
                         }
@@ -867,9 +878,10 @@ impl Scheduler {
                 }
             }
         }
-        for (id, (mut changes, finished)) in per_run {
+        let mut writes = Vec::with_capacity(per_run.len());
+        for (&id, (changes, finished)) in &mut per_run {
             if let Some(run) = self.runs.get_mut(&id) {
-                for c in run.progress.settle_after(&run.dag, &finished) {
+                for c in run.progress.settle_after(&run.dag, finished) {
                     changes.push(TaskChange::new(
                         run.task_id(c.task),
                         c.from,
@@ -877,7 +889,10 @@ impl Scheduler {
                     ));
                 }
             }
-            self.write(id, changes, now).await?;
+            writes.push(RunChange::tasks(id, std::mem::take(changes)));
+        }
+        self.write(writes, now).await?;
+        for id in per_run.into_keys() {
             self.finish_run_if_done(id, now).await?;
         }
         if !logs.is_empty() {
@@ -886,28 +901,35 @@ impl Scheduler {
         Ok(())
     }
 
-    /// Writes a run's changes; if the store refuses them (something else
-    /// changed the run), forgets the run so that it is loaded afresh.
+    /// Writes runs' changes, all in one transaction; a run whose changes
+    /// the store refuses (something else changed it) is forgotten, to be
+    /// loaded afresh.
     async fn write(
         &mut self,
-        id: i64,
-        changes: Vec<TaskChange>,
+        changes: Vec<RunChange>,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
+        let changes: Vec<RunChange> = changes
+            .into_iter()
+            .filter(|c| !c.tasks.is_empty() || c.state.is_some())
+            .collect();
         if changes.is_empty() {
             return Ok(());
         }
+        let ids: Vec<i64> = changes.iter().map(|c| c.run).collect();
         let began = std::time::Instant::now();
-        let applied = self.store.update_tasks(id, changes, now).await?;
+        let applied = self.store.update_runs(changes, now).await?;
         if let Some(m) = &self.metrics {
-            m.observe_db("update_tasks", began.elapsed().as_secs_f64());
+            m.observe_db("update_runs", began.elapsed().as_secs_f64());
         }
-        if !applied {
-            tracing::warn!(
-                run = id,
-                "the run changed outside this scheduler; reloading it"
-            );
-            self.drop_run(id).await?;
+        for (id, applied) in ids.into_iter().zip(applied) {
+            if !applied {
+                tracing::warn!(
+                    run = id,
+                    "the run changed outside this scheduler; reloading it"
+                );
+                self.drop_run(id).await?;
+            }
         }
         Ok(())
     }
@@ -940,12 +962,18 @@ impl Scheduler {
             tracing::info!(dag = %dag_id, run = %run_id, "the run changed outside this scheduler; reloading it");
             return self.drop_run(id).await;
         }
-        let moved = self
-            .store
-            .set_run_state(id, RunState::Running, state, now)
-            .await?;
-        // Let the run go before telling anyone it finished.
-        self.drop_run(id).await?;
+        // Its end and letting go of it in one change, before telling anyone
+        // it finished.
+        self.runs.remove(&id);
+        let end = RunChange {
+            state: Some((RunState::Running, state)),
+            release_by: Some(self.config.id.clone()),
+            ..RunChange::tasks(id, Vec::new())
+        };
+        let moved = self.store.update_runs(vec![end], now).await?.first() == Some(&true);
+        if !moved {
+            self.store.release_run(id, &self.config.id).await?;
+        }
         if moved {
             tracing::info!(dag = %dag_id, run = %run_id, %state, "run finished");
             if let Some(tx) = &self.finished_tx {
