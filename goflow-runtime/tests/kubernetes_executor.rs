@@ -1348,6 +1348,35 @@ async fn a_running_pods_log_is_followed_live_and_each_line_kept_once() {
 }
 
 #[tokio::test]
+async fn without_following_the_log_is_copied_when_the_try_ends() {
+    let (client, api) = ApiServer::start();
+    let task_api = TaskApi::with_secret(b"test");
+    let config = KubernetesConfig {
+        follow_logs: false,
+        ..config()
+    };
+    let executor = KubernetesExecutor::new(client, config, task_api.clone());
+    let dag = Arc::new(dag());
+    let (tx, mut events) = Events::new();
+    executor.launch(launch_of(&dag, "source", 1, Inputs::new()), tx);
+    events.started().await;
+    let name = name_of("source", 1);
+    let pod = pod_name(&name);
+    api.put(Kind::Pods, self::pod(&name, "Running", running()));
+    api.set_log(&pod, "step 1\n");
+    api.wait_for("the pod watch", |r| r.path.ends_with("/pods") && r.watch())
+        .await;
+    post_result(&task_api, &try_ref("source", 1), &ok_result(json!(21))).await;
+    api.put(
+        Kind::Pods,
+        self::pod(&name, "Succeeded", terminated(0, "Completed", "")),
+    );
+    assert_eq!(events.finished().await.0.unwrap(), json!(21));
+    assert_eq!(events.stdout(), ["step 1"]);
+    assert_eq!(api.log_follows_opened(&pod), 0, "never followed");
+}
+
+#[tokio::test]
 async fn cancelling_deletes_the_job_with_propagation() {
     let (client, api) = ApiServer::start();
     let executor = KubernetesExecutor::new(

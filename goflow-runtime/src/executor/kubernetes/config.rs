@@ -75,6 +75,10 @@ pub struct KubernetesConfig {
     pub image_pull_policy: Option<String>,
     /// The most bytes of a pod's log copied into goflow's log store.
     pub log_limit_bytes: i64,
+    /// Whether a running pod's log is followed into goflow's log (live in
+    /// the UI), one open stream per running pod; otherwise it is copied
+    /// when the try ends.
+    pub follow_logs: bool,
 }
 
 /// The Service name the generated manifests use, and so the default
@@ -104,6 +108,7 @@ impl Default for KubernetesConfig {
             service_account: None,
             image_pull_policy: None,
             log_limit_bytes: 16 << 20,
+            follow_logs: true,
         }
     }
 }
@@ -166,6 +171,11 @@ pub struct KubernetesArgs {
     /// their logs are copied.
     #[arg(long = "k8s-keep-jobs", env = "GOFLOW_K8S_KEEP_JOBS")]
     pub keep_jobs: bool,
+    /// Copy a pod's log when its try ends instead of following it while it
+    /// runs (one open stream per running pod, which a very wide fan-out may
+    /// not want).
+    #[arg(long = "k8s-no-follow-logs", env = "GOFLOW_K8S_NO_FOLLOW_LOGS")]
+    pub no_follow_logs: bool,
     /// How Jobs are deleted.
     #[arg(long = "k8s-propagation", env = "GOFLOW_K8S_PROPAGATION", value_enum)]
     pub propagation: Option<Propagation>,
@@ -234,6 +244,7 @@ impl KubernetesArgs {
             config.ttl_after_finished = d;
         }
         config.delete_finished_jobs = !self.keep_jobs;
+        config.follow_logs = !self.no_follow_logs;
         if let Some(p) = self.propagation {
             config.propagation = p;
         }
@@ -275,6 +286,7 @@ mod tests {
             "--k8s-job-ttl",
             "3600",
             "--k8s-keep-jobs",
+            "--k8s-no-follow-logs",
             "--k8s-propagation",
             "foreground",
             "--k8s-qps",
@@ -291,6 +303,7 @@ mod tests {
         assert_eq!(c.pending_deadline, Duration::from_secs(120));
         assert_eq!(c.ttl_after_finished, Duration::from_secs(3600));
         assert!(!c.delete_finished_jobs);
+        assert!(!c.follow_logs);
         assert_eq!(c.propagation, Propagation::Foreground);
         assert_eq!((c.creates_per_second, c.create_burst), (5, 7));
         assert!(Cli::try_parse_from(["x", "--k8s-qps", "0"]).is_err());

@@ -493,8 +493,9 @@ impl Shared {
                 if let Some(at) = t.pending_until.take() {
                     st.timers.remove(&(at, Arc::clone(&name)));
                 }
-                if let (None, Some(client), Some(pod_name)) =
-                    (&t.follower, client, pod.metadata.name.clone())
+                let follow = self.config.follow_logs && t.follower.is_none();
+                if let (true, Some(client), Some(pod_name)) =
+                    (follow, client, pod.metadata.name.clone())
                 {
                     let follower = pod_log::Follower {
                         shared: Arc::downgrade(self),
