@@ -448,6 +448,16 @@ async fn get_payload(
     Ok(([(header::CONTENT_TYPE, "application/json")], payload).into_response())
 }
 
+/// A JSON request body; a 422 saying what was `expected` if it is not.
+fn json_body<T: serde::de::DeserializeOwned>(body: &[u8], expected: &str) -> Result<T, ApiError> {
+    serde_json::from_slice(body).map_err(|e| {
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!("invalid body: expected {expected}: {e}"),
+        )
+    })
+}
+
 async fn post_result(
     State(api): State<TaskApi>,
     path: TryPath,
@@ -455,15 +465,11 @@ async fn post_result(
     body: Bytes,
 ) -> Result<StatusCode, ApiError> {
     let try_ref = authorize(&api, path, &headers)?;
-    let result: WorkerResult = serde_json::from_slice(&body).map_err(|e| {
-        ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            format!(
-                "invalid result: expected {{\"outcome\": {{\"status\": \"ok\", \"value\": ...}}}} \
-                 or {{\"outcome\": {{\"status\": \"err\", \"kind\": ..., \"message\": ...}}}}: {e}"
-            ),
-        )
-    })?;
+    let result: WorkerResult = json_body(
+        &body,
+        "a result: {\"outcome\": {\"status\": \"ok\", \"value\": ...}} \
+         or {\"outcome\": {\"status\": \"err\", \"kind\": ..., \"message\": ...}}",
+    )?;
     let mut tries = api.lock();
     if let Some(entry) = tries.get_mut(&try_ref) {
         entry.heartbeat = Some(Instant::now());
@@ -479,14 +485,10 @@ async fn post_logs(
     body: Bytes,
 ) -> Result<StatusCode, ApiError> {
     let try_ref = authorize(&api, path, &headers)?;
-    let batch: LogBatch = serde_json::from_slice(&body).map_err(|e| {
-        ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            format!(
-                "invalid log batch: expected {{\"lines\": [{{\"stream\": \"stdout\"|\"stderr\"|\"system\", \"line\": \"...\"}}]}}: {e}"
-            ),
-        )
-    })?;
+    let batch: LogBatch = json_body(
+        &body,
+        "a log batch: {\"lines\": [{\"stream\": \"stdout\"|\"stderr\"|\"system\", \"line\": \"...\"}]}",
+    )?;
     let (key, events) = {
         let mut tries = api.lock();
         let Some(entry) = tries.get_mut(&try_ref) else {

@@ -111,7 +111,8 @@ impl RunChange {
         }
     }
 
-    fn is_empty(&self) -> bool {
+    /// Whether it changes nothing.
+    pub fn is_empty(&self) -> bool {
         self.tasks.is_empty() && self.state.is_none() && self.release_by.is_none()
     }
 }

@@ -197,6 +197,12 @@ pub fn email_message(alert: &Alert, from: &Mailbox, to: &[Mailbox]) -> Result<Me
         .map_err(|e| format!("cannot build the email: {e}"))
 }
 
+/// Sends a channel's request and classifies the answer.
+async fn deliver(request: reqwest::RequestBuilder) -> Result<(), ChannelError> {
+    let response = request.send().await.map_err(request_error)?;
+    check_response(response).await
+}
+
 /// Classifies an HTTP response: 2xx is delivered; 408, 429 and 5xx are
 /// worth retrying; other statuses are not.
 async fn check_response(response: reqwest::Response) -> Result<(), ChannelError> {
@@ -385,15 +391,12 @@ impl Channel for WebhookChannel {
 
     fn send<'a>(&'a self, alert: &'a Alert) -> BoxFuture<'a, Result<(), ChannelError>> {
         Box::pin(async move {
-            let response = self
+            let request = self
                 .client
                 .post(&self.url)
                 .header("Idempotency-Key", alert.dedupe_key())
-                .json(&webhook_payload(alert))
-                .send()
-                .await
-                .map_err(request_error)?;
-            check_response(response).await
+                .json(&webhook_payload(alert));
+            deliver(request).await
         })
     }
 }
@@ -426,16 +429,9 @@ impl Channel for SlackChannel {
     }
 
     fn send<'a>(&'a self, alert: &'a Alert) -> BoxFuture<'a, Result<(), ChannelError>> {
-        Box::pin(async move {
-            let response = self
-                .client
-                .post(&self.url)
-                .json(&slack_payload(alert))
-                .send()
-                .await
-                .map_err(request_error)?;
-            check_response(response).await
-        })
+        Box::pin(
+            async move { deliver(self.client.post(&self.url).json(&slack_payload(alert))).await },
+        )
     }
 }
 

@@ -440,7 +440,8 @@ impl Scheduler {
         for task in &lost {
             let from = run.state(*task);
             let error = "lost: the scheduler running this try stopped before it finished";
-            let update = self.finish_update(&mut run, *task, &Err(TaskError::msg(error)), now);
+            let lost = Err(TaskError::msg(error));
+            let update = self.finish_update(&mut run, *task, &lost, &TryMetrics::default(), now);
             if let Some((update, _)) = update {
                 changes.push(TaskChange::new(run.task_id(*task), from, update));
             }
@@ -735,13 +736,15 @@ impl Scheduler {
         Ok(())
     }
 
-    /// The store update for the end of the current try of `task`, applied
-    /// to the run's progress; `None` if the task was not active.
+    /// The store update for the end of the current try of `task`, with
+    /// what it `measured`, applied to the run's progress; `None` if the
+    /// task was not active.
     fn finish_update(
         &self,
         run: &mut ActiveRun,
         task: usize,
         result: &Result<goflow_core::TaskOutput, TaskError>,
+        measured: &TryMetrics,
         now: DateTime<Utc>,
     ) -> Option<(TaskUpdate, Finish)> {
         let (change, finish) = run
@@ -754,13 +757,17 @@ impl Scheduler {
             Ok(out) => update.follow = out.follow.clone(),
             Err(e) => update.error = Some(e.to_string()),
         }
+        record_metrics(&mut update, measured);
         run.ended_at[task] = Some(now);
         if let Some(m) = &self.metrics {
             let node = &run.dag.tasks()[task];
-            if let Some(started) = run.started_at[task].take() {
-                let secs = (now - started).num_microseconds().unwrap_or(0) as f64 / 1e6;
+            let secs = run.started_at[task]
+                .take()
+                .map(|started| (now - started).num_microseconds().unwrap_or(0) as f64 / 1e6);
+            if let Some(secs) = secs {
                 m.observe_task_duration(run.dag.id().as_str(), node.id.as_str(), secs.max(0.0));
             }
+            m.observe_task_resources(run.dag.id().as_str(), node.id.as_str(), measured, secs);
             if matches!(result, Err(e) if !e.is_skip()) {
                 let kind = node
                     .options
@@ -834,21 +841,9 @@ impl Scheduler {
                     };
                     let from = run.state(key.task);
                     if from.is_active() && run.try_number(key.task) == key.try_number {
-                        // Read before `finish_update` takes the start time.
-                        let wall_secs = run.started_at[key.task]
-                            .map(|s| (now - s).num_microseconds().unwrap_or(0) as f64 / 1e6);
-                        if let Some((mut update, _)) =
-                            self.finish_update(&mut run, key.task, &result, now)
+                        if let Some((update, _)) =
+                            self.finish_update(&mut run, key.task, &result, &metrics, now)
                         {
-                            if let Some(m) = &self.metrics {
-                                m.observe_task_resources(
-                                    run.dag.id().as_str(),
-                                    run.task_id(key.task),
-                                    &metrics,
-                                    wall_secs,
-                                );
-                            }
-                            record_metrics(&mut update, &metrics);
                             let mut change = TaskChange::new(run.task_id(key.task), from, update);
                             if let Ok(out) = &result {
                                 change.output = Some(out.value.clone());
@@ -909,10 +904,7 @@ impl Scheduler {
         changes: Vec<RunChange>,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        let changes: Vec<RunChange> = changes
-            .into_iter()
-            .filter(|c| !c.tasks.is_empty() || c.state.is_some())
-            .collect();
+        let changes: Vec<RunChange> = changes.into_iter().filter(|c| !c.is_empty()).collect();
         if changes.is_empty() {
             return Ok(());
         }

@@ -321,16 +321,21 @@ pub(crate) async fn clear(
         .store()
         .clear_tasks(run.id, &selected, Utc::now())
         .await
-        .map_err(|e| match e {
-            StoreError::TasksActive { tasks, .. } => {
-                active_conflict(run, &tasks.iter().map(String::as_str).collect::<Vec<_>>())
-            }
-            other => other.into(),
-        })?;
+        .map_err(|e| store_conflict(run, e))?;
     let order = task_order(dag.as_deref(), &instances);
     selected.sort_by_key(|t| order.iter().position(|o| o == t));
     tracing::info!(dag = %run.dag_id, run = %run.run_id, tasks = ?selected, user = who, "tasks cleared");
     Ok(selected)
+}
+
+/// A store error, with tasks found active as a conflict naming them.
+fn store_conflict(run: &RunRow, e: StoreError) -> WebError {
+    match e {
+        StoreError::TasksActive { tasks, .. } => {
+            active_conflict(run, &tasks.iter().map(String::as_str).collect::<Vec<_>>())
+        }
+        other => other.into(),
+    }
 }
 
 fn active_conflict(run: &RunRow, tasks: &[&str]) -> WebError {
@@ -371,12 +376,7 @@ pub(crate) async fn mark(
         .store()
         .mark_tasks(run.id, &selected, to, Utc::now())
         .await
-        .map_err(|e| match e {
-            StoreError::TasksActive { tasks, .. } => {
-                active_conflict(run, &tasks.iter().map(String::as_str).collect::<Vec<_>>())
-            }
-            other => other.into(),
-        })?;
+        .map_err(|e| store_conflict(run, e))?;
     match outcome {
         MarkOutcome::Marked { run_state } => {
             tracing::info!(dag = %run.dag_id, run = %run.run_id, tasks = ?selected, state = %to, user = who, "tasks marked");

@@ -77,50 +77,43 @@ fn overhead(spec: &PodSpec, resource: &str) -> u128 {
 }
 
 fn request(spec: &PodSpec, resource: &str) -> Option<u128> {
+    pod_figure(spec, requests_of, resource, false)
+}
+
+fn limit(spec: &PodSpec, resource: &str) -> Option<u128> {
+    pod_figure(spec, limits_of, resource, true)
+}
+
+/// The pod's figure of `resource`: the sum over the containers that run
+/// together, at least the largest classic init container, plus overhead.
+/// With `every`, a container without a value makes the pod's `None` (no
+/// limit); otherwise it counts as zero, and `None` means no container has
+/// one.
+fn pod_figure(spec: &PodSpec, get: Get, resource: &str, every: bool) -> Option<u128> {
     let inits = spec.init_containers.as_deref().unwrap_or_default();
-    let running = spec
-        .containers
-        .iter()
-        .chain(inits.iter().filter(|c| is_sidecar(c)));
+    let (sidecars, classic): (Vec<&Container>, Vec<&Container>) =
+        inits.iter().partition(|c| is_sidecar(c));
     let mut any = false;
-    let mut sum: u128 = 0;
-    for c in running {
-        if let Some(v) = value(c, requests_of, resource) {
+    let mut value_of = |c: &Container| match value(c, get, resource) {
+        Some(v) => {
             any = true;
-            sum = sum.saturating_add(v);
+            Some(v)
         }
+        None if every => None,
+        None => Some(0),
+    };
+    let mut sum: u128 = 0;
+    for c in spec.containers.iter().chain(sidecars) {
+        sum = sum.saturating_add(value_of(c)?);
     }
     let mut largest_init: u128 = 0;
-    for c in inits.iter().filter(|c| !is_sidecar(c)) {
-        if let Some(v) = value(c, requests_of, resource) {
-            any = true;
-            largest_init = largest_init.max(v);
-        }
+    for c in classic {
+        largest_init = largest_init.max(value_of(c)?);
     }
     any.then(|| {
         sum.max(largest_init)
             .saturating_add(overhead(spec, resource))
     })
-}
-
-fn limit(spec: &PodSpec, resource: &str) -> Option<u128> {
-    let inits = spec.init_containers.as_deref().unwrap_or_default();
-    let mut sum: u128 = 0;
-    for c in spec
-        .containers
-        .iter()
-        .chain(inits.iter().filter(|c| is_sidecar(c)))
-    {
-        sum = sum.saturating_add(value(c, limits_of, resource)?);
-    }
-    let mut largest_init: u128 = 0;
-    for c in inits.iter().filter(|c| !is_sidecar(c)) {
-        largest_init = largest_init.max(value(c, limits_of, resource)?);
-    }
-    Some(
-        sum.max(largest_init)
-            .saturating_add(overhead(spec, resource)),
-    )
 }
 
 #[cfg(test)]
