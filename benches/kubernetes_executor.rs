@@ -60,19 +60,21 @@ fn dag() -> Arc<Dag> {
     )
 }
 
-/// Try `n` of the one task: each gets its own Job.
+/// The first try of the one task in run `n`: each gets its own Job. (Not
+/// try `n` of one run: a try's launch deletes the Jobs of the earlier
+/// tries of its task instance that still run.)
 fn launch(dag: &Arc<Dag>, n: u32) -> Launch {
     Launch {
         key: TryKey {
-            run: 1,
+            run: i64::from(n),
             task: 0,
-            try_number: n,
+            try_number: 1,
         },
         ctx: TaskContext {
             dag_id: dag.id().clone(),
-            run_id: RunId::new("manual__2026-01-01T00:00:00+00:00").unwrap(),
+            run_id: RunId::new(format!("manual__2026-01-01T00:00:00+00:00-{n}")).unwrap(),
             task_id: dag.tasks()[0].id.clone(),
-            try_number: n,
+            try_number: 1,
             max_tries: u32::MAX,
             run_type: RunType::Manual,
             data_interval: DataInterval::at(chrono::Utc::now()),

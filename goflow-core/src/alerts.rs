@@ -45,6 +45,9 @@ pub struct AlertSettings {
     /// A run not finished this long after its interval's end is past its
     /// deadline (Airflow's SLA). Default none.
     pub deadline: Option<Duration>,
+    /// Stop a run that passes its `deadline`: its running tries are killed
+    /// and it ends `failed`. Default off (the deadline only alerts).
+    pub stop_at_deadline: bool,
     /// Only these channels (`webhook`, `slack`, `email`); all configured
     /// channels when `None`.
     pub channels: Option<Vec<String>>,
@@ -61,6 +64,7 @@ impl Default for AlertSettings {
             missed_schedule: true,
             missed_grace: DEFAULT_MISSED_GRACE,
             deadline: None,
+            stop_at_deadline: false,
             channels: None,
         }
     }

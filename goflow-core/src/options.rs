@@ -17,6 +17,10 @@ use crate::{Error, TriggerRule};
 pub const DEFAULT_RETRY_DELAY: Duration = Duration::from_secs(300);
 /// The default cap on exponential backoff.
 pub const DEFAULT_MAX_RETRY_DELAY: Duration = Duration::from_secs(24 * 3600);
+/// Tries of a task that may be lost to crashes before it fails, unless set
+/// (`max_lost_tries`): enough for a few scheduler restarts, few enough that
+/// a task that kills its scheduler every time still ends.
+pub const DEFAULT_MAX_LOST_TRIES: u32 = 3;
 /// The pool a task uses when it names none.
 pub const DEFAULT_POOL: &str = "default_pool";
 
@@ -153,6 +157,9 @@ pub struct TaskOptions {
     pub priority_weight: Option<i32>,
     /// The executor that runs the task.
     pub executor: Option<ExecutorKind>,
+    /// How many tries may be lost to crashes of the process running them
+    /// (they do not use `retries`) before the task fails.
+    pub max_lost_tries: Option<u32>,
     /// Kubernetes settings.
     pub kubernetes: KubernetesOptions,
 }
@@ -170,6 +177,7 @@ impl TaskOptions {
             pool: self.pool.or_else(|| defaults.pool.clone()),
             priority_weight: self.priority_weight.or(defaults.priority_weight),
             executor: self.executor.or(defaults.executor),
+            max_lost_tries: self.max_lost_tries.or(defaults.max_lost_tries),
             kubernetes: self.kubernetes.or(&defaults.kubernetes),
         }
     }
@@ -182,6 +190,12 @@ impl TaskOptions {
             backoff: self.backoff.unwrap_or_default(),
             max_delay: self.max_retry_delay.unwrap_or(DEFAULT_MAX_RETRY_DELAY),
         }
+    }
+
+    /// Tries that may be lost before the task fails
+    /// ([`DEFAULT_MAX_LOST_TRIES`] unless set).
+    pub fn max_lost_tries(&self) -> u32 {
+        self.max_lost_tries.unwrap_or(DEFAULT_MAX_LOST_TRIES)
     }
 
     /// The trigger rule (`all_success` unless set).

@@ -17,6 +17,9 @@ pub struct TaskStatus {
     pub state: TaskState,
     /// Tries started so far.
     pub tries: u32,
+    /// Of those, tries lost with the process running them: they do not
+    /// count against the task's `retries`.
+    pub lost: u32,
     /// For a successful branch task, the downstreams it chose.
     pub follow: Option<Vec<String>>,
 }
@@ -26,6 +29,7 @@ impl Default for TaskStatus {
         Self {
             state: TaskState::Pending,
             tries: 0,
+            lost: 0,
             follow: None,
         }
     }
@@ -57,6 +61,10 @@ pub enum Outcome {
         /// Whether another try may help.
         retryable: bool,
     },
+    /// The process running it was lost (a crashed scheduler, a vanished
+    /// pod): tried again at once without using a retry, while the task's
+    /// `max_lost_tries` allows.
+    Lost,
 }
 
 impl Outcome {
@@ -67,6 +75,7 @@ impl Outcome {
                 follow: out.follow.clone(),
             },
             Err(e) if e.is_skip() => Outcome::Skipped,
+            Err(e) if e.is_lost() => Outcome::Lost,
             Err(e) => Outcome::Failed {
                 retryable: e.is_retryable(),
             },
@@ -323,17 +332,45 @@ impl RunProgress {
             Outcome::Skipped => (TaskState::Skipped, Finish::Skipped),
             Outcome::Failed { retryable } => {
                 let policy = dag.tasks()[i].options.retry_policy();
+                let status = &self.tasks[i];
                 match policy
-                    .delay_after(self.tasks[i].tries)
+                    .delay_after(status.tries.saturating_sub(status.lost))
                     .filter(|_| retryable)
                 {
                     Some(delay) => (TaskState::UpForRetry, Finish::Retry { delay }),
                     None => (TaskState::Failed, Finish::Failed),
                 }
             }
+            Outcome::Lost => {
+                if self.tasks[i].lost < dag.tasks()[i].options.max_lost_tries() {
+                    self.tasks[i].lost += 1;
+                    (
+                        TaskState::UpForRetry,
+                        Finish::Retry {
+                            delay: Duration::ZERO,
+                        },
+                    )
+                } else {
+                    (TaskState::Failed, Finish::Failed)
+                }
+            }
         };
         let change = self.set(dag, i, to)?;
         Ok((change, finish))
+    }
+
+    /// Ends task `i`, which no executor holds, in the terminal state `to`
+    /// (a stop asked for by a person): e.g. a task waiting for its retry
+    /// ends `failed`, one not yet run `skipped`.
+    pub fn end(&mut self, dag: &Dag, i: usize, to: TaskState) -> Result<Change, Error> {
+        if !to.is_terminal() || self.tasks[i].state.is_active() {
+            return Err(Error::IllegalTransition {
+                what: "task instance",
+                from: self.tasks[i].state.as_str(),
+                to: to.as_str(),
+            });
+        }
+        self.set(dag, i, to)
     }
 
     /// The retry delay of task `i` has passed: it is scheduled again.
@@ -488,6 +525,53 @@ mod tests {
         assert_eq!(run(&dag, &mut p, "a", fail()), Finish::Failed);
         assert_eq!(p.status(0).tries, 3);
         assert_eq!(p.run_state(), RunState::Failed);
+    }
+
+    #[test]
+    fn lost_tries_do_not_use_retries_and_have_their_own_cap() {
+        let mut a = spec("a", &[]);
+        a.options = TaskOptions {
+            retries: Some(1),
+            retry_delay: Some(Duration::from_secs(10)),
+            max_lost_tries: Some(2),
+            ..Default::default()
+        };
+        let dag = DagBuilder::new("x").task(a).build().unwrap();
+        let mut p = RunProgress::new(&dag);
+        p.settle(&dag);
+        let at_once = Finish::Retry {
+            delay: Duration::ZERO,
+        };
+        // Two tries lost to crashes: each is tried again at once.
+        assert_eq!(run(&dag, &mut p, "a", Outcome::Lost), at_once);
+        p.retry_due(&dag, 0).unwrap();
+        assert_eq!(run(&dag, &mut p, "a", Outcome::Lost), at_once);
+        p.retry_due(&dag, 0).unwrap();
+        // The task's own retry is still there after them.
+        assert_eq!(
+            run(&dag, &mut p, "a", fail()),
+            Finish::Retry {
+                delay: Duration::from_secs(10)
+            }
+        );
+        p.retry_due(&dag, 0).unwrap();
+        // A third loss is past the cap: the task fails rather than loop.
+        assert_eq!(run(&dag, &mut p, "a", Outcome::Lost), Finish::Failed);
+        assert_eq!(p.status(0).tries, 4);
+        assert_eq!(p.status(0).lost, 2);
+        assert_eq!(p.run_state(), RunState::Failed);
+    }
+
+    #[test]
+    fn a_lost_error_is_a_lost_outcome() {
+        assert_eq!(
+            Outcome::of(&Err(TaskError::lost("the scheduler stopped"))),
+            Outcome::Lost
+        );
+        assert_eq!(
+            Outcome::of(&Err(TaskError::stopped("by admin"))),
+            Outcome::Failed { retryable: false }
+        );
     }
 
     #[test]

@@ -86,7 +86,7 @@ impl TaskState {
             (Scheduled, Queued | Skipped | UpstreamFailed) => true,
             (Queued, Running | Success | Failed | UpForRetry | Skipped | Scheduled) => true,
             (Running, Success | Failed | UpForRetry | Skipped) => true,
-            (UpForRetry, Scheduled | Failed) => true,
+            (UpForRetry, Scheduled | Failed | Skipped) => true,
             (from, Pending) => !from.is_active(),
             _ => false,
         }

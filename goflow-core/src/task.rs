@@ -88,6 +88,12 @@ pub enum TaskErrorKind {
     Panicked,
     /// An input from an upstream task was missing or of the wrong shape.
     Input,
+    /// The try was lost with the scheduler or worker running it (a crash,
+    /// a vanished pod): it is tried again without using the task's
+    /// `retries`, up to its `max_lost_tries`.
+    Lost,
+    /// A person or a deadline stopped the try; it is not retried.
+    Stopped,
 }
 
 /// A task's failure (or decision to skip itself).
@@ -136,6 +142,22 @@ impl TaskError {
     /// The task panicked with `message`.
     pub fn panicked(message: impl fmt::Display) -> Self {
         Self::new(TaskErrorKind::Panicked, format!("panicked: {message}"))
+    }
+
+    /// The try was lost with the process running it (see
+    /// [`TaskErrorKind::Lost`]).
+    pub fn lost(message: impl fmt::Display) -> Self {
+        Self::new(TaskErrorKind::Lost, message)
+    }
+
+    /// The try was stopped on request (see [`TaskErrorKind::Stopped`]).
+    pub fn stopped(message: impl fmt::Display) -> Self {
+        Self::new(TaskErrorKind::Stopped, message)
+    }
+
+    /// Whether the try was lost rather than failed.
+    pub fn is_lost(&self) -> bool {
+        self.kind == TaskErrorKind::Lost
     }
 
     /// An input could not be read.

@@ -201,6 +201,7 @@ pub struct TaskOptionArgs {
     pub pool: Option<String>,
     pub priority_weight: Option<i32>,
     pub executor: Option<goflow_core::ExecutorKind>,
+    pub max_lost_tries: Option<u32>,
     pub image: Option<String>,
     pub cpu: Option<String>,
     pub cpu_limit: Option<String>,
@@ -213,7 +214,7 @@ pub struct TaskOptionArgs {
 
 /// The option names `#[task]` accepts, for "unknown option" messages.
 pub const TASK_OPTIONS: &str = "retries, retry_delay, backoff, max_retry_delay, timeout, \
-    trigger_rule, pool, priority, executor, image, cpu, cpu_limit, memory, memory_limit, env, \
+    trigger_rule, pool, priority, executor, max_lost_tries, image, cpu, cpu_limit, memory, memory_limit, env, \
     service_account, node_selector";
 
 impl TaskOptionArgs {
@@ -232,6 +233,9 @@ impl TaskOptionArgs {
         };
         match name.as_str() {
             "retries" => self.retries = integer(meta, 0, 1000, errors).map(|v| v as u32),
+            "max_lost_tries" => {
+                self.max_lost_tries = integer(meta, 0, 1000, errors).map(|v| v as u32)
+            }
             "retry_delay" => self.retry_delay = duration(meta, errors),
             "max_retry_delay" => self.max_retry_delay = duration(meta, errors),
             "timeout" => self.timeout = duration(meta, errors),
@@ -322,6 +326,7 @@ impl TaskOptionArgs {
             quote!(#p::ExecutorKind::#variant)
         }));
         let pool = opt_string(&self.pool);
+        let max_lost_tries = opt(self.max_lost_tries);
         let priority = opt(self.priority_weight);
         let image = opt_string(&self.image);
         let cpu = opt_string(&self.cpu);
@@ -348,6 +353,7 @@ impl TaskOptionArgs {
                 pool: #pool,
                 priority_weight: #priority,
                 executor: #executor,
+                max_lost_tries: #max_lost_tries,
                 kubernetes: #p::KubernetesOptions {
                     image: #image,
                     cpu_request: #cpu,

@@ -23,7 +23,7 @@ const DAG_OPTIONS: &str = "id, schedule, tz, start, end, catchup, max_active_run
     max_active_tasks, namespace, tags, description, defaults(...), alerts(...)";
 
 const ALERT_OPTIONS: &str = "enabled, task_failed, task_retry, run_failed, recovery, \
-    missed_schedule, missed_grace, deadline, channels";
+    missed_schedule, missed_grace, deadline, stop_at_deadline, channels";
 
 struct Node {
     id: String,
@@ -73,6 +73,7 @@ struct AlertArgs {
     missed_schedule: Option<bool>,
     missed_grace: Option<std::time::Duration>,
     deadline: Option<std::time::Duration>,
+    stop_at_deadline: Option<bool>,
     channels: Option<Vec<String>>,
 }
 
@@ -102,6 +103,7 @@ fn parse_alerts(meta: &Meta, errors: &mut Errors) -> AlertArgs {
             "missed_schedule" => a.missed_schedule = args::boolean(m, errors),
             "missed_grace" => a.missed_grace = args::duration(m, errors),
             "deadline" => a.deadline = args::duration(m, errors),
+            "stop_at_deadline" => a.stop_at_deadline = args::boolean(m, errors),
             "channels" => {
                 let mut names = Vec::new();
                 for (name, span) in args::string_list(m, errors).unwrap_or_default() {
@@ -133,6 +135,7 @@ impl AlertArgs {
             ("run_failed", self.run_failed),
             ("recovery", self.recovery),
             ("missed_schedule", self.missed_schedule),
+            ("stop_at_deadline", self.stop_at_deadline),
         ] {
             if let Some(v) = v {
                 let f = format_ident!("{}", field);

@@ -1,5 +1,6 @@
 //! The command line of a goflow binary: `scheduler`, `dags list|test|
-//! trigger|pause|unpause|runs|backfill`, `tasks run|clear`, `db migrate`.
+//! trigger|pause|unpause|runs|backfill`, `tasks run|clear`, `db
+//! migrate|clean`, `pools list|set|delete`.
 //!
 //! [`main`] is what `goflow::main!()` calls. The commands themselves run
 //! through [`run`], which takes its registry, output and clock as
@@ -9,10 +10,14 @@
 //! input (clap's own usage errors keep clap's behaviour).
 //!
 //! Commands that work on the database (`dags trigger|pause|unpause|runs`,
-//! `tasks clear`, `db migrate`) use the one given by `--database-url` (or
-//! `GOFLOW_DATABASE_URL`, default `sqlite://goflow.db`); all but `db
-//! migrate` migrate it and sync this binary's DAGs into it first. `dags
-//! list` and `dags test` never touch it.
+//! `tasks clear`, `db migrate|clean`, `pools`, `scheduler`) use the one
+//! given by `--database-url` (or `GOFLOW_DATABASE_URL`, default
+//! `sqlite://goflow.db`). Those that write migrate it and sync this
+//! binary's DAGs into it first; those that only read (`dags runs`, `pools
+//! list`) open an up-to-date database read-only, so a read-only SQLite
+//! file can be read. Every one refuses, with exit code 2, a database
+//! migrated by a newer goflow (it has migrations this binary does not
+//! know). `dags list` and `dags test` never touch it.
 
 mod clear;
 mod dags;
@@ -23,6 +28,7 @@ mod pause;
 mod pools;
 mod runs;
 mod scheduler;
+mod stop;
 mod table;
 mod tasks;
 
@@ -111,8 +117,10 @@ pub enum PoolsCommand {
 /// `scheduler`
 #[derive(Clone, Debug, Args)]
 pub struct SchedulerArgs {
-    /// This scheduler's id: stable across restarts, distinct per replica
-    /// [default: the host name].
+    /// This scheduler's id, distinct per live scheduler (a second
+    /// scheduler given the id of a live one refuses to start). A stable id
+    /// lets a restart take its runs back at once [default: unique per
+    /// process: the host name, the pid and a random suffix].
     #[arg(long = "id", value_name = "ID", env = "GOFLOW_SCHEDULER_ID")]
     pub scheduler_id: Option<String>,
     /// The executor of tasks that do not name one.
@@ -126,6 +134,24 @@ pub struct SchedulerArgs {
     /// Where the web UI and API listen (`127.0.0.1:0` picks a free port).
     #[arg(long, env = "GOFLOW_BIND", default_value = "127.0.0.1:8080")]
     pub bind: std::net::SocketAddr,
+    /// Delete finished runs (with their tasks, tries, outputs, logs and
+    /// alert records) that ended longer ago than this, such as `90d`;
+    /// checked at start and every hour. Unset: runs are kept forever.
+    #[arg(
+        long,
+        value_name = "DURATION",
+        env = "GOFLOW_RETENTION",
+        value_parser = parse_retention
+    )]
+    pub retention: Option<std::time::Duration>,
+    /// Largest output a try may hand on (JSON), e.g. `64Mi`; a try whose
+    /// output is larger fails, naming its size.
+    #[arg(long, value_name = "SIZE", env = "GOFLOW_MAX_OUTPUT_BYTES", default_value = "64Mi", value_parser = parse_size)]
+    pub max_output_bytes: u64,
+    /// Most log bytes stored per try, e.g. `100Mi`; lines past it are
+    /// dropped, with one line saying how much was.
+    #[arg(long, value_name = "SIZE", env = "GOFLOW_MAX_LOG_BYTES", default_value = "100Mi", value_parser = parse_size)]
+    pub max_log_bytes: u64,
     /// Alert channels.
     #[command(flatten)]
     pub alerts: crate::alerts::AlertArgs,
@@ -137,6 +163,17 @@ pub struct SchedulerArgs {
     #[cfg(feature = "kubernetes")]
     #[command(flatten)]
     pub kubernetes: crate::executor::kubernetes::KubernetesArgs,
+}
+
+/// A size in bytes: `1048576`, `64Mi`, `1G` (Kubernetes quantity forms).
+fn parse_size(s: &str) -> Result<u64, String> {
+    let bytes = goflow_core::options::quantity_millis(s).map(|millis| millis / 1000);
+    match bytes {
+        Ok(b) if b > 0 => u64::try_from(b).map_err(|_| format!("{s:?} is too large")),
+        _ => Err(format!(
+            "{s:?} is not a size in bytes such as 1048576, 64Mi or 1G"
+        )),
+    }
 }
 
 /// `dags backfill`
@@ -164,6 +201,44 @@ pub struct BackfillArgs {
 pub enum DbCommand {
     /// Apply the migrations the database lacks (creating it if needed).
     Migrate,
+    /// Delete finished (success or failed) runs that ended before a date,
+    /// with their task instances, tries, outputs, logs and alert records,
+    /// in batches; queued and running runs are never deleted.
+    Clean(CleanArgs),
+}
+
+/// `db clean`
+#[derive(Clone, Debug, Args)]
+pub struct CleanArgs {
+    /// Delete the runs that ended before this instant: `2026-01-01`
+    /// (midnight UTC) or RFC 3339 (`2026-01-01T06:00:00+01:00`).
+    #[arg(long, value_name = "DATE")]
+    pub before: String,
+    /// Only the runs of this DAG.
+    #[arg(long = "dag", value_name = "DAG_ID")]
+    pub dag_id: Option<String>,
+    /// Print what would be deleted; delete nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Runs deleted per transaction.
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = goflow_store::DEFAULT_CLEAN_BATCH,
+        value_parser = clap::value_parser!(u32).range(1..=100_000)
+    )]
+    pub batch_size: u32,
+}
+
+/// Reads `--retention`: a duration such as `90d`, at least a minute.
+fn parse_retention(s: &str) -> Result<std::time::Duration, String> {
+    let d = goflow_core::duration::parse(s)?;
+    if d < std::time::Duration::from_secs(60) {
+        return Err(format!(
+            "{s:?} is too short to keep anything; expected a duration such as 90d"
+        ));
+    }
+    Ok(d)
 }
 
 /// `tasks ...`
@@ -177,8 +252,48 @@ pub enum TasksCommand {
     /// 2 for bad input.
     Run(TaskRunArgs),
     /// Put task instances of a run back to pending so the scheduler runs
-    /// them again (a finished run is queued again).
+    /// them again (a finished run is queued again). Running ones are
+    /// stopped first (their executor kills the try) and cleared once
+    /// stopped.
     Clear(ClearArgs),
+    /// Stop running tries: their executor kills them (a Kubernetes Job is
+    /// deleted, a local worker's process group killed) and each task ends
+    /// `failed` (or `--state success`). The scheduler owning the run does
+    /// it within seconds.
+    Kill(KillArgs),
+}
+
+/// `tasks kill`
+#[derive(Clone, Debug, Args)]
+pub struct KillArgs {
+    /// The DAG's id.
+    pub dag_id: String,
+    /// The run's id, as `dags runs` shows it.
+    pub run_id: String,
+    /// The running tasks to stop.
+    #[arg(required = true)]
+    pub tasks: Vec<String>,
+    /// The state they end in.
+    #[arg(long, value_enum, default_value_t = KillState::Failed)]
+    pub state: KillState,
+}
+
+/// The state `tasks kill` ends tasks in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum KillState {
+    /// Failed, without retries.
+    Failed,
+    /// Success (downstreams that read its output find none).
+    Success,
+}
+
+/// `dags stop`
+#[derive(Clone, Debug, Args)]
+pub struct StopArgs {
+    /// The DAG's id.
+    pub dag_id: String,
+    /// The run's id, as `dags runs` shows it.
+    pub run_id: String,
 }
 
 /// `tasks run`
@@ -218,6 +333,9 @@ pub enum DagsCommand {
     /// Create and run the runs of every interval between two dates, with
     /// progress; exits 1 if any failed.
     Backfill(BackfillArgs),
+    /// Stop a queued or running run: running tries are killed and end
+    /// `failed`, tasks not yet run end `skipped`, the run ends `failed`.
+    Stop(StopArgs),
 }
 
 /// `dags list`
@@ -362,6 +480,29 @@ pub enum CliError {
         /// The run id as given.
         run_id: String,
     },
+    /// `tasks kill` named tasks that are not running.
+    #[error(
+        "cannot stop {tasks} of run {run_id:?} of DAG {dag}: not queued or running",
+        tasks = tasks.join(", ")
+    )]
+    TasksNotActive {
+        /// The DAG.
+        dag: String,
+        /// The run.
+        run_id: String,
+        /// The tasks that are not running.
+        tasks: Vec<String>,
+    },
+    /// `dags stop` named a run that has finished.
+    #[error("run {run_id:?} of DAG {dag} is {state} already: only a queued or running run can be stopped")]
+    RunFinished {
+        /// The DAG.
+        dag: String,
+        /// The run.
+        run_id: String,
+        /// Its state.
+        state: goflow_core::RunState,
+    },
     /// `tasks clear` named a task the run does not have.
     #[error("run {run_id:?} of DAG {dag} has no task {task:?}; it has: {known}")]
     UnknownTask {
@@ -395,6 +536,17 @@ pub enum CliError {
     InvalidPool {
         /// The name as given.
         name: String,
+    },
+    /// Tasks name pools that do not exist: they would run without limit.
+    #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
+    UnknownPools(Vec<crate::db::MissingPool>),
+    /// `db clean --before` is not a date goflow can use.
+    #[error("invalid --before {input:?}: {reason}")]
+    InvalidBefore {
+        /// The date as given.
+        input: String,
+        /// What was expected.
+        reason: String,
     },
     /// `dags backfill --to` is before `--from`.
     #[error("invalid range: --to {to:?} is before --from {from:?}")]
@@ -443,11 +595,17 @@ impl CliError {
             | CliError::NotScheduled { .. }
             | CliError::UnknownTask { .. }
             | CliError::TasksActive { .. }
+            | CliError::TasksNotActive { .. }
+            | CliError::RunFinished { .. }
+            | CliError::UnknownPools(_)
+            | CliError::InvalidBefore { .. }
             | CliError::Store(
                 StoreError::InvalidUrl { .. }
                 | StoreError::BackendNotCompiled { .. }
                 | StoreError::RunExists { .. }
-                | StoreError::InvalidInput { .. },
+                | StoreError::InvalidInput { .. }
+                | StoreError::UnknownMigrations { .. }
+                | StoreError::NotMigrated { .. },
             ) => ExitCode::from(2),
             CliError::Store(_) => ExitCode::FAILURE,
             #[cfg(feature = "kubernetes")]
@@ -525,7 +683,14 @@ pub async fn run(
         Command::Tasks(TasksCommand::Clear(args)) => {
             clear::clear(registry, &url(), &args, out, now).await
         }
+        Command::Tasks(TasksCommand::Kill(args)) => {
+            stop::kill(registry, &url(), &args, out, now).await
+        }
+        Command::Dags(DagsCommand::Stop(args)) => {
+            stop::stop_run(registry, &url(), &args, out, now).await
+        }
         Command::Db(DbCommand::Migrate) => db::migrate(&url(), out).await,
+        Command::Db(DbCommand::Clean(args)) => db::clean(&url(), &args, out).await,
         Command::Scheduler(args) => scheduler::serve(registry, &url(), &args, out).await,
         Command::Pools(command) => pools::pools(&url(), &command, out).await,
         #[cfg(feature = "kubernetes")]
@@ -545,7 +710,9 @@ impl Command {
             // A worker's stderr is the task's log: keep the task's own
             // `tracing` lines.
             Command::Tasks(TasksCommand::Run(_)) => "info",
-            Command::Tasks(TasksCommand::Clear(_)) | Command::Db(_) | Command::Pools(_) => "warn",
+            Command::Tasks(TasksCommand::Clear(_) | TasksCommand::Kill(_))
+            | Command::Db(_)
+            | Command::Pools(_) => "warn",
             // The scheduler's log is its output.
             Command::Scheduler(_) => "info",
             #[cfg(feature = "kubernetes")]

@@ -30,10 +30,25 @@ pub fn database_url(explicit: Option<&str>) -> String {
 }
 
 /// Connects to `url` and brings its schema up to date.
+///
+/// A database migrated by a newer goflow is refused
+/// ([`StoreError::UnknownMigrations`]), before anything is written.
 pub async fn open(url: &str) -> Result<Store, StoreError> {
     let store = Store::connect(url).await?;
     store.migrate().await?;
     Ok(store)
+}
+
+/// Connects to `url` for commands that only read: read-only (nothing
+/// written, not even the SQLite journal mode, so a read-only SQLite file
+/// can be read) when the schema is this build's; otherwise, as [`open`]
+/// does, connecting and migrating (a database that does not exist yet is
+/// created, and reads as empty).
+pub async fn open_read_only(url: &str) -> Result<Store, StoreError> {
+    match Store::connect_read_only(url).await {
+        Err(StoreError::NotMigrated { .. }) => open(url).await,
+        other => other,
+    }
 }
 
 /// Writes every DAG of the registry into the store (created on first
@@ -50,6 +65,62 @@ pub async fn sync_registry(
         rows.insert(row.id.clone(), row);
     }
     Ok(rows)
+}
+
+/// A task that names a pool the store does not have.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MissingPool {
+    /// The DAG.
+    pub dag_id: String,
+    /// The task.
+    pub task_id: String,
+    /// The pool it names.
+    pub pool: String,
+}
+
+impl std::fmt::Display for MissingPool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "task {} of DAG {} uses pool {:?}, which does not exist; create it with `pools set {} <slots>`",
+            self.task_id, self.dag_id, self.pool, self.pool
+        )
+    }
+}
+
+/// The tasks of `registry` (of the DAG `only`, if given) that name a pool
+/// the store does not have, by DAG and task. Such a task would otherwise
+/// run without any limit; `default_pool`, the pool of tasks that name
+/// none, needs no row.
+pub async fn missing_pools(
+    store: &Store,
+    registry: &Registry,
+    only: Option<&str>,
+) -> Result<Vec<MissingPool>, StoreError> {
+    let known: std::collections::HashSet<String> = store
+        .list_pools()
+        .await?
+        .into_iter()
+        .map(|p| p.name)
+        .collect();
+    let mut missing = Vec::new();
+    for dag in registry.dags() {
+        if only.is_some_and(|id| id != dag.id().as_str()) {
+            continue;
+        }
+        for task in dag.tasks() {
+            let pool = task.options.pool();
+            if pool != goflow_core::options::DEFAULT_POOL && !known.contains(pool) {
+                missing.push(MissingPool {
+                    dag_id: dag.id().to_string(),
+                    task_id: task.id.to_string(),
+                    pool: pool.to_owned(),
+                });
+            }
+        }
+    }
+    missing.sort_by(|a, b| (&a.dag_id, &a.task_id).cmp(&(&b.dag_id, &b.task_id)));
+    Ok(missing)
 }
 
 /// The run id of a run: `<type>__<logical date>`, as Airflow names them,

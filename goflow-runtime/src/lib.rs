@@ -19,22 +19,95 @@ pub mod task_api;
 pub mod web;
 pub mod worker;
 
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+
 pub use registry::{DagRegistration, Registry, RegistryError, TaskRegistration};
 
 /// Runs a synchronous task body on tokio's blocking thread pool, so that
 /// CPU-bound tasks do not stall the scheduler.
+///
+/// A thread cannot be killed: when the try is stopped or times out, the
+/// try ends at once but the function runs on to its end in the
+/// background. Such threads are counted ([`abandoned_blocking_threads`],
+/// the `goflow_abandoned_blocking_threads` metric) and a warning names
+/// the remedy: `executor = "local_process"` for blocking work that must be
+/// stoppable.
 pub async fn run_blocking<T, F>(f: F) -> Result<T, goflow_core::TaskError>
 where
     F: FnOnce() -> T + Send + 'static,
     T: Send + 'static,
 {
-    tokio::task::spawn_blocking(f).await.map_err(|e| {
+    let thread = Arc::new(BlockingThread::default());
+    let mut guard = AbandonGuard(Some(Arc::clone(&thread)));
+    let handle = tokio::task::spawn_blocking(move || {
+        let out = f();
+        thread.finished();
+        out
+    });
+    let joined = handle.await;
+    guard.0 = None;
+    joined.map_err(|e| {
         if e.is_panic() {
             goflow_core::TaskError::panicked(panic_message(&*e.into_panic()))
         } else {
             goflow_core::TaskError::msg("the task was cancelled")
         }
     })
+}
+
+static ABANDONED_BLOCKING: AtomicI64 = AtomicI64::new(0);
+
+/// Synchronous in-process task bodies whose try ended (stopped, timed
+/// out) while their thread still runs.
+pub fn abandoned_blocking_threads() -> i64 {
+    ABANDONED_BLOCKING.load(Ordering::Relaxed)
+}
+
+/// A blocking task body's thread: whether it finished, and whether its try
+/// gave up on it first.
+#[derive(Default)]
+struct BlockingThread {
+    state: std::sync::Mutex<(bool, bool)>,
+}
+
+impl BlockingThread {
+    fn finished(&self) {
+        if let Ok(mut s) = self.state.lock() {
+            s.0 = true;
+            if s.1 {
+                ABANDONED_BLOCKING.fetch_sub(1, Ordering::Relaxed);
+                tracing::info!("an abandoned synchronous task body has returned");
+            }
+        }
+    }
+
+    fn abandoned(&self) {
+        if let Ok(mut s) = self.state.lock() {
+            if !s.0 && !s.1 {
+                s.1 = true;
+                ABANDONED_BLOCKING.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(
+                    "a synchronous in-process task was stopped or timed out, but a thread \
+                     cannot be killed: its function keeps running in the background until it \
+                     returns; use executor = \"local_process\" for blocking work that must be \
+                     stoppable"
+                );
+            }
+        }
+    }
+}
+
+/// Dropped only when the try stops waiting for the thread before it
+/// returned (the future was aborted or timed out).
+struct AbandonGuard(Option<Arc<BlockingThread>>);
+
+impl Drop for AbandonGuard {
+    fn drop(&mut self) {
+        if let Some(thread) = &self.0 {
+            thread.abandoned();
+        }
+    }
 }
 
 /// The message a panic was raised with (`panic!("...")` gives a `&str` or

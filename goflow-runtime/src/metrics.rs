@@ -11,6 +11,8 @@
 //! | `goflow_dag_runs` | gauge, at scrape | `state` |
 //! | `goflow_task_instances` | gauge, at scrape | `state` |
 //! | `goflow_queue_depth` | gauge, at scrape: task instances `scheduled` or `queued` | |
+//! | `goflow_abandoned_blocking_threads` | gauge, at scrape: synchronous in-process task bodies still running after their try was stopped or timed out | |
+//! | `goflow_scheduler_ready` | gauge: 1 while the scheduler of this process keeps up, 0 while its writes fail | |
 //! | `goflow_task_duration_seconds` | histogram | `dag`, `task` |
 //! | `goflow_task_cpu_seconds` | histogram: user + system CPU of tries that measured it | `dag`, `task` |
 //! | `goflow_task_peak_memory_bytes` | histogram: peak RSS of tries that measured it | `dag`, `task` |
@@ -100,6 +102,8 @@ struct Inner {
     runs: Family<StateLabel, Gauge>,
     task_instances: Family<StateLabel, Gauge>,
     queue_depth: Gauge,
+    abandoned_blocking: Gauge,
+    scheduler_ready: Gauge,
     task_duration: HistogramFamily<TaskLabels>,
     task_cpu: HistogramFamily<TaskLabels>,
     task_memory: HistogramFamily<TaskLabels>,
@@ -113,6 +117,8 @@ struct Inner {
     /// The executor kinds seen, for [`Metrics::executor_counts`].
     kinds: Mutex<BTreeSet<String>>,
     db: HistogramFamily<OpLabel>,
+    /// Why the scheduler of this process is not keeping up, if it is not.
+    scheduler_problem: Mutex<Option<String>>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -147,6 +153,19 @@ impl Metrics {
             "queue_depth",
             "Task instances waiting for an executor (scheduled or queued)",
             queue_depth.clone(),
+        );
+        let abandoned_blocking = Gauge::default();
+        registry.register(
+            "abandoned_blocking_threads",
+            "Synchronous in-process task bodies still running after their try was stopped or timed out",
+            abandoned_blocking.clone(),
+        );
+        let scheduler_ready = Gauge::default();
+        scheduler_ready.set(1);
+        registry.register(
+            "scheduler_ready",
+            "1 while the scheduler of this process keeps up, 0 while its store writes fail",
+            scheduler_ready.clone(),
         );
         let task_duration: HistogramFamily<TaskLabels> =
             Family::new_with_constructor(task_duration_histogram);
@@ -225,6 +244,8 @@ impl Metrics {
                 runs,
                 task_instances,
                 queue_depth,
+                abandoned_blocking,
+                scheduler_ready,
                 task_duration,
                 task_cpu,
                 task_memory,
@@ -237,6 +258,7 @@ impl Metrics {
                 failures,
                 kinds: Mutex::default(),
                 db,
+                scheduler_problem: Mutex::default(),
             }),
         }
     }
@@ -354,6 +376,25 @@ impl Metrics {
         (!v.is_nan()).then_some(v)
     }
 
+    /// Records why the scheduler of this process is not ready (it cannot
+    /// write to the store, runs it owns are not loaded), or that it is
+    /// again (`None`). `/readyz` and the health API report it.
+    pub fn set_scheduler_problem(&self, problem: Option<String>) {
+        self.inner.scheduler_ready.set(i64::from(problem.is_none()));
+        if let Ok(mut p) = self.inner.scheduler_problem.lock() {
+            *p = problem;
+        }
+    }
+
+    /// Why the scheduler of this process is not ready, if it is not.
+    pub fn scheduler_problem(&self) -> Option<String> {
+        self.inner
+            .scheduler_problem
+            .lock()
+            .ok()
+            .and_then(|p| p.clone())
+    }
+
     /// How many tries executors of each kind were handed, and how many
     /// they failed to launch or lost: `(kind, launched, failed)`, by kind.
     pub fn executor_counts(&self) -> Vec<(String, u64, u64)> {
@@ -413,6 +454,9 @@ impl Metrics {
 
     /// The metrics in the Prometheus text exposition format (OpenMetrics).
     pub fn encode(&self) -> Result<String, std::fmt::Error> {
+        self.inner
+            .abandoned_blocking
+            .set(crate::abandoned_blocking_threads());
         let mut out = String::new();
         prometheus_client::encoding::text::encode(&mut out, &self.inner.registry)?;
         Ok(out)

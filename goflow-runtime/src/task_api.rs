@@ -42,7 +42,6 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
@@ -55,6 +54,7 @@ use goflow_store::LogStream;
 use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
+use tokio::time::Instant;
 
 use crate::executor::{EventSender, ExecutorEvent, Launch, TryKey};
 use crate::worker::{LaunchPayload, WorkerResult};
@@ -225,7 +225,7 @@ impl TaskApi {
                 "{}-{:?}-{:?}",
                 std::process::id(),
                 std::time::SystemTime::now(),
-                Instant::now()
+                std::time::Instant::now()
             );
             secret = <Sha256 as sha2::Digest>::digest(seed.as_bytes()).to_vec();
         }
@@ -307,7 +307,10 @@ impl TaskApi {
         self.lock().get(try_ref).and_then(|e| e.result.clone())
     }
 
-    /// When `try_ref`'s worker last sent a heartbeat (or posted anything).
+    /// When `try_ref`'s worker last sent a heartbeat (or fetched its
+    /// payload, or posted anything), since it was registered in this
+    /// process; `None` if it has not yet. On tokio's clock, so that an
+    /// executor's deadlines (and tests with paused time) compare with it.
     pub fn last_heartbeat(&self, try_ref: &TryRef) -> Option<Instant> {
         self.lock().get(try_ref).and_then(|e| e.heartbeat)
     }

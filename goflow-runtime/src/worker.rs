@@ -21,6 +21,9 @@
 //! scheduler's task API and posts the same result there instead
 //! (`run_task_via_api`, [`crate::task_api`]).
 //!
+//! A worker the local-process executor started stops when that executor's
+//! process is gone: see [`bind_to_parent`].
+//!
 //! Exit codes: 0 when the task succeeded or skipped itself, 1 when it
 //! failed (or the result could not be written or the task API could not
 //! be used), 2 for bad input (unknown DAG or task, unreadable payload, a
@@ -39,6 +42,139 @@ use crate::{Registry, RegistryError};
 /// The environment variable naming the file the worker writes its
 /// [`WorkerResult`] to.
 pub const RESULT_FILE_ENV: &str = "GOFLOW_RESULT_FILE";
+
+/// The environment variable in which the local-process executor gives its
+/// workers its own pid (see [`bind_to_parent`]).
+pub const PARENT_PID_ENV: &str = "GOFLOW_PARENT_PID";
+
+/// How often a worker bound to its parent checks that the parent is still
+/// there, besides the Linux parent-death signal.
+#[cfg(unix)]
+const PARENT_POLL: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Ties this worker's life to the process that started it, when that was
+/// the local-process executor: [`PARENT_PID_ENV`] names the executor's
+/// process, and the worker leads a process group of its own. Once its
+/// parent is no longer that process (the scheduler ended, even killed
+/// with SIGKILL), the worker kills its whole process group with SIGKILL,
+/// the task's own processes included, and so ends: the scheduler's next
+/// start can run the try again without its first try still running.
+///
+/// On Linux the kernel tells the worker at once (the parent-death signal,
+/// SIGHUP, which the worker then handles); on every Unix the worker also
+/// checks its parent every second. A worker whose parent is already gone
+/// when it starts stops at once. Does nothing without the variable, in a
+/// process that does not lead its group (a `tasks run` that a task
+/// started inherits the variable, not the group), and off Unix.
+///
+/// [`run_task`] calls it first; calling it again does nothing.
+pub fn bind_to_parent() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let parent = std::env::var(PARENT_PID_ENV)
+            .ok()
+            .and_then(|v| v.trim().parse::<i32>().ok())
+            .filter(|&pid| pid > 0);
+        #[cfg(unix)]
+        if let Some(parent) = parent {
+            parent_watch::bind(nix::unistd::Pid::from_raw(parent));
+        }
+        #[cfg(not(unix))]
+        let _ = parent;
+    });
+}
+
+#[cfg(unix)]
+mod parent_watch {
+    use std::io::Write;
+
+    use nix::sys::signal::{killpg, Signal};
+    use nix::unistd::{getpgrp, getpid, getppid, Pid};
+
+    pub(super) fn bind(parent: Pid) {
+        if getpgrp() != getpid() {
+            return;
+        }
+        // The handler is in place before the kernel is asked for the
+        // signal, so that the signal never finds SIGHUP's default action
+        // (which would end this process and leave its group running).
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let spawned = std::thread::Builder::new()
+            .name("goflow-parent-watch".to_owned())
+            .spawn(move || watch(parent, ready_tx));
+        let handled = spawned.is_ok() && ready_rx.recv().unwrap_or(false);
+        #[cfg(target_os = "linux")]
+        if handled {
+            if let Err(e) = nix::sys::prctl::set_pdeathsig(Signal::SIGHUP) {
+                tracing::warn!(error = %e, "cannot ask for a signal at the scheduler's end; checking every second instead");
+            }
+        }
+        #[cfg(not(target_os = "linux"))]
+        let _ = handled;
+        // The parent may have ended before the signal was asked for.
+        if getppid() != parent {
+            parent_gone(parent);
+        }
+    }
+
+    /// Runs on a thread of its own, with a runtime of its own: a task that
+    /// blocks every thread of the main runtime does not stop it.
+    fn watch(parent: Pid, ready: std::sync::mpsc::Sender<bool>) {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build();
+        let Ok(runtime) = runtime else {
+            let _ = ready.send(false);
+            loop {
+                std::thread::sleep(super::PARENT_POLL);
+                if getppid() != parent {
+                    parent_gone(parent);
+                }
+            }
+        };
+        runtime.block_on(async move {
+            #[cfg(target_os = "linux")]
+            let mut hangups =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+            #[cfg(not(target_os = "linux"))]
+            let mut hangups: Option<tokio::signal::unix::Signal> = None;
+            let _ = ready.send(hangups.is_some());
+            loop {
+                let hangup = async {
+                    match hangups.as_mut() {
+                        Some(signal) => signal.recv().await,
+                        None => std::future::pending().await,
+                    }
+                };
+                tokio::select! {
+                    received = hangup => {
+                        if received.is_none() {
+                            hangups = None;
+                        }
+                    }
+                    () = tokio::time::sleep(super::PARENT_POLL) => {}
+                }
+                // A SIGHUP also comes when the thread that started this
+                // process ends while its process lives on: only the parent
+                // pid tells.
+                if getppid() != parent {
+                    parent_gone(parent);
+                }
+            }
+        })
+    }
+
+    fn parent_gone(parent: Pid) -> ! {
+        // The scheduler read the other end of stderr: this may go nowhere.
+        let _ = writeln!(
+            std::io::stderr(),
+            "goflow worker: the scheduler that started it (pid {parent}) is gone; \
+             killing this try's processes"
+        );
+        let _ = killpg(getpgrp(), Signal::SIGKILL);
+        std::process::exit(1)
+    }
+}
 
 /// What the executor sends a worker on its stdin.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -311,12 +447,14 @@ impl WorkerError {
 /// Runs one try of one task as `tasks run` does: reads the payload, runs
 /// the task, writes the result (to [`RESULT_FILE_ENV`], else as the last
 /// line of `out`). Returns exit code 0 when the task succeeded or skipped
-/// itself, 1 when it failed.
+/// itself, 1 when it failed. A worker of the local-process executor is
+/// first bound to its parent ([`bind_to_parent`]).
 pub async fn run_task(
     registry: &Registry,
     request: &TaskRunRequest,
     out: &mut dyn Write,
 ) -> Result<ExitCode, WorkerError> {
+    bind_to_parent();
     let task = resolve(registry, request)?;
     let payload = read_payload(request.payload_file.as_deref()).await?;
     let (code, report) = execute(&task, request, payload).await?;

@@ -2,6 +2,12 @@
 //! on SQLite (a file in a temporary directory) and, when
 //! `GOFLOW_TEST_DATABASE_URL` names a PostgreSQL server, on PostgreSQL too,
 //! each test in a fresh schema dropped at the end.
+//!
+//! A few tests run the commands in a child process, as a goflow binary
+//! would (see `support`): this test binary re-executed as `<test binary>
+//! --exact goflow_entry --nocapture -- <goflow args>`.
+
+mod support;
 
 use std::process::ExitCode;
 
@@ -47,6 +53,11 @@ fn paris() -> Tz {
 /// `etl` (daily at 06:00 in Paris): extract -> transform -> load, and
 /// audit on its own. `adhoc`: manual, one task.
 fn registry() -> Registry {
+    Registry::from_dags(dags()).unwrap()
+}
+
+/// The DAGs of [`registry`].
+fn dags() -> Vec<goflow_core::Dag> {
     let etl = DagBuilder::new("etl")
         .schedule(
             Schedule::parse("0 6 * * *", "Europe/Paris").unwrap(),
@@ -63,7 +74,7 @@ fn registry() -> Registry {
         .task(spec("obey", &[]))
         .build()
         .unwrap();
-    Registry::from_dags([etl, adhoc]).unwrap()
+    vec![etl, adhoc]
 }
 
 /// 2026-03-10T12:00:00Z (13:00 in Paris).
@@ -74,12 +85,27 @@ fn now() -> DateTime<Utc> {
 /// Runs `goflow --database-url <url> <args>`; returns the outcome and the
 /// output.
 async fn cli(url: &str, args: &[&str]) -> (Result<ExitCode, CliError>, String) {
+    cli_with(&registry(), url, args).await
+}
+
+/// [`cli`] with the DAGs of `registry`.
+async fn cli_with(
+    registry: &Registry,
+    url: &str,
+    args: &[&str],
+) -> (Result<ExitCode, CliError>, String) {
     let argv = ["goflow", "--database-url", url]
         .into_iter()
         .chain(args.iter().copied());
     let cli = Cli::try_parse_from(argv).unwrap_or_else(|e| panic!("{args:?}: {e}"));
     let mut out = Vec::new();
-    let result = run(cli, &registry(), &mut out, now()).await;
+    // A command that should have been refused must not run forever.
+    let result = tokio::time::timeout(
+        std::time::Duration::from_secs(60),
+        run(cli, registry, &mut out, now()),
+    )
+    .await
+    .unwrap_or_else(|_| panic!("{args:?} still running after 60s"));
     (result, String::from_utf8(out).unwrap())
 }
 
@@ -354,8 +380,11 @@ async fn pause_and_unpause_reach_the_store() {
 async fn runs_days_counts_each_day_in_the_dags_time_zone() {
     for db in empty_databases().await {
         ok(&db, &["db", "migrate"]).await;
-        // Sync the DAGs: create runs through the store as a scheduler would.
-        ok(&db, &["dags", "runs", "etl"]).await;
+        // Sync the DAGs (`dags runs` only reads): create runs through the
+        // store as a scheduler would.
+        goflow_runtime::db::sync_registry(&db.store, &registry(), now())
+            .await
+            .unwrap();
         let store = db.store.clone();
         let dags = registry();
         let etl = dags.get("etl").unwrap();
@@ -512,7 +541,7 @@ async fn clearing_downstream_includes_every_downstream() {
 }
 
 #[tokio::test]
-async fn clearing_unknown_or_busy_tasks_is_refused_and_changes_nothing() {
+async fn clearing_unknown_tasks_is_refused_and_running_ones_are_stopped() {
     for db in empty_databases().await {
         let (store, run) = failed_run(&db).await;
         let before = states(&store, run.id).await;
@@ -540,7 +569,9 @@ async fn clearing_unknown_or_busy_tasks_is_refused_and_changes_nothing() {
         );
         assert_eq!(err.exit_code(), ExitCode::from(2));
 
-        // Clearing extract's downstreams would take a running task.
+        // Clearing extract's downstreams takes a running task: it is asked
+        // to stop (its scheduler clears it once stopped), the rest is
+        // cleared at once.
         let out = ok(&db, &["dags", "trigger", "etl", "--date", "2026-03-02"]).await;
         let other_run = store
             .find_run("etl", "manual__2026-03-01T23:00:00Z")
@@ -561,7 +592,7 @@ async fn clearing_unknown_or_busy_tasks_is_refused_and_changes_nothing() {
             &[Scheduled, Queued, Running],
         )
         .await;
-        let err = fails(
+        let out = ok(
             &db,
             &[
                 "tasks",
@@ -573,21 +604,89 @@ async fn clearing_unknown_or_busy_tasks_is_refused_and_changes_nothing() {
             ],
         )
         .await;
+        assert!(out.contains("stopping transform (running)"), "{out}");
+        let transform = store
+            .task_instance(other_run.id, "transform")
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(
-            err.to_string(),
-            "cannot clear transform of run \"manual__2026-03-01T23:00:00Z\" of DAG etl: \
-             queued or running; they must finish or be cancelled first"
+            transform.state, Running,
+            "stopped by its scheduler, not here"
         );
-        assert_eq!(err.exit_code(), ExitCode::from(2));
+        let stop = transform.stop_requested.expect("a stop is requested");
+        assert_eq!(stop.to, Pending);
+        assert!(stop.reason.contains("CLI user"), "{}", stop.reason);
         assert_eq!(
             states(&store, other_run.id).await,
             pairs(&[
-                ("extract", Success),
+                ("extract", Pending),
                 ("transform", Running),
                 ("load", Pending),
                 ("audit", Pending),
             ])
         );
+
+        // `tasks kill` asks for running tries only, naming what is not.
+        let err = fails(&db, &["tasks", "kill", "etl", &other_run.run_id, "load"]).await;
+        assert_eq!(
+            err.to_string(),
+            "cannot stop load of run \"manual__2026-03-01T23:00:00Z\" of DAG etl: \
+             not queued or running"
+        );
+        assert_eq!(err.exit_code(), ExitCode::from(2));
+        let out = ok(
+            &db,
+            &[
+                "tasks",
+                "kill",
+                "etl",
+                &other_run.run_id,
+                "transform",
+                "--state",
+                "success",
+            ],
+        )
+        .await;
+        assert!(out.contains("stopping transform"), "{out}");
+        let stop = store
+            .task_instance(other_run.id, "transform")
+            .await
+            .unwrap()
+            .unwrap()
+            .stop_requested
+            .unwrap();
+        assert_eq!(stop.to, Success);
+
+        // `dags stop` covers every unfinished task; a finished run is refused.
+        let out = ok(&db, &["dags", "stop", "etl", &other_run.run_id]).await;
+        assert!(
+            out.contains("stopping run manual__2026-03-01T23:00:00Z"),
+            "{out}"
+        );
+        let requested: Vec<(String, Option<TaskState>)> = store
+            .task_instances(other_run.id)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|t| (t.task_id, t.stop_requested.map(|s| s.to)))
+            .collect();
+        assert_eq!(
+            requested,
+            [
+                ("extract".to_owned(), Some(TaskState::Skipped)),
+                ("transform".to_owned(), Some(Failed)),
+                ("load".to_owned(), Some(TaskState::Skipped)),
+                ("audit".to_owned(), Some(TaskState::Skipped)),
+            ]
+        );
+        let err = fails(&db, &["dags", "stop", "etl", &run.run_id]).await;
+        assert_eq!(
+            err.to_string(),
+            "run \"manual__2026-02-28T23:00:00Z\" of DAG etl is failed already: only a queued \
+             or running run can be stopped"
+        );
+        assert_eq!(err.exit_code(), ExitCode::from(2));
         assert_eq!(states(&store, run.id).await, before);
     }
 }
@@ -647,4 +746,363 @@ fn the_database_url_is_a_global_option() {
             .is_err(),
         "--days and --limit do not mix"
     );
+}
+
+// ---------------------------------------------------------------------------
+// Operations you can trust: schema guard, read-only reads, retention, pools
+// ---------------------------------------------------------------------------
+
+/// [`registry`] plus `pooled`, whose task `load` names the pool `nope`.
+fn pooled_registry() -> Registry {
+    let mut dags = dags();
+    let mut load = spec("load", &["extract"]);
+    load.options.pool = Some("nope".into());
+    dags.push(
+        DagBuilder::new("pooled")
+            .schedule(Schedule::parse("0 6 * * *", "UTC").unwrap(), Tz::UTC)
+            .start_date(Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap())
+            .task(spec("extract", &[]))
+            .task(load)
+            .build()
+            .unwrap(),
+    );
+    Registry::from_dags(dags).unwrap()
+}
+
+/// The `main` of this test binary re-run as a goflow binary.
+#[test]
+fn goflow_entry() {
+    support::act_as_goflow_binary(pooled_registry);
+}
+
+/// Whether this process runs as root, whom file modes do not stop.
+#[cfg(unix)]
+fn is_root() -> bool {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
+}
+
+/// Runs `goflow --database-url <url> <args>` in a child process (as the
+/// user `nobody` when `unprivileged` and this process is root, so that
+/// file modes apply); returns its exit code, stdout and stderr.
+async fn goflow_process(url: &str, args: &[&str], unprivileged: bool) -> (i32, String, String) {
+    let exe = std::env::current_exe().unwrap();
+    let mut command = if unprivileged && cfg!(unix) && is_root() {
+        let mut c = tokio::process::Command::new("setpriv");
+        c.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .arg(&exe);
+        c
+    } else {
+        tokio::process::Command::new(&exe)
+    };
+    command
+        .args(support::entry_args("goflow_entry"))
+        .args(["--database-url", url])
+        .args(args)
+        .env(support::WORKER_ENV, "1")
+        .env("RUST_LOG", "warn")
+        .env_remove("GOFLOW_DATABASE_URL")
+        .kill_on_drop(true);
+    let output = tokio::time::timeout(std::time::Duration::from_secs(60), command.output())
+        .await
+        .unwrap_or_else(|_| panic!("{args:?} still running after 60s"))
+        .unwrap_or_else(|e| panic!("{args:?}: cannot start: {e}"));
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+/// A version no build of goflow has: as if a newer goflow had migrated.
+const NEWER: &str = "20991231000000";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_migrated_by_a_newer_goflow_is_refused_by_every_command() {
+    for db in empty_databases().await {
+        let b = db.backend();
+        ok(&db, &["db", "migrate"]).await;
+        db.execute_raw(&format!(
+            "INSERT INTO __diesel_schema_migrations (version) VALUES ('{NEWER}')"
+        ));
+        for args in [
+            &["db", "migrate"][..],
+            &["db", "clean", "--before", "2026-01-01"],
+            &["db", "clean", "--before", "2026-01-01", "--dry-run"],
+            &["dags", "trigger", "etl"],
+            &["dags", "pause", "etl"],
+            &["dags", "unpause", "etl"],
+            &["dags", "runs", "etl"],
+            &["dags", "runs", "etl", "--days", "3"],
+            &[
+                "dags",
+                "backfill",
+                "etl",
+                "--from",
+                "2026-03-01",
+                "--to",
+                "2026-03-02",
+            ],
+            &["tasks", "clear", "etl", "manual__2026-03-01T00:00:00Z"],
+            &["pools", "list"],
+            &["pools", "set", "db", "3"],
+            &["pools", "delete", "db"],
+            &["scheduler", "--bind", "127.0.0.1:0"],
+        ] {
+            let err = fails(&db, args).await;
+            let text = err.to_string();
+            assert!(
+                text.contains("migrated by a newer goflow") && text.contains(NEWER),
+                "{b} {args:?}: {text}"
+            );
+            assert_eq!(err.exit_code(), ExitCode::from(2), "{b} {args:?}: {text}");
+        }
+        // Nothing was written: no DAG synced, no pool, no run.
+        assert!(db.store.list_dags().await.unwrap().is_empty(), "{b}");
+        assert!(db.store.list_pools().await.unwrap().is_empty(), "{b}");
+
+        // A real process exits 2 and says why on stderr.
+        for args in [
+            &["db", "migrate"][..],
+            &["scheduler", "--bind", "127.0.0.1:0"],
+        ] {
+            let (code, _, stderr) = goflow_process(&db.url, args, false).await;
+            assert_eq!(code, 2, "{b} {args:?}: {stderr}");
+            assert!(
+                stderr.contains("migrated by a newer goflow") && stderr.contains(NEWER),
+                "{b} {args:?}: {stderr}"
+            );
+        }
+    }
+}
+
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn read_only_commands_read_a_read_only_sqlite_file() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("goflow.db");
+    let url = format!("sqlite://{}", file.display());
+    {
+        let db_url = url.clone();
+        let (result, out) = cli(&db_url, &["dags", "trigger", "etl", "--date", "2026-03-01"]).await;
+        assert_eq!(result.unwrap(), ExitCode::SUCCESS, "{out}");
+    }
+    // Every connection is closed: the WAL files are gone.
+    for _ in 0..100 {
+        if !dir.path().join("goflow.db-wal").exists() && !dir.path().join("goflow.db-shm").exists()
+        {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let before = std::fs::read(&file).unwrap();
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o444)).unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o555)).unwrap();
+
+    // A process that cannot write the file or the directory.
+    let runs = goflow_process(&url, &["dags", "runs", "etl", "--output", "json"], true).await;
+    let pools = goflow_process(&url, &["pools", "list"], true).await;
+    let dry = goflow_process(
+        &url,
+        &["db", "clean", "--before", "2026-04-01", "--dry-run"],
+        true,
+    )
+    .await;
+    // And this one (which, as root, could).
+    let (in_process, out) = cli(&url, &["dags", "runs", "etl", "--output", "json"]).await;
+
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    assert_eq!(runs.0, 0, "dags runs: {}{}", runs.1, runs.2);
+    assert!(
+        runs.1
+            .contains("\"run_id\": \"manual__2026-02-28T23:00:00Z\""),
+        "{}",
+        runs.1
+    );
+    assert_eq!(pools.0, 0, "pools list: {}{}", pools.1, pools.2);
+    assert!(pools.1.contains("POOL"), "{}", pools.1);
+    assert_eq!(dry.0, 0, "db clean --dry-run: {}{}", dry.1, dry.2);
+    assert!(dry.1.contains("no finished run to delete"), "{}", dry.1);
+    assert_eq!(in_process.unwrap(), ExitCode::SUCCESS, "{out}");
+    assert!(out.contains("manual__2026-02-28T23:00:00Z"), "{out}");
+    assert_eq!(
+        std::fs::read(&file).unwrap(),
+        before,
+        "reading changed the database file"
+    );
+}
+
+/// Finishes run `run_id` of `dag` (queued) in `state` at [`now`].
+async fn finish(store: &Store, dag: &str, run_id: &str, state: RunState) -> i64 {
+    let run = store.find_run(dag, run_id).await.unwrap().unwrap();
+    assert!(store
+        .set_run_state(run.id, RunState::Queued, RunState::Running, now())
+        .await
+        .unwrap());
+    assert!(store
+        .set_run_state(run.id, RunState::Running, state, now())
+        .await
+        .unwrap());
+    run.id
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn db_clean_deletes_old_finished_runs_and_says_what() {
+    for db in empty_databases().await {
+        let b = db.backend();
+        // etl: one failed run with its tasks. adhoc: three successful
+        // runs and a queued one. All finished at now() (2026-03-10 12:00Z).
+        let (store, etl_run) = failed_run(&db).await;
+        for day in ["2026-03-02", "2026-03-03", "2026-03-04", "2026-03-05"] {
+            ok(&db, &["dags", "trigger", "adhoc", "--date", day]).await;
+        }
+        let adhoc = runs_json(&db, "adhoc", &[]).await;
+        let ids: Vec<&str> = adhoc
+            .iter()
+            .map(|r| r["run_id"].as_str().unwrap())
+            .collect();
+        for run_id in &ids[1..] {
+            finish(&store, "adhoc", run_id, RunState::Success).await;
+        }
+        let queued = ids[0].to_owned(); // the latest logical date
+
+        // Ended after the date: nothing to delete.
+        let out = ok(&db, &["db", "clean", "--before", "2026-03-10"]).await;
+        assert!(out.contains("no finished run to delete"), "{b}: {out}");
+
+        // A dry run counts, and deletes nothing.
+        let out = ok(
+            &db,
+            &[
+                "db",
+                "clean",
+                "--before",
+                "2026-03-11",
+                "--dry-run",
+                "--batch-size",
+                "2",
+            ],
+        )
+        .await;
+        assert!(out.contains("(dry run: nothing is deleted)"), "{b}: {out}");
+        assert!(out.contains("batch 1: 2 runs so far"), "{b}: {out}");
+        assert!(out.contains("batch 2: 4 runs so far"), "{b}: {out}");
+        assert!(
+            out.contains("dry run: would delete 4 runs; nothing was deleted"),
+            "{b}: {out}"
+        );
+        let row = |dag: &str| {
+            out.lines()
+                .find(|l| l.starts_with(&format!("{dag} ")))
+                .map(|l| l.split_whitespace().collect::<Vec<_>>())
+                .unwrap_or_else(|| panic!("{b}: no row for {dag}: {out}"))
+        };
+        // DAG, runs, task instances, tries, outputs, log lines, alerts.
+        assert_eq!(row("adhoc")[..3], ["adhoc", "3", "3"], "{b}: {out}");
+        assert_eq!(row("etl")[..3], ["etl", "1", "4"], "{b}: {out}");
+        assert_eq!(runs_json(&db, "adhoc", &[]).await.len(), 4, "{b}");
+        assert_eq!(runs_json(&db, "etl", &[]).await.len(), 1, "{b}");
+
+        // One DAG, one run per batch.
+        let out = ok(
+            &db,
+            &[
+                "db",
+                "clean",
+                "--before",
+                "2026-03-11",
+                "--dag",
+                "etl",
+                "--batch-size",
+                "1",
+            ],
+        )
+        .await;
+        assert!(out.contains("batch 1: 1 run so far"), "{b}: {out}");
+        assert!(out.contains("deleted 1 run in 1 batch\n"), "{b}: {out}");
+        assert!(runs_json(&db, "etl", &[]).await.is_empty(), "{b}");
+        assert!(
+            store.task_instances(etl_run.id).await.unwrap().is_empty(),
+            "{b}"
+        );
+        assert_eq!(runs_json(&db, "adhoc", &[]).await.len(), 4, "{b}");
+
+        // Every DAG: the queued run stays.
+        let out = ok(
+            &db,
+            &["db", "clean", "--before", "2026-03-11T00:00:00+01:00"],
+        )
+        .await;
+        assert!(out.contains("deleted 3 runs in 1 batch\n"), "{b}: {out}");
+        let left = runs_json(&db, "adhoc", &[]).await;
+        assert_eq!(left.len(), 1, "{b}");
+        assert_eq!(left[0]["run_id"], queued.as_str(), "{b}");
+        assert_eq!(left[0]["state"], "queued", "{b}");
+    }
+}
+
+#[tokio::test]
+async fn db_clean_refuses_bad_dates_before_touching_the_database() {
+    let url = "postgres://postgres@127.0.0.1:1/goflow";
+    for (date, reason) in [
+        ("1969-12-31", "before 1970"),
+        ("+10000-01-01", "9999"),
+        ("last week", "expected a date such as 2026-01-01"),
+    ] {
+        let (result, out) = cli(url, &["db", "clean", "--before", date]).await;
+        let err = result.expect_err(date);
+        let text = err.to_string();
+        assert!(
+            text.starts_with(&format!("invalid --before {date:?}: ")) && text.contains(reason),
+            "{text}"
+        );
+        assert_eq!(err.exit_code(), ExitCode::from(2), "{text}");
+        assert!(out.is_empty(), "{out}");
+    }
+    assert!(
+        Cli::try_parse_from(["goflow", "db", "clean"]).is_err(),
+        "--before is required"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_in_a_pool_that_does_not_exist_stops_the_scheduler_from_starting() {
+    let message = "task load of DAG pooled uses pool \"nope\", which does not exist; \
+                   create it with `pools set nope <slots>`";
+    for db in empty_databases().await {
+        let b = db.backend();
+        let registry = pooled_registry();
+        for args in [
+            &["scheduler", "--bind", "127.0.0.1:0"][..],
+            &[
+                "dags",
+                "backfill",
+                "pooled",
+                "--from",
+                "2026-03-01",
+                "--to",
+                "2026-03-01",
+            ],
+        ] {
+            let (result, out) = cli_with(&registry, &db.url, args).await;
+            let err = result.expect_err("an unknown pool is refused");
+            assert_eq!(err.to_string(), message, "{b} {args:?}: {out}");
+            assert_eq!(err.exit_code(), ExitCode::from(2), "{b} {args:?}");
+        }
+        // A real process exits 2 and says why.
+        let (code, _, stderr) =
+            goflow_process(&db.url, &["scheduler", "--bind", "127.0.0.1:0"], false).await;
+        assert_eq!(code, 2, "{b}: {stderr}");
+        assert!(stderr.contains(message), "{b}: {stderr}");
+
+        // Once the pool exists, nothing is missing.
+        let (result, _) = cli_with(&registry, &db.url, &["pools", "set", "nope", "2"]).await;
+        assert_eq!(result.unwrap(), ExitCode::SUCCESS, "{b}");
+        let missing = goflow_runtime::db::missing_pools(&db.store, &registry, None)
+            .await
+            .unwrap();
+        assert!(missing.is_empty(), "{b}: {missing:?}");
+    }
 }

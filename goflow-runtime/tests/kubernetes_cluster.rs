@@ -99,6 +99,16 @@ fn sleepy(_: TaskContext, _: &Inputs) -> TaskFuture {
     })
 }
 
+/// Runs for five minutes, unless stopped.
+fn long(_: TaskContext, _: &Inputs) -> TaskFuture {
+    Box::pin(async {
+        println!("long task started");
+        tokio::time::sleep(Duration::from_secs(300)).await;
+        println!("long task done");
+        out(json!(300))
+    })
+}
+
 fn spec(id: &str, data: &[&str], retries: u32, run: goflow_core::TaskFn) -> TaskSpec {
     TaskSpec {
         id: id.into(),
@@ -140,6 +150,23 @@ fn dags() -> Vec<Dag> {
         DagBuilder::new("cluster-adopt")
             .namespace(namespace())
             .task(spec("sleepy", &[], 0, sleepy))
+            .build()
+            .unwrap(),
+        // Its task names no executor: the scheduler's default runs it.
+        DagBuilder::new("cluster-default")
+            .namespace(namespace())
+            .task(TaskSpec {
+                options: TaskOptions {
+                    retries: Some(0),
+                    ..TaskOptions::default()
+                },
+                ..spec("sleepy", &[], 0, sleepy)
+            })
+            .build()
+            .unwrap(),
+        DagBuilder::new("cluster-ops")
+            .namespace(namespace())
+            .task(spec("long", &[], 2, long))
             .build()
             .unwrap(),
     ]
@@ -256,6 +283,71 @@ impl Env {
             }
         });
         seen
+    }
+
+    /// Every change to the Jobs of `instance`, in the order the API server
+    /// made them: `(job, what)`, `what` being `applied`, `deleting
+    /// <finalizers>` (marked for deletion, still there) or `deleted`.
+    fn record_job_changes(&self, instance: &str) -> Arc<Mutex<Vec<(String, String)>>> {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let jobs: Api<Job> = Api::namespaced(self.client.clone(), &self.namespace);
+        let selector = format!("goflow.rs/instance={instance}");
+        let record = Arc::clone(&seen);
+        tokio::spawn(async move {
+            let mut stream = watcher(jobs, watcher::Config::default().labels(&selector)).boxed();
+            while let Some(event) = stream.next().await {
+                let change = match event {
+                    Ok(watcher::Event::Apply(job) | watcher::Event::InitApply(job)) => {
+                        let what = match job.metadata.deletion_timestamp {
+                            Some(_) => format!(
+                                "deleting {}",
+                                job.metadata
+                                    .finalizers
+                                    .clone()
+                                    .unwrap_or_default()
+                                    .join(",")
+                            ),
+                            None => "applied".to_owned(),
+                        };
+                        (job.metadata.name.clone().unwrap_or_default(), what)
+                    }
+                    Ok(watcher::Event::Delete(job)) => (
+                        job.metadata.name.clone().unwrap_or_default(),
+                        "deleted".to_owned(),
+                    ),
+                    _ => continue,
+                };
+                record.lock().unwrap().push(change);
+            }
+        });
+        seen
+    }
+
+    /// Waits until a pod of Job `job` runs.
+    async fn wait_pod_running(&self, job: &str) {
+        let pods: Api<Pod> = Api::namespaced(self.client.clone(), &self.namespace);
+        let lp = ListParams::default().labels(&format!("goflow.rs/job={job}"));
+        for _ in 0..180 {
+            let running = pods
+                .list(&lp)
+                .await
+                .unwrap()
+                .items
+                .iter()
+                .any(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running"));
+            if running {
+                return;
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+        panic!("no pod of Job {job} runs");
+    }
+
+    /// The pods of Job `job` that exist.
+    async fn pods_of(&self, job: &str) -> usize {
+        let pods: Api<Pod> = Api::namespaced(self.client.clone(), &self.namespace);
+        let lp = ListParams::default().labels(&format!("goflow.rs/job={job}"));
+        pods.list(&lp).await.unwrap().items.len()
     }
 
     /// Waits until no Job and no pod of `instance` is left.
@@ -608,20 +700,29 @@ async fn a_restarted_scheduler_adopts_its_running_job() {
 }
 
 fn launch(dag: &Arc<Dag>, task: &str) -> Launch {
+    launch_try(
+        dag,
+        task,
+        &format!("manual__{}", Utc::now().to_rfc3339()),
+        1,
+    )
+}
+
+/// Try `try_number` of `task` in run `run_id`.
+fn launch_try(dag: &Arc<Dag>, task: &str, run_id: &str, try_number: u32) -> Launch {
     let index = dag.index_of(task).unwrap();
     Launch {
         key: TryKey {
             run: 1,
             task: index,
-            try_number: 1,
+            try_number,
         },
         ctx: TaskContext {
             dag_id: dag.id().clone(),
-            run_id: goflow_core::RunId::new(format!("manual__{}", Utc::now().to_rfc3339()))
-                .unwrap(),
+            run_id: goflow_core::RunId::new(run_id).unwrap(),
             task_id: dag.tasks()[index].id.clone(),
-            try_number: 1,
-            max_tries: 1,
+            try_number,
+            max_tries: 3,
             run_type: RunType::Manual,
             data_interval: DataInterval::at(Utc::now()),
             conf: json!({}),
@@ -629,4 +730,330 @@ fn launch(dag: &Arc<Dag>, task: &str) -> Launch {
         dag: Arc::clone(dag),
         inputs: Inputs::new(),
     }
+}
+
+/// Waits for a try's `Finished`; returns its result and the stdout lines
+/// it logged. Panics if it does not come within `limit`.
+async fn finished(
+    rx: &mut mpsc::UnboundedReceiver<ExecutorEvent>,
+    limit: Duration,
+) -> (Result<serde_json::Value, TaskError>, Vec<String>) {
+    let mut stdout = Vec::new();
+    tokio::time::timeout(limit, async {
+        loop {
+            match rx.recv().await.expect("the executor runs") {
+                ExecutorEvent::Finished { result, .. } => {
+                    return (result.map(|o| o.value), stdout);
+                }
+                ExecutorEvent::Log { stream, line, .. } => {
+                    if stream == goflow_store::LogStream::Stdout {
+                        stdout.push(line);
+                    }
+                }
+                ExecutorEvent::Started { .. } => {}
+            }
+        }
+    })
+    .await
+    .expect("the try finishes in time")
+}
+
+/// Waits for a try's `Started` (its Job exists).
+async fn started(rx: &mut mpsc::UnboundedReceiver<ExecutorEvent>, limit: Duration) {
+    tokio::time::timeout(limit, async {
+        loop {
+            match rx.recv().await.expect("the executor runs") {
+                ExecutorEvent::Started { .. } => return,
+                ExecutorEvent::Finished { result, .. } => {
+                    panic!("finished before starting: {result:?}")
+                }
+                ExecutorEvent::Log { .. } => {}
+            }
+        }
+    })
+    .await
+    .expect("the try starts in time")
+}
+
+/// A path segment, percent-encoded.
+fn encode(segment: &str) -> String {
+    segment
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                char::from(b).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+#[tokio::test]
+#[ignore = "needs cluster"]
+async fn a_restarted_scheduler_whose_default_is_kubernetes_adopts_tasks_that_name_no_executor() {
+    let env = env().await;
+    let instance = instance("default");
+    let seen = env.record_jobs(&instance);
+    let db = goflow_store::testing::sqlite(true).await;
+
+    // `scheduler --executor kubernetes`: the default executor is
+    // Kubernetes (see `start_scheduler`), and the task names none.
+    let first_api = TaskApi::with_secret(b"shared-secret");
+    let server = serve_task_api(first_api.clone(), env.bind).await;
+    let executor = KubernetesExecutor::new(env.client.clone(), env.config(&instance), first_api);
+    let first = start_scheduler(&db.store, executor, "cluster-default");
+    let run = trigger(&db.store, "cluster-default").await;
+    let run_id = db.store.get_run(run).await.unwrap().unwrap().run_id;
+    let job = goflow_runtime::executor::kubernetes::job_name(
+        &instance,
+        "cluster-default",
+        &run_id,
+        "sleepy",
+        1,
+    );
+
+    // The task runs in its pod and its first line is stored; the
+    // scheduler crashes.
+    env.wait_pod_running(&job).await;
+    let output = |store: goflow_store::Store| async move {
+        store
+            .read_logs(run, "sleepy", Some(1), 0, 1000)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|l| l.stream == goflow_store::LogStream::Stdout)
+            .map(|l| l.line)
+            .collect::<Vec<_>>()
+    };
+    let mut live = false;
+    for _ in 0..40 {
+        live = output(db.store.clone())
+            .await
+            .iter()
+            .any(|l| l == "sleeping");
+        if live {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert!(live, "the log is followed while the task runs");
+    let ti = db
+        .store
+        .task_instance(run, "sleepy")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        ti.executor,
+        ExecutorKind::Kubernetes,
+        "the executor that runs the try is stored with it"
+    );
+    first.task.abort();
+    let _ = first.task.await;
+
+    // The same scheduler starts again: the stored executor (Kubernetes)
+    // adopts the running Job.
+    let second_api = TaskApi::with_secret(b"shared-secret");
+    *server.lock().unwrap() = second_api.clone();
+    let executor = KubernetesExecutor::new(env.client.clone(), env.config(&instance), second_api);
+    let mut second = start_scheduler(&db.store, executor, "cluster-default");
+    let finished = wait_finished(&mut second, run, Duration::from_secs(180)).await;
+    let tries = db.store.task_tries(run, Some("sleepy")).await.unwrap();
+    assert_eq!(finished.state, RunState::Success, "{tries:#?}");
+    assert_eq!(tries.len(), 1, "adopted, not retried: {tries:#?}");
+    assert_eq!(tries[0].try_number, 1);
+    assert_eq!(
+        db.store.get_output(run, "sleepy").await.unwrap(),
+        Some(json!(7))
+    );
+    // One Job, for try 1, never created twice.
+    let jobs = seen.lock().unwrap().clone();
+    assert_eq!(jobs.keys().collect::<Vec<_>>(), [&job], "{jobs:#?}");
+    assert_eq!(jobs[&job]["goflow.rs/try"], "1");
+    // Its log, stored once.
+    let lines = output(db.store.clone()).await;
+    let count = |want: &str| lines.iter().filter(|l| *l == want).count();
+    assert_eq!((count("sleeping"), count("woke up")), (1, 1), "{lines:#?}");
+
+    // The task instance and the REST API say which executor ran it.
+    let ti = db
+        .store
+        .task_instance(run, "sleepy")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(ti.executor, ExecutorKind::Kubernetes);
+    assert_eq!(ti.try_number, 1);
+    assert_eq!(
+        ti.executor_handle.as_deref(),
+        Some(format!("{}/{job}", env.namespace).as_str())
+    );
+    let token = "cluster-test-api-token-0123456789";
+    let registry = Arc::new(Registry::from_dags(dags()).unwrap());
+    let web = goflow_runtime::web::WebState::new(
+        db.store.clone(),
+        registry,
+        goflow_runtime::metrics::Metrics::new(),
+        goflow_runtime::web::WebConfig {
+            api_token: Some(token.into()),
+            ..goflow_runtime::web::WebConfig::default()
+        },
+    )
+    .await
+    .unwrap();
+    let response = goflow_runtime::web::router(web)
+        .oneshot(
+            axum::http::Request::get(format!(
+                "/api/v1/dags/cluster-default/runs/{}",
+                encode(&run_id)
+            ))
+            .header("authorization", format!("Bearer {token}"))
+            .body(axum::body::Body::empty())
+            .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(response.status(), axum::http::StatusCode::OK);
+    let body = axum::body::to_bytes(response.into_body(), 1 << 20)
+        .await
+        .unwrap();
+    let detail: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    let task = &detail["tasks"][0];
+    assert_eq!(task["task_id"], "sleepy", "{detail:#}");
+    assert_eq!(task["executor"], "kubernetes", "{detail:#}");
+    assert_eq!(task["try_number"], 1, "{detail:#}");
+    assert_eq!(task["state"], "success", "{detail:#}");
+
+    env.assert_cleaned_up(&instance).await;
+    second.task.abort();
+}
+
+#[tokio::test]
+#[ignore = "needs cluster"]
+async fn a_leftover_job_of_an_older_try_is_deleted_before_the_next_try_starts() {
+    let env = env().await;
+    let instance = instance("leftover");
+    let changes = env.record_job_changes(&instance);
+    let dag = Arc::new(dags().remove(3));
+    let run_id = format!("manual__{}", Utc::now().to_rfc3339());
+    let job_of = |try_number| {
+        goflow_runtime::executor::kubernetes::job_name(
+            &instance,
+            "cluster-ops",
+            &run_id,
+            "long",
+            try_number,
+        )
+    };
+
+    // A scheduler starts try 1, whose pod runs, and dies (its executor
+    // goes; the Job stays).
+    let first_api = TaskApi::with_secret(b"shared-secret");
+    let server = serve_task_api(first_api.clone(), env.bind).await;
+    let first = KubernetesExecutor::new(env.client.clone(), env.config(&instance), first_api);
+    let (tx, mut first_events) = mpsc::unbounded_channel();
+    first.launch(launch_try(&dag, "long", &run_id, 1), tx);
+    started(&mut first_events, Duration::from_secs(60)).await;
+    env.wait_pod_running(&job_of(1)).await;
+    drop(first);
+    drop(first_events);
+
+    // Another process starts try 2 of the same task instance.
+    let second_api = TaskApi::with_secret(b"shared-secret");
+    *server.lock().unwrap() = second_api.clone();
+    let second = KubernetesExecutor::new(env.client.clone(), env.config(&instance), second_api);
+    let launch = launch_try(&dag, "long", &run_id, 2);
+    let key = launch.key.clone();
+    let (tx, mut events) = mpsc::unbounded_channel();
+    second.launch(launch, tx);
+    started(&mut events, Duration::from_secs(180)).await;
+
+    // Try 1's Job and pod were gone before try 2's Job was created.
+    let jobs: Api<Job> = Api::namespaced(env.client.clone(), &env.namespace);
+    assert!(jobs.get_opt(&job_of(1)).await.unwrap().is_none());
+    assert_eq!(env.pods_of(&job_of(1)).await, 0);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let changes = changes.lock().unwrap().clone();
+    let at = |job: &str, what: &str| {
+        changes
+            .iter()
+            .position(|(j, w)| j == job && w.starts_with(what))
+            .unwrap_or_else(|| panic!("{job} was never {what}: {changes:#?}"))
+    };
+    let (old, new) = (job_of(1), job_of(2));
+    assert!(
+        changes.iter().any(|(j, w)| *j == old
+            && w.starts_with("deleting")
+            && w.contains("foregroundDeletion")),
+        "deleted in the foreground: {changes:#?}"
+    );
+    assert!(
+        at(&old, "deleted") < at(&new, "applied"),
+        "try 1's Job was gone before try 2's came: {changes:#?}"
+    );
+    let jobs_seen: std::collections::BTreeSet<&String> = changes.iter().map(|(j, _)| j).collect();
+    assert_eq!(jobs_seen.len(), 2, "{changes:#?}");
+
+    // Clean up: stop try 2.
+    second.cancel(&key);
+    let (result, _) = finished(&mut events, Duration::from_secs(120)).await;
+    assert!(
+        result.unwrap_err().to_string().contains("cancelled"),
+        "try 2 was cancelled"
+    );
+    env.assert_cleaned_up(&instance).await;
+}
+
+#[tokio::test]
+#[ignore = "needs cluster"]
+async fn cancel_deletes_the_job_and_its_pod() {
+    let env = env().await;
+    let instance = instance("cancel");
+    let changes = env.record_job_changes(&instance);
+    let task_api = TaskApi::with_secret(b"cluster-test");
+    let _server = serve_task_api(task_api.clone(), env.bind).await;
+    let executor = KubernetesExecutor::new(env.client.clone(), env.config(&instance), task_api);
+    let dag = Arc::new(dags().remove(3));
+    let launch = launch(&dag, "long");
+    let key = launch.key.clone();
+    let job = goflow_runtime::executor::kubernetes::job_name(
+        &instance,
+        "cluster-ops",
+        launch.ctx.run_id.as_str(),
+        "long",
+        1,
+    );
+    let (tx, mut events) = mpsc::unbounded_channel();
+    executor.launch(launch, tx);
+    started(&mut events, Duration::from_secs(60)).await;
+    env.wait_pod_running(&job).await;
+    // Let the worker print its first line.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+
+    executor.cancel(&key);
+    let (result, stdout) = finished(&mut events, Duration::from_secs(120)).await;
+    let error = result.unwrap_err().to_string();
+    assert!(error.contains("cancelled"), "{error}");
+    assert!(
+        stdout.iter().any(|l| l == "long task started"),
+        "the log as far as it got: {stdout:#?}"
+    );
+    // The Job goes in the foreground, with its pod; the try ended once.
+    env.assert_cleaned_up(&instance).await;
+    assert!(
+        changes.lock().unwrap().iter().any(|(j, w)| *j == job
+            && w.starts_with("deleting")
+            && w.contains("foregroundDeletion")),
+        "{:#?}",
+        changes.lock().unwrap()
+    );
+    executor.cancel(&key);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    while let Ok(event) = events.try_recv() {
+        assert!(
+            !matches!(event, ExecutorEvent::Finished { .. }),
+            "one Finished per try"
+        );
+    }
+    assert_eq!(executor.tracked(), 0);
 }

@@ -96,6 +96,8 @@ struct State {
     requests: Vec<Recorded>,
     /// Answers for the next `POST jobs`, instead of creating it.
     create_failures: Vec<(u16, &'static str, String)>,
+    /// Answers for the next `DELETE jobs/...`, instead of deleting it.
+    delete_failures: Vec<(u16, &'static str, String)>,
     /// Tells the test (or its kubelet) about each Job created.
     created: Option<mpsc::UnboundedSender<Value>>,
 }
@@ -269,6 +271,55 @@ impl ApiServer {
             .push((code, reason, message.to_owned()));
     }
 
+    fn fail_next_delete(&self, code: u16, reason: &'static str, message: &str) {
+        self.lock()
+            .delete_failures
+            .push((code, reason, message.to_owned()));
+    }
+
+    /// The resource version at which a Job was `event` (`ADDED`,
+    /// `DELETED`...), first.
+    fn job_event_at(&self, name: &str, event: &str) -> Option<u64> {
+        self.lock()
+            .history
+            .iter()
+            .find(|(_, k, _, e, o)| {
+                *k == Kind::Jobs && *e == event && o["metadata"]["name"] == json!(name)
+            })
+            .map(|(rv, ..)| *rv)
+    }
+
+    /// Waits until an object is gone.
+    async fn wait_gone(&self, kind: Kind, name: &str) {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        while self.get(kind, NS, name).is_some() {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{kind:?} {name} is still there"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// Deletes a Job's pods, then the Job (the garbage collector's work).
+    fn collect(&self, ns: &str, name: &str) -> Option<Value> {
+        let pods: Vec<String> = self
+            .lock()
+            .objects
+            .iter()
+            .filter(|((k, n, _), v)| {
+                *k == kind_id(Kind::Pods)
+                    && n == ns
+                    && v["metadata"]["labels"]["goflow.rs/job"] == json!(name)
+            })
+            .map(|((_, _, p), _)| p.clone())
+            .collect();
+        for pod in pods {
+            self.remove(Kind::Pods, ns, &pod);
+        }
+        self.remove(Kind::Jobs, ns, name)
+    }
+
     fn on_create(&self) -> mpsc::UnboundedReceiver<Value> {
         let (tx, rx) = mpsc::unbounded_channel();
         self.lock().created = Some(tx);
@@ -413,31 +464,39 @@ impl ApiServer {
                 }
             }
             (Method::DELETE, Some(name), None) if kind == Kind::Jobs => {
+                if !st.delete_failures.is_empty() {
+                    let (code, reason, message) = st.delete_failures.remove(0);
+                    return status(code, reason, &message);
+                }
                 let name = name.to_owned();
+                let foreground = body
+                    .as_ref()
+                    .is_some_and(|b| b["propagationPolicy"] == "Foreground");
+                let exists = st
+                    .objects
+                    .get(&(kind_id(Kind::Jobs), ns.to_owned(), name.clone()))
+                    .cloned();
                 drop(st);
-                match self.remove(Kind::Jobs, ns, &name) {
-                    Some(_) => {
-                        // The garbage collector takes the pods.
-                        let pods: Vec<String> = self
-                            .lock()
-                            .objects
-                            .iter()
-                            .filter(|((k, n, _), v)| {
-                                *k == kind_id(Kind::Pods)
-                                    && n == ns
-                                    && v["metadata"]["labels"]["goflow.rs/job"] == json!(name)
-                            })
-                            .map(|((_, _, p), _)| p.clone())
-                            .collect();
-                        for pod in pods {
-                            self.remove(Kind::Pods, ns, &pod);
-                        }
-                        json_response(
-                            StatusCode::OK,
-                            &json!({"apiVersion": "v1", "kind": "Status", "status": "Success",
+                if let (true, Some(mut job)) = (foreground, exists) {
+                    // Foreground: the Job stays, marked, until the garbage
+                    // collector has deleted its pods (once their containers
+                    // stopped).
+                    job["metadata"]["deletionTimestamp"] = json!(Utc::now().to_rfc3339());
+                    job["metadata"]["finalizers"] = json!(["foregroundDeletion"]);
+                    self.put(Kind::Jobs, job.clone());
+                    let (server, ns) = (self.clone(), ns.to_owned());
+                    tokio::spawn(async move {
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        server.collect(&ns, &name);
+                    });
+                    return json_response(StatusCode::OK, &job);
+                }
+                match self.collect(ns, &name) {
+                    Some(_) => json_response(
+                        StatusCode::OK,
+                        &json!({"apiVersion": "v1", "kind": "Status", "status": "Success",
                                     "details": {"name": name, "kind": "jobs"}}),
-                        )
-                    }
+                    ),
                     None => status(404, "NotFound", &format!("jobs.batch \"{name}\" not found")),
                 }
             }
@@ -1107,7 +1166,7 @@ async fn a_pod_that_cannot_start_fails_after_the_pending_deadline() {
             r.is(&Method::DELETE, &format!("/jobs/{name}"))
         })
         .await;
-        assert!(api.get(Kind::Jobs, NS, name).is_none());
+        api.wait_gone(Kind::Jobs, name).await;
     }
 
     // An invalid image name fails at once.
@@ -1415,8 +1474,8 @@ async fn cancelling_deletes_the_job_with_propagation() {
         events.log_text().contains("working..."),
         "the log so far was kept"
     );
-    assert!(api.get(Kind::Jobs, NS, &name).is_none());
-    assert!(api.get(Kind::Pods, NS, &pod_name(&name)).is_none());
+    api.wait_gone(Kind::Pods, &pod_name(&name)).await;
+    api.wait_gone(Kind::Jobs, &name).await;
 }
 
 #[tokio::test]
@@ -1848,4 +1907,334 @@ async fn a_restarted_scheduler_adopts_the_job_of_its_running_try() {
         .count();
     assert_eq!(creates, 1, "the Job was created once");
     second.abort();
+}
+
+// ---------------------------------------------------------------------------
+// At most one live Job per task instance; cancel; silent workers
+// ---------------------------------------------------------------------------
+
+/// The Job an earlier scheduler process created for a try.
+fn previous_job(dag: &Arc<Dag>, task: &str, try_number: u32) -> Value {
+    let token = TaskApi::with_secret(b"shared").token_for(&try_ref(task, try_number));
+    let job = goflow_runtime::executor::kubernetes::job_manifest(
+        &launch_of(dag, task, try_number, Inputs::new()),
+        goflow_runtime::executor::kubernetes::JobParams {
+            config: &config(),
+            token: &token,
+        },
+    )
+    .unwrap();
+    serde_json::to_value(&job).unwrap()
+}
+
+/// Sends a heartbeat as the try's worker would.
+async fn heartbeat(api: &TaskApi, try_ref: &TryRef) -> StatusCode {
+    let request = Request::post(try_ref.path("heartbeat"))
+        .header(
+            "authorization",
+            format!("Bearer {}", api.token_for(try_ref)),
+        )
+        .body(axum::body::Body::empty())
+        .unwrap();
+    task_api::router(api.clone())
+        .oneshot(request)
+        .await
+        .unwrap()
+        .status()
+}
+
+/// Waits until the executor follows the log of the pod of Job `job` (it
+/// saw the task container run).
+async fn wait_followed(api: &ApiServer, job: &str) {
+    let pod = pod_name(job);
+    api.wait_for("a log follow", |r| {
+        r.path.ends_with(&format!("/pods/{pod}/log")) && r.follows()
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_leftover_job_of_an_older_try_is_deleted_before_the_new_try_starts() {
+    let (client, api) = ApiServer::start();
+    let dag = Arc::new(dag());
+    // A scheduler that stopped left try 2 of `source` running; try 1
+    // finished (its Job kept until its TTL); another task's Job runs.
+    let finished = name_of("source", 1);
+    api.put(Kind::Jobs, previous_job(&dag, "source", 1));
+    set_job_condition(&api, &finished, "Complete", "CompletionsReached", "");
+    let leftover = name_of("source", 2);
+    api.put(Kind::Jobs, previous_job(&dag, "source", 2));
+    api.put(Kind::Pods, pod(&leftover, "Running", running()));
+    let other = name_of("double", 1);
+    api.put(Kind::Jobs, previous_job(&dag, "double", 1));
+
+    let executor = KubernetesExecutor::new(client, config(), TaskApi::with_secret(b"test"));
+    let (tx, mut events) = Events::new();
+    executor.launch(launch_of(&dag, "source", 3, Inputs::new()), tx);
+    events.started().await;
+    let new = name_of("source", 3);
+
+    let requests = api.requests();
+    let at = |pred: &dyn Fn(&Recorded) -> bool| requests.iter().position(pred);
+    let delete = at(&|r| r.is(&Method::DELETE, &format!("/jobs/{leftover}")))
+        .expect("the leftover Job was deleted");
+    let create = at(&|r| r.is(&Method::POST, "/namespaces/jobs/jobs")).expect("a Job was created");
+    assert!(delete < create, "deleted before the new Job was created");
+    assert_eq!(
+        requests[delete].body.as_ref().unwrap()["propagationPolicy"],
+        "Foreground",
+        "its pods go with it"
+    );
+    // The older tries were found by the task instance's labels.
+    let list = at(&|r| {
+        r.is(&Method::GET, "/namespaces/jobs/jobs")
+            && !r.watch()
+            && decode(&r.query).contains("goflow.rs/task=")
+    })
+    .expect("the Jobs of the task instance were listed");
+    assert!(list < delete);
+    let selector = decode(&requests[list].query);
+    assert!(
+        selector.contains("goflow.rs/dag=k8s-test")
+            && selector.contains("goflow.rs/task=source")
+            && selector.contains("goflow.rs/instance=goflow"),
+        "{selector}"
+    );
+    // The new Job was created once the old one (and its pod) was gone.
+    let gone = api
+        .job_event_at(&leftover, "DELETED")
+        .expect("the leftover Job is gone");
+    let added = api.job_event_at(&new, "ADDED").expect("the new Job exists");
+    assert!(gone < added, "the old Job was gone before the new one came");
+    assert!(api.get(Kind::Pods, NS, &pod_name(&leftover)).is_none());
+    // A finished Job and other tasks' Jobs are left alone.
+    for kept in [&finished, &other] {
+        assert!(
+            !requests
+                .iter()
+                .any(|r| r.is(&Method::DELETE, &format!("/jobs/{kept}"))),
+            "{kept} was not deleted"
+        );
+        assert!(api.get(Kind::Jobs, NS, kept).is_some());
+    }
+    assert!(
+        events
+            .log_text()
+            .contains(&format!("deleted Job {NS}/{leftover} of try 2")),
+        "{}",
+        events.log_text()
+    );
+    assert_eq!(executor.tracked(), 1);
+}
+
+#[tokio::test]
+async fn a_try_does_not_start_while_an_older_try_cannot_be_deleted() {
+    let (client, api) = ApiServer::start();
+    let dag = Arc::new(dag());
+    let leftover = name_of("source", 1);
+    api.put(Kind::Jobs, previous_job(&dag, "source", 1));
+    api.fail_next_delete(403, "Forbidden", "jobs.batch is forbidden: cannot delete");
+    let executor = KubernetesExecutor::new(client, config(), TaskApi::with_secret(b"test"));
+    let (tx, mut events) = Events::new();
+    executor.launch(launch_of(&dag, "source", 2, Inputs::new()), tx);
+    let err = events.finished().await.0.unwrap_err().to_string();
+    assert!(
+        err.contains("forbidden by RBAC") && err.contains(&format!("delete Job {NS}/{leftover}")),
+        "{err}"
+    );
+    assert!(err.contains("try 2 is not started"), "{err}");
+    assert!(
+        !api.requests().iter().any(|r| r.method == Method::POST),
+        "no Job was created"
+    );
+    assert!(events.started.is_empty());
+    assert_eq!(executor.tracked(), 0);
+}
+
+#[tokio::test]
+async fn cancel_deletes_the_job_in_the_foreground_and_ends_the_try_once() {
+    let (client, api) = ApiServer::start();
+    let dag = Arc::new(dag());
+    // Background is the configured propagation: a cancel still takes the
+    // pods first.
+    let executor = KubernetesExecutor::new(client, config(), TaskApi::with_secret(b"shared"));
+    let launch = launch_of(&dag, "slow", 1, Inputs::new());
+    let key = launch.key.clone();
+    let (tx, mut events) = Events::new();
+    executor.launch(launch, tx);
+    events.started().await;
+    let name = name_of("slow", 1);
+    api.put(Kind::Pods, pod(&name, "Running", running()));
+    api.set_log(&pod_name(&name), "working...\n");
+    wait_followed(&api, &name).await;
+    events.output("working...").await;
+    api.set_log(&pod_name(&name), "working...\nstill working\n");
+
+    executor.cancel(&key);
+    let err = events.finished().await.0.unwrap_err();
+    assert_eq!(err.kind(), TaskErrorKind::Failed);
+    let err = err.to_string();
+    assert!(err.contains("cancelled"), "{err}");
+    let delete = api
+        .wait_for("DELETE job", |r| {
+            r.is(&Method::DELETE, &format!("/jobs/{name}"))
+        })
+        .await;
+    assert_eq!(delete.body.unwrap()["propagationPolicy"], "Foreground");
+    assert_eq!(
+        events.stdout(),
+        ["working...", "still working"],
+        "the log as far as it got"
+    );
+    api.wait_gone(Kind::Pods, &pod_name(&name)).await;
+    api.wait_gone(Kind::Jobs, &name).await;
+
+    // Again, and a try it never ran: nothing.
+    executor.cancel(&key);
+    executor.cancel(&TryKey {
+        run: 99,
+        task: 0,
+        try_number: 1,
+    });
+    events.drain().await;
+    let deletes = api
+        .requests()
+        .iter()
+        .filter(|r| r.method == Method::DELETE)
+        .count();
+    assert_eq!(deletes, 1);
+    assert_eq!(executor.tracked(), 0);
+
+    // An adopted try is cancelled the same way.
+    let adopted = name_of("source", 1);
+    api.put(Kind::Jobs, previous_job(&dag, "source", 1));
+    api.put(Kind::Pods, pod(&adopted, "Running", running()));
+    let launch = launch_of(&dag, "source", 1, Inputs::new());
+    let key = launch.key.clone();
+    let (tx, mut events) = Events::new();
+    assert!(executor.adopt(launch, &adoption(&format!("{NS}/{adopted}"), 0), tx));
+    events.started().await;
+    executor.cancel(&key);
+    let err = events.finished().await.0.unwrap_err().to_string();
+    assert!(err.contains("cancelled"), "{err}");
+    let delete = api
+        .wait_for("DELETE the adopted Job", |r| {
+            r.is(&Method::DELETE, &format!("/jobs/{adopted}"))
+        })
+        .await;
+    assert_eq!(delete.body.unwrap()["propagationPolicy"], "Foreground");
+    api.wait_gone(Kind::Jobs, &adopted).await;
+    events.drain().await;
+}
+
+#[tokio::test]
+async fn a_silent_worker_whose_pod_is_gone_is_lost() {
+    let (client, api) = ApiServer::start();
+    let task_api = TaskApi::with_secret(b"shared");
+    let timeout = Duration::from_millis(300);
+    let executor = KubernetesExecutor::new(
+        client,
+        KubernetesConfig {
+            heartbeat_timeout: timeout,
+            ..config()
+        },
+        task_api.clone(),
+    );
+    let dag = Arc::new(dag());
+    // `source`: silent, its pod gone (and the Job controller, down, never
+    // marks the Job failed). `double`: silent, its pod runs. `fail`: its
+    // pod gone, its worker heartbeating.
+    let mut tries = Vec::new();
+    for task in ["source", "double", "fail"] {
+        let (tx, mut events) = Events::new();
+        executor.launch(launch_of(&dag, task, 1, Inputs::new()), tx);
+        events.started().await;
+        let name = name_of(task, 1);
+        api.put(Kind::Pods, pod(&name, "Running", running()));
+        api.set_log(&pod_name(&name), "started\n");
+        wait_followed(&api, &name).await;
+        tries.push(events);
+    }
+    let [mut gone, mut running_pod, mut beating] = <[Events; 3]>::try_from(tries).ok().unwrap();
+    let beats = {
+        let (task_api, try_ref) = (task_api.clone(), try_ref("fail", 1));
+        tokio::spawn(async move {
+            loop {
+                assert_eq!(heartbeat(&task_api, &try_ref).await, StatusCode::NO_CONTENT);
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        })
+    };
+    let began = tokio::time::Instant::now();
+    api.remove(Kind::Pods, NS, &pod_name(&name_of("source", 1)));
+    api.remove(Kind::Pods, NS, &pod_name(&name_of("fail", 1)));
+
+    let err = gone.finished().await.0.unwrap_err().to_string();
+    assert!(began.elapsed() >= timeout / 2, "not before the deadline");
+    assert!(
+        err.contains("lost") && err.contains("stopped heartbeating") && err.contains("pod"),
+        "{err}"
+    );
+    assert!(err.contains("was gone"), "{err}");
+    assert!(
+        gone.logs
+            .iter()
+            .any(|(s, l)| *s == LogStream::System && l.contains("stopped heartbeating")),
+        "{}",
+        gone.log_text()
+    );
+    let name = name_of("source", 1);
+    let delete = api
+        .wait_for("DELETE the lost try's Job", |r| {
+            r.is(&Method::DELETE, &format!("/jobs/{name}"))
+        })
+        .await;
+    assert_eq!(delete.body.unwrap()["propagationPolicy"], "Foreground");
+
+    // Well past the deadline, the others still run.
+    tokio::time::sleep(timeout * 4).await;
+    running_pod.drain().await;
+    beating.drain().await;
+    assert_eq!(executor.tracked(), 2);
+    beats.abort();
+
+    // An adopted try whose Job exists but whose pod is gone, and whose
+    // worker never calls: lost too.
+    let adopted = name_of("slow", 1);
+    api.put(Kind::Jobs, previous_job(&dag, "slow", 1));
+    let (tx, mut events) = Events::new();
+    assert!(executor.adopt(
+        launch_of(&dag, "slow", 1, Inputs::new()),
+        &adoption(&format!("{NS}/{adopted}"), 0),
+        tx
+    ));
+    let err = events.finished().await.0.unwrap_err().to_string();
+    assert!(err.contains("stopped heartbeating"), "{err}");
+}
+
+#[tokio::test]
+async fn an_adopted_try_whose_job_is_gone_is_lost() {
+    let (client, _api) = ApiServer::start();
+    let task_api = TaskApi::with_secret(b"shared");
+    let executor = KubernetesExecutor::new(client, config(), task_api.clone());
+    let dag = Arc::new(dag());
+    let (tx, mut events) = Events::new();
+    let name = name_of("source", 1);
+    assert!(executor.adopt(
+        launch_of(&dag, "source", 1, Inputs::new()),
+        &adoption(&format!("{NS}/{name}"), 0),
+        tx
+    ));
+    let err = events.finished().await.0.unwrap_err().to_string();
+    assert!(
+        err.starts_with("lost:") && err.contains(&format!("Job {NS}/{name} no longer exists")),
+        "{err}"
+    );
+    assert!(err.contains("reported no result"), "{err}");
+    assert!(
+        events.log_text().contains("[system] lost:"),
+        "{}",
+        events.log_text()
+    );
+    assert!(task_api.is_empty());
 }

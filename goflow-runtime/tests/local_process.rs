@@ -3,24 +3,28 @@
 //! There is no goflow binary for tests to run, so this test binary is its
 //! own worker: the executor re-runs it as `<this test binary> --exact
 //! worker_entry --nocapture -- tasks run ...` with `GOFLOW_TEST_WORKER=1`,
-//! and [`worker_entry`] then behaves like a goflow binary's `main`.
+//! and [`worker_entry`] then behaves like a goflow binary's `main`. In the
+//! same way [`scheduler_entry`] runs a scheduler, for the test that kills
+//! one with SIGKILL.
 
 mod support;
 
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use clap::Parser;
 use goflow_core::{
-    Dag, DagBuilder, DataInterval, Inputs, RunId, RunType, TaskContext, TaskError, TaskErrorKind,
-    TaskFn, TaskFuture, TaskOptions, TaskOutput, TaskSpec,
+    Dag, DagBuilder, DataInterval, ExecutorKind, Inputs, RunId, RunType, TaskContext, TaskError,
+    TaskErrorKind, TaskFn, TaskFuture, TaskOptions, TaskOutput, TaskSpec,
 };
 use goflow_runtime::cli::{run, Cli, CliError};
 use goflow_runtime::executor::{
-    Executor, ExecutorEvent, Launch, LocalProcessExecutor, TryKey, TryMetrics,
+    Adoption, Executor, ExecutorEvent, Launch, LocalProcessExecutor, TryKey, TryMetrics,
 };
+use goflow_runtime::scheduler::{Scheduler, SchedulerConfig};
 use goflow_runtime::worker::{LaunchPayload, WorkerOutcome, WorkerResult};
 use goflow_runtime::Registry;
 use goflow_store::LogStream;
@@ -127,6 +131,37 @@ fn burn(_: TaskContext, _: &Inputs) -> TaskFuture {
     })
 }
 
+/// Starts a grandchild that ignores SIGTERM (`sleep` under `trap "" TERM`),
+/// writes `<its own pid> <the grandchild's pid>` to the file named by the
+/// run's `pid_file` conf, and sleeps.
+fn family(ctx: TaskContext, _: &Inputs) -> TaskFuture {
+    let pid_file = ctx.conf["pid_file"].as_str().map(PathBuf::from);
+    Box::pin(async move {
+        let pid_file = pid_file.ok_or_else(|| TaskError::fatal("no pid_file in the conf"))?;
+        let grandchild = std::process::Command::new("sh")
+            .args(["-c", "trap '' TERM; exec sleep 300"])
+            .spawn()?;
+        let tmp = pid_file.with_extension("tmp");
+        std::fs::write(&tmp, format!("{} {}", std::process::id(), grandchild.id()))?;
+        std::fs::rename(&tmp, &pid_file)?;
+        println!("sleeping");
+        tokio::time::sleep(Duration::from_secs(3600)).await;
+        output(json!(null))
+    })
+}
+
+/// Handles SIGTERM by saying so, and sleeps on: only SIGKILL ends it.
+fn stubborn(_: TaskContext, _: &Inputs) -> TaskFuture {
+    Box::pin(async {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        println!("ignoring SIGTERM");
+        loop {
+            term.recv().await;
+            println!("got SIGTERM, ignoring it");
+        }
+    })
+}
+
 fn env_probe(_: TaskContext, _: &Inputs) -> TaskFuture {
     let seen: Vec<String> = ["GOFLOW_DATABASE_URL", "DATABASE_URL"]
         .into_iter()
@@ -163,7 +198,17 @@ fn tasks() -> Vec<TaskSpec> {
         spec("memory", &[], None, memory),
         spec("burn", &[], None, burn),
         spec("env_probe", &[], None, env_probe),
+        spec("family", &[], None, family),
+        spec("stubborn", &[], None, stubborn),
     ]
+}
+
+/// The DAG of the scheduler that is killed: one local-process task whose
+/// worker and grandchild sleep.
+fn orphans_dag() -> Dag {
+    let mut family = spec("family", &[], None, family);
+    family.options.executor = Some(ExecutorKind::LocalProcess);
+    DagBuilder::new("orphans").task(family).build().unwrap()
 }
 
 /// The DAG as the worker knows it.
@@ -194,7 +239,42 @@ fn dag_with_ghost() -> Dag {
 /// executor, runs `tasks run ...` like a goflow binary and exits.
 #[test]
 fn worker_entry() {
-    support::act_as_goflow_binary(|| Registry::from_dags([dag()]).unwrap());
+    support::act_as_goflow_binary(|| Registry::from_dags([dag(), orphans_dag()]).unwrap());
+}
+
+/// Set to a database URL in the environment of a scheduler this binary
+/// runs as a child process.
+const SCHEDULER_DB_ENV: &str = "GOFLOW_TEST_SCHEDULER_DB";
+
+/// Returns at once in a normal test run; with [`SCHEDULER_DB_ENV`] set,
+/// runs a scheduler of [`orphans_dag`] on that database until killed,
+/// its tasks in worker processes (this binary again, as [`worker_entry`]).
+/// It is built as an embedding service builds one: the CLI's `scheduler`
+/// re-executes its binary without the test harness's arguments.
+#[test]
+fn scheduler_entry() {
+    let Ok(url) = std::env::var(SCHEDULER_DB_ENV) else {
+        return;
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime");
+    runtime.block_on(async {
+        let store = goflow_runtime::db::open(&url).await.expect("the store");
+        let config = SchedulerConfig {
+            id: "orphans-test".to_owned(),
+            default_executor: ExecutorKind::LocalProcess,
+            ..SchedulerConfig::default()
+        };
+        let registry = Registry::from_dags([orphans_dag()]).unwrap();
+        Scheduler::new(store, Arc::new(registry), config)
+            .with_executor(Arc::new(executor()))
+            .run(std::future::pending())
+            .await
+            .expect("the scheduler runs");
+    });
+    std::process::exit(0);
 }
 
 // ---------------------------------------------------------------------------
@@ -334,8 +414,10 @@ async fn a_task_gets_its_inputs_and_returns_its_output() {
     let exec = executor();
     let report = run_with(&exec, launch_of(dag(), "double", inputs), |_| false, |_| {}).await;
 
-    let pid = report.started.clone().flatten().expect("a pid");
-    assert!(pid.parse::<u32>().is_ok(), "{pid}");
+    let handle = report.started.clone().flatten().expect("a handle");
+    let (pid, start) = handle.split_once(':').expect("<pid>:<start time>");
+    assert!(pid.parse::<u32>().is_ok(), "{handle}");
+    assert!(start.parse::<u64>().is_ok(), "{handle}");
     let out = report.result.as_ref().expect("success");
     assert_eq!(
         out.value,
@@ -425,6 +507,7 @@ async fn cancel_kills_the_process() {
     )
     .await;
     let err = report.error();
+    assert_eq!(err.kind(), TaskErrorKind::Stopped, "{err:?}");
     assert!(err.message().contains("cancelled"), "{err}");
     assert_eq!(report.metrics.exit_code, None);
     assert_eq!(exec.running(), 0);
@@ -617,4 +700,367 @@ async fn workers_never_see_the_database_url() {
     let report = run_task("env_probe").await;
     let out = report.result.as_ref().expect("success");
     assert_eq!(out.value, json!([]), "the worker saw {}", out.value);
+}
+
+// ---------------------------------------------------------------------------
+// Stopping tries, adoption, and workers that outlive their scheduler
+// (Linux: processes are identified through /proc).
+// ---------------------------------------------------------------------------
+
+#[cfg(target_os = "linux")]
+mod stopping {
+    use super::*;
+
+    /// A process, identified: its pid and its start time.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    struct Proc {
+        pid: u32,
+        start: u64,
+    }
+
+    /// `(state, start time)` of `pid`, from `/proc/<pid>/stat`.
+    fn stat(pid: u32) -> Option<(char, u64)> {
+        let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        let mut fields = text[text.rfind(')')? + 1..].split_ascii_whitespace();
+        let state = fields.next()?.chars().next()?;
+        // Field 22; this iterator starts at field 3.
+        let start = fields.nth(18)?.parse().ok()?;
+        Some((state, start))
+    }
+
+    impl Proc {
+        fn of(pid: u32) -> Self {
+            let (_, start) = stat(pid).unwrap_or_else(|| panic!("process {pid} is not running"));
+            Proc { pid, start }
+        }
+
+        /// Whether it still runs: neither gone, nor a zombie, nor replaced by
+        /// another process with its pid.
+        fn runs(self) -> bool {
+            stat(self.pid).is_some_and(|(state, start)| state != 'Z' && start == self.start)
+        }
+
+        /// The `<pid>:<start time>` handle the executor gives it.
+        fn handle(self) -> String {
+            format!("{}:{}", self.pid, self.start)
+        }
+    }
+
+    /// Waits up to `limit` until none of `procs` runs.
+    async fn all_gone(procs: &[Proc], limit: Duration) -> bool {
+        let deadline = Instant::now() + limit;
+        while procs.iter().any(|p| p.runs()) {
+            if Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        true
+    }
+
+    /// Kills what a failed test leaves running.
+    struct KillOnDrop(Vec<Proc>);
+
+    impl Drop for KillOnDrop {
+        fn drop(&mut self) {
+            for p in &self.0 {
+                if p.runs() {
+                    let _ = nix::sys::signal::kill(
+                        nix::unistd::Pid::from_raw(p.pid as i32),
+                        nix::sys::signal::Signal::SIGKILL,
+                    );
+                }
+            }
+        }
+    }
+
+    /// The worker and grandchild the `family` task wrote to `file`.
+    fn family_of(file: &Path) -> Option<(Proc, Proc)> {
+        let text = std::fs::read_to_string(file).ok()?;
+        let (worker, grandchild) = text.split_once(' ')?;
+        Some((
+            Proc::of(worker.parse().ok()?),
+            Proc::of(grandchild.parse().ok()?),
+        ))
+    }
+
+    fn family_launch(pid_file: &Path) -> Launch {
+        let mut launch = launch_of(dag(), "family", Inputs::new());
+        launch.ctx.conf = json!({ "pid_file": pid_file });
+        launch
+    }
+
+    fn printed(line: &str) -> impl Fn(&ExecutorEvent) -> bool + '_ {
+        move |e| matches!(e, ExecutorEvent::Log { line: l, .. } if l == line)
+    }
+
+    #[tokio::test]
+    async fn cancel_stops_the_whole_process_group_and_ends_the_try_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let pid_file = dir.path().join("pids");
+        let grace = Duration::from_millis(500);
+        let exec = executor().stop_grace(grace);
+        let family = Mutex::new(None);
+        let report = run_with(
+            &exec,
+            family_launch(&pid_file),
+            printed("sleeping"),
+            |key| {
+                *family.lock().unwrap() = family_of(&pid_file);
+                exec.cancel(key);
+            },
+        )
+        .await;
+        let (worker, grandchild) = family
+            .into_inner()
+            .unwrap()
+            .expect("the task wrote its pids");
+        let _cleanup = KillOnDrop(vec![worker, grandchild]);
+
+        // One Finished (`run_with` checks), saying the try was stopped.
+        let err = report.error();
+        assert_eq!(err.kind(), TaskErrorKind::Stopped, "{err:?}");
+        assert!(err.message().contains("cancelled"), "{err}");
+        assert_eq!(report.metrics.exit_code, None);
+        assert_eq!(report.started, Some(Some(worker.handle())));
+        assert!(
+            report.log(LogStream::Stdout, "sleeping"),
+            "{:?}",
+            report.logs
+        );
+        // The grandchild ignored SIGTERM: SIGKILL after the grace ended it
+        // before the try ended.
+        assert!(!worker.runs(), "the worker outlived its try");
+        assert!(
+            !grandchild.runs(),
+            "the task's own process outlived its try"
+        );
+        assert_eq!(exec.running(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_worker_that_ignores_sigterm_is_killed_after_the_grace() {
+        let grace = Duration::from_millis(600);
+        let exec = executor().stop_grace(grace);
+        let cancelled_at = Mutex::new(None);
+        let report = run_with(
+            &exec,
+            launch_of(dag(), "stubborn", Inputs::new()),
+            printed("ignoring SIGTERM"),
+            |key| {
+                *cancelled_at.lock().unwrap() = Some(Instant::now());
+                exec.cancel(key);
+            },
+        )
+        .await;
+        let took = cancelled_at
+            .into_inner()
+            .unwrap()
+            .expect("cancelled")
+            .elapsed();
+        let err = report.error();
+        assert_eq!(err.kind(), TaskErrorKind::Stopped, "{err:?}");
+        assert_eq!(report.metrics.exit_code, None);
+        // SIGTERM came first, and what the task printed then is in the log;
+        // SIGKILL only after the grace.
+        assert!(
+            report.log(LogStream::Stdout, "got SIGTERM, ignoring it"),
+            "{:?}",
+            report.logs
+        );
+        assert!(took >= grace, "stopped after {took:?}, before the grace");
+    }
+
+    /// Launches `launch` and waits for its handle and its first line.
+    async fn started(
+        exec: &LocalProcessExecutor,
+        launch: Launch,
+    ) -> (Proc, mpsc::UnboundedReceiver<ExecutorEvent>) {
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        exec.launch(launch, tx);
+        let mut handle = None;
+        loop {
+            match tokio::time::timeout(Duration::from_secs(30), rx.recv()).await {
+                Ok(Some(ExecutorEvent::Started { handle: h, .. })) => handle = h,
+                Ok(Some(ExecutorEvent::Log { .. })) => break,
+                other => panic!("the worker did not start: {other:?}"),
+            }
+        }
+        let handle = handle.expect("a handle");
+        let (pid, _) = handle.split_once(':').expect("<pid>:<start time>");
+        let worker = Proc::of(pid.parse().unwrap());
+        // The handle names the process, start time included.
+        assert_eq!(handle, worker.handle());
+        (worker, rx)
+    }
+
+    /// The `Finished` result of a try, once it comes.
+    async fn finished(
+        rx: &mut mpsc::UnboundedReceiver<ExecutorEvent>,
+    ) -> Result<TaskOutput, TaskError> {
+        loop {
+            match tokio::time::timeout(Duration::from_secs(30), rx.recv()).await {
+                Ok(Some(ExecutorEvent::Finished { result, .. })) => return result,
+                Ok(Some(_)) => {}
+                other => panic!("no Finished: {other:?}"),
+            }
+        }
+    }
+
+    fn adopt(exec: &LocalProcessExecutor, launch: &Launch, handle: &str) -> bool {
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let adopted = exec.adopt(
+            launch.clone(),
+            &Adoption {
+                handle: handle.to_owned(),
+                logged_lines: 0,
+            },
+            tx,
+        );
+        assert!(rx.try_recv().is_err(), "adopt reported events");
+        adopted
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn adoption_stops_a_live_earlier_worker_and_returns_false() {
+        // The worker of a scheduler that is gone: its pipes are this test's,
+        // but a new executor cannot follow it.
+        let earlier = executor();
+        let launch = launch_of(dag(), "sleep", Inputs::new());
+        let (worker, mut events) = started(&earlier, launch.clone()).await;
+        let _cleanup = KillOnDrop(vec![worker]);
+
+        let later = executor().stop_grace(Duration::from_secs(5));
+        assert!(
+            !adopt(&later, &launch, &worker.handle()),
+            "a local worker cannot be adopted"
+        );
+        // `adopt` returned once the worker was gone.
+        assert!(!worker.runs(), "the earlier worker still runs");
+        let result = finished(&mut events).await;
+        let err = result.expect_err("stopped");
+        assert!(
+            err.message().contains("killed by signal 15 (SIGTERM)"),
+            "{err}"
+        );
+        // Nothing left to stop: still not adopted, nothing killed.
+        assert!(!adopt(&later, &launch, &worker.handle()));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn adoption_never_stops_a_process_it_cannot_identify() {
+        let earlier = executor();
+        let launch = launch_of(dag(), "sleep", Inputs::new());
+        let (worker, mut events) = started(&earlier, launch.clone()).await;
+        let mut stranger = std::process::Command::new("sleep")
+            .arg("300")
+            .spawn()
+            .unwrap();
+        let stranger_proc = Proc::of(stranger.id());
+        let _cleanup = KillOnDrop(vec![worker, stranger_proc]);
+
+        let later = executor().stop_grace(Duration::from_millis(500));
+        let mut other_try = launch.clone();
+        other_try.key.try_number = 3;
+        other_try.ctx.try_number = 3;
+        for (what, launch, handle) in [
+            // The pid was reused: another start time.
+            (
+                "another start time",
+                &launch,
+                format!("{}:{}", worker.pid, worker.start + 1),
+            ),
+            // The process runs another try.
+            ("another try", &other_try, worker.handle()),
+            // An old row's bare pid, now another program's.
+            ("a stranger's bare pid", &launch, stranger.id().to_string()),
+            ("a stranger's handle", &launch, stranger_proc.handle()),
+            ("garbage", &launch, "job-123".to_owned()),
+            ("nothing", &launch, String::new()),
+        ] {
+            assert!(!adopt(&later, launch, &handle), "{what}");
+            assert!(worker.runs(), "{what}: the worker was stopped");
+            assert!(stranger_proc.runs(), "{what}: a stranger was stopped");
+        }
+
+        // An old row's bare pid of this very try's worker: stopped.
+        assert!(!adopt(&later, &launch, &worker.pid.to_string()));
+        assert!(!worker.runs(), "the earlier worker still runs");
+        assert!(finished(&mut events).await.is_err());
+        let _ = stranger.kill();
+        let _ = stranger.wait();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_scheduler_killed_with_sigkill_leaves_no_worker_behind() {
+        let db = goflow_store::testing::sqlite(true).await;
+        let dir = tempfile::tempdir().unwrap();
+        let pid_file = dir.path().join("pids");
+        let registry = Registry::from_dags([orphans_dag()]).unwrap();
+        let rows = goflow_runtime::db::sync_registry(&db.store, &registry, Utc::now())
+            .await
+            .unwrap();
+        let new = goflow_runtime::db::new_run(
+            registry.get("orphans").unwrap(),
+            rows["orphans"].version,
+            RunType::Manual,
+            DataInterval::at(Utc::now()),
+            json!({ "pid_file": pid_file }),
+        );
+        let run = db.store.create_run(&new, Utc::now()).await.unwrap();
+
+        let log_path = dir.path().join("scheduler.log");
+        let mut scheduler = tokio::process::Command::new(std::env::current_exe().unwrap())
+            .args(support::entry_args("scheduler_entry"))
+            .env(SCHEDULER_DB_ENV, &db.url)
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(&log_path).unwrap())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("spawn the scheduler");
+        let log = || std::fs::read_to_string(&log_path).unwrap_or_default();
+
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let (worker, grandchild) = loop {
+            if let Some(family) = family_of(&pid_file) {
+                break family;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the task did not start; scheduler log:\n{}",
+                log()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        let _cleanup = KillOnDrop(vec![worker, grandchild]);
+        // The store holds the handle that identifies the worker.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let tis = db.store.task_instances(run.id).await.unwrap();
+            if tis
+                .iter()
+                .any(|ti| ti.executor_handle.as_deref() == Some(&worker.handle()))
+            {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no stored handle {}: {:?}",
+                worker.handle(),
+                tis.iter().map(|t| &t.executor_handle).collect::<Vec<_>>()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(worker.runs() && grandchild.runs());
+
+        scheduler.kill().await.unwrap(); // SIGKILL: the scheduler does nothing more
+        scheduler.wait().await.unwrap();
+        assert!(
+            all_gone(&[worker, grandchild], Duration::from_secs(5)).await,
+            "after the scheduler's end: worker running {}, grandchild running {}",
+            worker.runs(),
+            grandchild.runs()
+        );
+    }
 }

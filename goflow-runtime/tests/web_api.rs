@@ -432,7 +432,8 @@ async fn clearing_runs_and_tasks() {
         assert_eq!(r.json()["cleared"], json!(["right", "merge", "notify"]));
         assert_eq!(task_state(store, &ok, "left").await, TaskState::Success);
 
-        // A running task cannot be cleared: 409, nothing changes.
+        // A running task is stopped to be cleared: the run's scheduler
+        // stops its try and clears it once stopped.
         let live = new_run(store, &etl(), at(3)).await;
         start_run(store, &live).await;
         run_task(store, &live, "extract").await;
@@ -442,14 +443,17 @@ async fn clearing_runs_and_tasks() {
             json!({}),
         )
         .await;
-        assert_eq!(r.status, StatusCode::CONFLICT, "{}", r.text);
-        assert!(r.error().contains("running"), "{}", r.text);
-        let r = post(&app, &format!("{}/clear", run_path(&live)), json!({})).await;
-        assert_eq!(r.status, StatusCode::CONFLICT, "{}", r.text);
-        assert_eq!(
-            task_state(store, &live, "extract").await,
-            TaskState::Running
-        );
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+        assert_eq!(r.json()["cleared"], json!(["extract"]));
+        let ti = store
+            .task_instance(live.id, "extract")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(ti.state, TaskState::Running, "stopped by its scheduler");
+        let stop = ti.stop_requested.expect("a stop is requested");
+        assert_eq!(stop.to, TaskState::Pending);
+        assert!(stop.reason.contains("cleared by"), "{}", stop.reason);
 
         let r = post(
             &app,
@@ -517,10 +521,28 @@ async fn marking_tasks_success_or_failed() {
         .await;
         assert_eq!(r.status, StatusCode::NOT_FOUND, "{}", r.text);
 
-        // A run in flight belongs to its scheduler: 409, nothing changes.
+        // A running task is stopped and ends in the state asked for; its
+        // scheduler does it (`stopping` says so).
         let live = new_run(store, &etl(), at(3)).await;
         start_run(store, &live).await;
         run_task(store, &live, "extract").await;
+        let r = post(
+            &app,
+            &format!("{}/tasks/extract/state", run_path(&live)),
+            json!({"state": "failed"}),
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+        assert_eq!(r.json()["stopping"], true, "{}", r.text);
+        let ti = store
+            .task_instance(live.id, "extract")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(ti.stop_requested.map(|s| s.to), Some(TaskState::Failed));
+
+        // A task of a run in flight that is not running belongs to its
+        // scheduler: 409, nothing changes.
         end_task(store, &live, "extract", TaskState::Failed).await;
         let r = post(
             &app,
@@ -530,6 +552,47 @@ async fn marking_tasks_success_or_failed() {
         .await;
         assert_eq!(r.status, StatusCode::CONFLICT, "{}", r.text);
         assert_eq!(task_state(store, &live, "extract").await, TaskState::Failed);
+    }
+}
+
+#[tokio::test]
+async fn stopping_a_run() {
+    for app in apps().await {
+        let store = app.store();
+        let live = new_run(store, &etl(), at(3)).await;
+        start_run(store, &live).await;
+        run_task(store, &live, "extract").await;
+        let stop = format!("{}/stop", run_path(&live));
+        let r = post(&app, &stop, json!({})).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+        let requested: Vec<(String, Option<TaskState>)> = store
+            .task_instances(live.id)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|t| (t.task_id, t.stop_requested.map(|s| s.to)))
+            .collect();
+        assert!(
+            requested.contains(&("extract".to_owned(), Some(TaskState::Failed))),
+            "{requested:?}"
+        );
+        assert!(
+            requested
+                .iter()
+                .filter(|(t, _)| t != "extract")
+                .all(|(_, s)| *s == Some(TaskState::Skipped)),
+            "{requested:?}"
+        );
+        assert_eq!(r.json()["tasks"], requested.len(), "{}", r.text);
+
+        // A finished run cannot be stopped.
+        let done = failed_run(store, at(1)).await;
+        let r = post(&app, &format!("{}/stop", run_path(&done)), json!({})).await;
+        assert_eq!(r.status, StatusCode::CONFLICT, "{}", r.text);
+        assert!(r.error().contains("failed already"), "{}", r.text);
+        // An unknown run is 404.
+        let r = post(&app, "/api/v1/dags/etl/runs/nope/stop", json!({})).await;
+        assert_eq!(r.status, StatusCode::NOT_FOUND, "{}", r.text);
     }
 }
 
@@ -707,10 +770,11 @@ async fn the_openapi_document_lists_the_paths() {
             ("/api/v1/dags/{dag_id}/tasks/{task_id}/history", "get"),
             ("/api/v1/dags/{dag_id}/calendar", "get"),
             ("/api/v1/health", "get"),
+            ("/api/v1/dags/{dag_id}/runs/{run_id}/stop", "post"),
         ] {
             assert!(paths[p][method].is_object(), "{method} {p} missing");
         }
-        assert_eq!(paths.len(), 13);
+        assert_eq!(paths.len(), 14);
         assert!(doc["components"]["schemas"]["ErrorBody"].is_object());
         assert_eq!(
             doc["components"]["securitySchemes"]["bearer"]["scheme"],

@@ -5,7 +5,8 @@
 //!
 //! A user logs in, sees the DAG, is refused an invalid conf, triggers a
 //! run, follows a task's log while it runs, watches the run succeed in the
-//! grid, clears a task and sees it run again. Screenshots of the main pages
+//! grid, clears a task and sees it run again, stops a hung task by
+//! marking it failed and sees its run fail. Screenshots of the main pages
 //! are written to `target/screenshots/` for a reviewer.
 //!
 //! Chromium missing is a failure with a message, not a skip: CI installs
@@ -71,6 +72,11 @@ fn output(value: serde_json::Value) -> Result<TaskOutput, TaskError> {
 
 fn extract(ctx: TaskContext, _: &Inputs) -> TaskFuture {
     Box::pin(async move {
+        if ctx.conf["hang"] == serde_json::json!(true) {
+            // Hangs until someone stops it.
+            log(&ctx, "waiting for a file that never comes").await?;
+            std::future::pending::<()>().await;
+        }
         log(&ctx, "reading sales.csv").await?;
         while !GATE_OPEN.load(Ordering::SeqCst) {
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -493,6 +499,54 @@ async fn a_user_triggers_follows_and_reruns_a_dag_in_chromium() {
     );
     shot(&client, "08-run-after-clear").await;
 
+    // A hung task is stopped from its run's page: marked failed, its try
+    // is killed and the run fails, within seconds.
+    client.goto(&format!("{base}/dags/shop")).await.unwrap();
+    let conf = client.find(Locator::Css("#conf")).await.unwrap();
+    conf.clear().await.unwrap();
+    conf.send_keys("{\"hang\": true}").await.unwrap();
+    click_to_page(&client, "#trigger").await;
+    let hung_page = path(&client).await;
+    let hung = store.list_runs("shop", 1, 0).await.unwrap()[0].clone();
+    assert_eq!(hung.conf, serde_json::json!({"hang": true}));
+    eventually(&client, "the hung task shows as running", true, || async {
+        exists(
+            &client,
+            "tr[data-task=\"extract\"][data-state=\"running\"] button.mark-failed",
+        )
+        .await
+    })
+    .await;
+    shot(&client, "09-run-hung").await;
+    let asked = Instant::now();
+    click_to_page(&client, "tr[data-task=\"extract\"] button.mark-failed").await;
+    assert_eq!(path(&client).await, hung_page);
+    eventually(&client, "the stopped task fails its run", true, || async {
+        exists(&client, "tr[data-task=\"extract\"][data-state=\"failed\"]").await
+            && text(&client, "#run-state").await == "failed"
+    })
+    .await;
+    assert!(
+        asked.elapsed() < Duration::from_secs(10),
+        "stopped within seconds, took {:?}",
+        asked.elapsed()
+    );
+    let extract = store
+        .task_instance(hung.id, "extract")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((extract.state, extract.try_number), (TaskState::Failed, 1));
+    assert!(
+        extract
+            .last_error
+            .as_deref()
+            .is_some_and(|e| e.contains("marked failed by admin")),
+        "{:?}",
+        extract.last_error
+    );
+    shot(&client, "10-run-stopped").await;
+
     // Performance over runs, and the scheduler's health.
     client
         .goto(&format!("{base}/dags/shop/tasks/merge"))
@@ -506,11 +560,11 @@ async fn a_user_triggers_follows_and_reruns_a_dag_in_chromium() {
             .len(),
         3
     );
-    shot(&client, "09-performance").await;
+    shot(&client, "11-performance").await;
     client.goto(&format!("{base}/health")).await.unwrap();
     assert_eq!(text(&client, "#overall").await, "healthy");
     assert!(text(&client, "#schedulers").await.contains(SCHEDULER_ID));
-    shot(&client, "10-health").await;
+    shot(&client, "12-health").await;
 
     // Pause from the list, and unpause.
     client.goto(&format!("{base}/dags")).await.unwrap();
@@ -519,7 +573,7 @@ async fn a_user_triggers_follows_and_reruns_a_dag_in_chromium() {
         text(&client, "tr[data-dag=\"shop\"] button.switch").await,
         "paused"
     );
-    shot(&client, "11-dag-list-paused").await;
+    shot(&client, "13-dag-list-paused").await;
     assert!(store.get_dag("shop").await.unwrap().unwrap().is_paused);
     click_to_page(&client, "tr[data-dag=\"shop\"] button.switch").await;
     assert_eq!(

@@ -1,6 +1,7 @@
 //! Connections: one enum over both backends (`diesel::MultiConnection`),
-//! an r2d2 manager that picks the backend from the URL, SQLite pragmas, and
-//! write transactions.
+//! an r2d2 manager that picks the backend from the URL, SQLite pragmas,
+//! read-only sessions, the schema check of a new store, and write
+//! transactions.
 
 use std::time::Duration;
 
@@ -9,7 +10,7 @@ use diesel::r2d2::{CustomizeConnection, ManageConnection, R2D2Connection};
 use diesel::Connection;
 
 use crate::url::Target;
-use crate::{Backend, Result};
+use crate::{Backend, Result, StoreError};
 
 #[cfg(not(any(feature = "sqlite", feature = "postgres")))]
 compile_error!("goflow-store needs at least one of the `sqlite` and `postgres` features");
@@ -46,9 +47,10 @@ impl Target {
                 diesel::PgConnection::establish(url).map(AnyConnection::Postgres)
             }
             #[cfg(feature = "sqlite")]
-            Target::Sqlite { path, .. } => {
-                diesel::SqliteConnection::establish(path).map(AnyConnection::Sqlite)
-            }
+            Target::Sqlite {
+                path, read_only, ..
+            } => diesel::SqliteConnection::establish(&Target::sqlite_open_name(path, *read_only))
+                .map(AnyConnection::Sqlite),
         }
     }
 }
@@ -83,17 +85,31 @@ impl ManageConnection for Manager {
 /// Sets up every new connection: on SQLite, WAL journaling (readers never
 /// wait for the writer), a busy timeout (writers wait for each other instead
 /// of failing) and foreign keys. Nothing on PostgreSQL.
+///
+/// A read-only store changes nothing about the database: on SQLite only
+/// the busy timeout and `query_only`, on PostgreSQL read-only transactions.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Setup {
     #[cfg_attr(not(feature = "sqlite"), allow(dead_code))]
     pub busy_timeout: Duration,
+    /// Whether the store only reads.
+    pub read_only: bool,
 }
 
 impl Setup {
     pub(crate) fn apply(&self, conn: &mut AnyConnection) -> diesel::QueryResult<()> {
         match conn {
             #[cfg(feature = "postgres")]
+            AnyConnection::Postgres(c) if self.read_only => {
+                c.batch_execute("SET default_transaction_read_only = on")
+            }
+            #[cfg(feature = "postgres")]
             AnyConnection::Postgres(_) => Ok(()),
+            #[cfg(feature = "sqlite")]
+            AnyConnection::Sqlite(c) if self.read_only => c.batch_execute(&format!(
+                "PRAGMA busy_timeout = {}; PRAGMA query_only = ON;",
+                self.busy_timeout.as_millis()
+            )),
             #[cfg(feature = "sqlite")]
             AnyConnection::Sqlite(c) => c.batch_execute(&format!(
                 "PRAGMA busy_timeout = {}; PRAGMA journal_mode = WAL; \
@@ -210,3 +226,150 @@ macro_rules! per_backend {
     };
 }
 pub(crate) use per_backend;
+
+/// One row of `__diesel_schema_migrations`.
+#[derive(diesel::QueryableByName)]
+struct AppliedVersion {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    version: String,
+}
+
+/// Whether something exists.
+#[derive(diesel::QueryableByName)]
+struct Present {
+    #[diesel(sql_type = diesel::sql_types::Bool)]
+    present: bool,
+}
+
+/// The versions recorded in diesel's `__diesel_schema_migrations`, oldest
+/// first; none when the table does not exist. Unlike diesel's
+/// `applied_migrations`, this never creates the table, so it works on a
+/// read-only database.
+pub(crate) fn applied_migrations(conn: &mut AnyConnection) -> diesel::QueryResult<Vec<String>> {
+    use diesel::RunQueryDsl;
+    // The table as the search path finds it (PostgreSQL: a test's own
+    // schema), or in the main database (SQLite).
+    let exists_sql = match conn.backend() {
+        Backend::Postgres => {
+            "SELECT to_regclass('__diesel_schema_migrations') IS NOT NULL AS present"
+        }
+        Backend::Sqlite => {
+            "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' \
+             AND name = '__diesel_schema_migrations') AS present"
+        }
+    };
+    let exists = per_backend!(conn, c => diesel::sql_query(exists_sql).get_result::<Present>(c))?;
+    if !exists.present {
+        return Ok(Vec::new());
+    }
+    let mut versions: Vec<String> = per_backend!(conn, c => diesel::sql_query(
+        "SELECT version FROM __diesel_schema_migrations"
+    )
+    .load::<AppliedVersion>(c))?
+    .into_iter()
+    .map(|v| v.version)
+    .collect();
+    versions.sort();
+    Ok(versions)
+}
+
+/// Refuses a database this build cannot use: one with a migration `known`
+/// lacks (a newer goflow migrated it), or, for a read-only store, one that
+/// lacks some of `known`.
+pub(crate) fn check_schema(
+    applied: &[String],
+    known: &[String],
+    url: &str,
+    read_only: bool,
+) -> Result<()> {
+    let unknown: Vec<String> = applied
+        .iter()
+        .filter(|v| !known.contains(v))
+        .cloned()
+        .collect();
+    if !unknown.is_empty() {
+        return Err(StoreError::UnknownMigrations {
+            url: url.to_owned(),
+            versions: unknown,
+            latest: known.iter().max().cloned().unwrap_or_default(),
+        });
+    }
+    let pending: Vec<String> = known
+        .iter()
+        .filter(|v| !applied.contains(v))
+        .cloned()
+        .collect();
+    if read_only && !pending.is_empty() {
+        return Err(StoreError::NotMigrated {
+            url: url.to_owned(),
+            pending,
+        });
+    }
+    Ok(())
+}
+
+/// Opens one connection to `target`, sets it up and reads its applied
+/// migrations.
+fn first_connection(
+    target: &Target,
+    setup: Setup,
+    url: &str,
+) -> Result<(AnyConnection, Vec<String>)> {
+    let mut conn = target.establish().map_err(|source| StoreError::Connect {
+        url: url.to_owned(),
+        source,
+    })?;
+    setup.apply(&mut conn).map_err(|source| StoreError::Setup {
+        url: url.to_owned(),
+        source,
+    })?;
+    let applied = applied_migrations(&mut conn).map_err(|source| StoreError::Database {
+        op: "check_schema",
+        source,
+    })?;
+    Ok((conn, applied))
+}
+
+/// Opens the first connection of a new store (for a precise error instead
+/// of a pool timeout) and checks the database against `known(backend)`,
+/// this build's migrations, with [`check_schema`].
+///
+/// Returns the target the pool must use: a read-only store opens SQLite
+/// files read-only, and immutable when SQLite cannot read a WAL database
+/// otherwise (its directory is read-only, so no `-shm` file can be made).
+/// A read-only store of a SQLite file that does not exist is
+/// [`StoreError::NotMigrated`], not an empty file created for nothing.
+pub(crate) fn open_first(
+    target: Target,
+    setup: Setup,
+    url: &str,
+    known: impl Fn(Backend) -> Result<Vec<String>>,
+) -> Result<(Target, AnyConnection)> {
+    if setup.read_only && target.sqlite_file().is_some_and(|f| !f.exists()) {
+        return Err(StoreError::NotMigrated {
+            url: url.to_owned(),
+            pending: known(Backend::Sqlite)?,
+        });
+    }
+    let target = if setup.read_only {
+        target.read_only(false)
+    } else {
+        target
+    };
+    let (target, conn, applied) = match first_connection(&target, setup, url) {
+        Ok((conn, applied)) => (target, conn, applied),
+        Err(e) if setup.read_only && target.sqlite_file().is_some() => {
+            let immutable = target.read_only(true);
+            match first_connection(&immutable, setup, url) {
+                Ok((conn, applied)) => {
+                    tracing::debug!(%url, error = %e, "reading the SQLite file as immutable");
+                    (immutable, conn, applied)
+                }
+                Err(_) => return Err(e),
+            }
+        }
+        Err(e) => return Err(e),
+    };
+    check_schema(&applied, &known(conn.backend())?, url, setup.read_only)?;
+    Ok((target, conn))
+}

@@ -62,6 +62,39 @@ pub enum StoreError {
         source: Box<dyn std::error::Error + Send + Sync>,
     },
 
+    /// The database has migrations this build does not know: a newer
+    /// goflow migrated it. Nothing is read or written, `migrate` included,
+    /// since this build would misread (or damage) what it does not know.
+    #[error(
+        "database {url} was migrated by a newer goflow: it has migration{} {} that this \
+         binary does not know (the latest it knows is {latest}); run a goflow binary built \
+         with the newer version, or restore a backup taken before the upgrade",
+        if versions.len() == 1 { "" } else { "s" },
+        versions.join(", ")
+    )]
+    UnknownMigrations {
+        /// The URL, password removed.
+        url: String,
+        /// The applied versions this build does not know, oldest first.
+        versions: Vec<String>,
+        /// The newest migration this build embeds.
+        latest: String,
+    },
+
+    /// A store opened read-only lacks migrations this build needs.
+    #[error(
+        "database {url} lacks migration{} {}, so it cannot be read without being \
+         migrated; run `db migrate` first",
+        if pending.len() == 1 { "" } else { "s" },
+        pending.join(", ")
+    )]
+    NotMigrated {
+        /// The URL, password removed.
+        url: String,
+        /// The versions not applied yet, oldest first.
+        pending: Vec<String>,
+    },
+
     /// A query failed.
     #[error("database error in {op}: {source}")]
     Database {
@@ -115,6 +148,24 @@ pub enum StoreError {
         run: i64,
         /// The queued or running task ids.
         tasks: Vec<String>,
+    },
+
+    /// Only a queued or running try can be stopped.
+    #[error("cannot stop {tasks:?} of DAG run {run}: not queued or running")]
+    TasksNotActive {
+        /// The run's surrogate id.
+        run: i64,
+        /// The task ids that are not active.
+        tasks: Vec<String>,
+    },
+
+    /// Only a queued or running run can be stopped.
+    #[error("cannot stop DAG run {run}: it is {state} already")]
+    RunNotActive {
+        /// The run's surrogate id.
+        run: i64,
+        /// Its state.
+        state: goflow_core::RunState,
     },
 
     /// The state machine forbids the change asked for.

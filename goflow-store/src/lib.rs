@@ -43,7 +43,9 @@ mod alerts;
 mod conn;
 mod error;
 mod model;
+mod retention;
 mod schema;
+mod stop;
 mod store;
 mod url;
 mod web;
@@ -57,8 +59,11 @@ pub use alerts::{
 pub use error::{Result, StoreError};
 pub use model::{
     ClaimedTask, DagRecord, DagRow, LogLine, LogStream, NewLogLine, NewRun, NewTaskInstance,
-    PoolRow, RunRow, SchedulerRow, TaskInstanceRow, TaskTryRow, TaskUpdate, UnknownLogStream,
+    PoolRow, RunRow, SchedulerRow, StopRequest, TaskInstanceRow, TaskTryRow, TaskUpdate,
+    UnknownLogStream,
 };
+pub use retention::{CleanCounts, CleanOptions, CleanReport, DEFAULT_CLEAN_BATCH};
+pub use stop::PendingStop;
 pub use store::{RunChange, Store, StoreOptions, TaskChange};
 pub use url::Backend;
 pub use web::{DagPage, DagQuery, MarkOutcome, WebSession};

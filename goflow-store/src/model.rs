@@ -414,6 +414,26 @@ pub struct TaskInstanceRow {
     pub heartbeat_date: Option<DateTime<Utc>>,
     /// Last change.
     pub last_updated_date: DateTime<Utc>,
+    /// Tries since the last clearing that were lost with the process
+    /// running them; they do not count against `retries`.
+    pub lost_tries: u32,
+    /// A stop of the active try was asked for.
+    pub stop_requested: Option<StopRequest>,
+}
+
+/// A request to stop a task instance's active try, kept in the store until
+/// the run's owner has stopped it (see
+/// [`Store::request_stop`](crate::Store::request_stop)).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StopRequest {
+    /// The state the task instance ends in once its try stopped: `failed`,
+    /// `success`, `pending` (cleared, to run again) or `skipped`.
+    pub to: TaskState,
+    /// Who asked, and why; it becomes the try's error.
+    pub reason: String,
+    /// Whether the whole run is being stopped (it then ends `failed`).
+    #[serde(default)]
+    pub run: bool,
 }
 
 impl TaskInstanceRow {
@@ -427,6 +447,7 @@ impl TaskInstanceRow {
         TaskStatus {
             state: self.state,
             tries: self.tries(),
+            lost: self.lost_tries,
             follow: self.follow.clone(),
         }
     }
@@ -465,6 +486,8 @@ pub(crate) struct DbTaskInstance {
     pub claimed_by: Option<String>,
     pub heartbeat_date: Option<i64>,
     pub last_updated_date: i64,
+    pub lost_tries: i32,
+    pub stop_requested: Option<String>,
 }
 
 #[derive(Insertable)]
@@ -504,6 +527,12 @@ impl TryFrom<DbTaskInstance> for TaskInstanceRow {
             next_retry_date: opt_time(T, "next_retry_date", t.next_retry_date)?,
             heartbeat_date: opt_time(T, "heartbeat_date", t.heartbeat_date)?,
             last_updated_date: time(T, "last_updated_date", t.last_updated_date)?,
+            lost_tries: unsigned(T, "lost_tries", t.lost_tries)?,
+            stop_requested: t
+                .stop_requested
+                .as_deref()
+                .map(|s| json(T, "stop_requested", s))
+                .transpose()?,
             id: t.id,
             run: t.dag_run_id,
             dag_id: t.dag_id,
@@ -570,6 +599,8 @@ pub struct TaskUpdate {
     pub executor_handle: Option<String>,
     /// A sign of life.
     pub heartbeat_date: Option<DateTime<Utc>>,
+    /// Tries lost since the last clearing, when a lost try ends.
+    pub lost_tries: Option<u32>,
 }
 
 impl TaskUpdate {
@@ -594,6 +625,7 @@ impl TaskUpdate {
             memory_limit_bytes: None,
             executor_handle: None,
             heartbeat_date: None,
+            lost_tries: None,
         }
     }
 }
@@ -620,6 +652,8 @@ pub(crate) struct DbTaskChange {
     pub memory_limit_bytes: Option<i64>,
     pub executor_handle: Option<String>,
     pub heartbeat_date: Option<i64>,
+    pub lost_tries: Option<i32>,
+    pub stop_requested: Option<Option<String>>,
     pub last_updated_date: i64,
 }
 
@@ -645,6 +679,7 @@ pub(crate) struct DbTryReset {
     pub executor_handle: Option<String>,
     pub follow: Option<String>,
     pub heartbeat_date: Option<i64>,
+    pub stop_requested: Option<String>,
 }
 
 /// A task instance handed to a scheduler by
@@ -704,6 +739,9 @@ pub struct TaskTryRow {
     pub executor_handle: Option<String>,
     /// Its error.
     pub error: Option<String>,
+    /// The executor that ran it (`None` for tries recorded before goflow
+    /// stored it).
+    pub executor: Option<ExecutorKind>,
 }
 
 #[derive(Queryable, Selectable, Insertable)]
@@ -728,6 +766,7 @@ pub(crate) struct DbTaskTry {
     pub memory_limit_bytes: Option<i64>,
     pub executor_handle: Option<String>,
     pub error: Option<String>,
+    pub executor: Option<String>,
 }
 
 impl DbTaskTry {
@@ -753,6 +792,7 @@ impl DbTaskTry {
             memory_limit_bytes: t.memory_limit_bytes,
             executor_handle: t.executor_handle,
             error: t.last_error,
+            executor: Some(t.executor),
         }
     }
 }
@@ -779,6 +819,11 @@ impl TryFrom<DbTaskTry> for TaskTryRow {
             memory_request_bytes: t.memory_request_bytes,
             cpu_limit_millis: t.cpu_limit_millis,
             memory_limit_bytes: t.memory_limit_bytes,
+            executor: t
+                .executor
+                .as_deref()
+                .map(|e| parse(T, "executor", e))
+                .transpose()?,
             executor_handle: t.executor_handle,
             error: t.error,
         })

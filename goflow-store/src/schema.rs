@@ -75,6 +75,8 @@ diesel::table! {
         claimed_by -> Nullable<Text>,
         heartbeat_date -> Nullable<BigInt>,
         last_updated_date -> BigInt,
+        lost_tries -> Integer,
+        stop_requested -> Nullable<Text>,
     }
 }
 
@@ -100,6 +102,7 @@ diesel::table! {
         memory_limit_bytes -> Nullable<BigInt>,
         executor_handle -> Nullable<Text>,
         error -> Nullable<Text>,
+        executor -> Nullable<Text>,
     }
 }
 

@@ -10,14 +10,17 @@ use diesel::prelude::*;
 use diesel::r2d2::Pool;
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
-use goflow_core::{RunState, RunType, TaskState};
+use goflow_core::{ExecutorKind, RunState, RunType, TaskState};
 
-use crate::conn::{per_backend, savepoint_if, transaction, AnyConnection, Manager, Setup};
+use crate::conn::{
+    applied_migrations, check_schema, open_first, per_backend, savepoint_if, transaction,
+    AnyConnection, Manager, Setup,
+};
 use crate::model::{
     convert, int, micros, parse, ClaimedTask, DagRecord, DagRow, DbDag, DbLogLine, DbNewLogLine,
     DbNewRun, DbNewTaskInstance, DbPool, DbRun, DbScheduler, DbTaskChange, DbTaskInstance,
-    DbTaskTry, DbTryReset, LogLine, LogStream, NewLogLine, NewRun, PoolRow, RunRow, SchedulerRow,
-    TaskInstanceRow, TaskTryRow, TaskUpdate,
+    DbTaskTry, DbTryReset, LogLine, LogStream, NewLogLine, NewRun, NewTaskInstance, PoolRow,
+    RunRow, SchedulerRow, TaskInstanceRow, TaskTryRow, TaskUpdate,
 };
 use crate::schema::{
     dag_runs, dags, pools, schedulers, task_instances as ti, task_logs, task_outputs, task_tries,
@@ -29,6 +32,34 @@ use crate::{Backend, Result, StoreError};
 const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
 #[cfg(feature = "postgres")]
 const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
+
+/// The versions of the migrations this build embeds for `backend`, oldest
+/// first, as diesel records them (`20260101000000`).
+pub(crate) fn known_migrations(backend: Backend) -> Result<Vec<String>> {
+    fn versions<DB: diesel::backend::Backend>(
+        source: &impl diesel::migration::MigrationSource<DB>,
+    ) -> Result<Vec<String>> {
+        let mut versions: Vec<String> = source
+            .migrations()
+            .map_err(|source| StoreError::Migration { source })?
+            .iter()
+            .map(|m| m.name().version().to_string())
+            .collect();
+        versions.sort();
+        Ok(versions)
+    }
+    match backend {
+        #[cfg(feature = "sqlite")]
+        Backend::Sqlite => versions::<diesel::sqlite::Sqlite>(&SQLITE_MIGRATIONS),
+        #[cfg(feature = "postgres")]
+        Backend::Postgres => versions::<diesel::pg::Pg>(&POSTGRES_MIGRATIONS),
+        #[allow(unreachable_patterns)]
+        other => Err(StoreError::BackendNotCompiled {
+            url: String::new(),
+            feature: other.as_str(),
+        }),
+    }
+}
 
 /// Key of the PostgreSQL advisory lock that serializes concurrent
 /// migrations (ASCII "goflow").
@@ -139,8 +170,8 @@ impl std::fmt::Debug for Store {
     }
 }
 
-const QUEUED: &str = "queued";
-const RUNNING: &str = "running";
+pub(crate) const QUEUED: &str = "queued";
+pub(crate) const RUNNING: &str = "running";
 
 impl Store {
     /// Connects to `url` with default [`StoreOptions`]: `postgres://...` or
@@ -155,34 +186,44 @@ impl Store {
     }
 
     /// Connects to `url` with `options`.
+    ///
+    /// A database migrated by a newer goflow (it has migrations this build
+    /// does not know) is refused with [`StoreError::UnknownMigrations`].
     pub async fn connect_with(url: &str, options: StoreOptions) -> Result<Store> {
+        Self::connect_mode(url, options, false).await
+    }
+
+    /// Connects to `url` to read only: nothing is written, not even the
+    /// SQLite journal mode, so a read-only SQLite file (or a read-only
+    /// PostgreSQL role) can be read. The database must be migrated to this
+    /// build's schema ([`StoreError::NotMigrated`] otherwise; a SQLite file
+    /// that does not exist is not created); writes fail.
+    pub async fn connect_read_only(url: &str) -> Result<Store> {
+        Self::connect_mode(url, StoreOptions::default(), true).await
+    }
+
+    async fn connect_mode(url: &str, options: StoreOptions, read_only: bool) -> Result<Store> {
         let parsed = url::parse(url)?;
-        match tokio::task::spawn_blocking(move || Self::connect_blocking(parsed, options)).await {
+        let job = move || Self::connect_blocking(parsed, options, read_only);
+        match tokio::task::spawn_blocking(job).await {
             Ok(r) => r,
             Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
             Err(_) => Err(StoreError::Cancelled),
         }
     }
 
-    fn connect_blocking(parsed: DbUrl, options: StoreOptions) -> Result<Store> {
+    fn connect_blocking(parsed: DbUrl, options: StoreOptions, read_only: bool) -> Result<Store> {
         let DbUrl {
             target,
             display: shown,
         } = parsed;
         let setup = Setup {
             busy_timeout: options.busy_timeout,
+            read_only,
         };
-        // One connection first, for a precise error instead of a pool timeout.
-        let mut probe = target.establish().map_err(|source| StoreError::Connect {
-            url: shown.clone(),
-            source,
-        })?;
-        setup
-            .apply(&mut probe)
-            .map_err(|source| StoreError::Setup {
-                url: shown.clone(),
-                source,
-            })?;
+        // One connection first, for a precise error instead of a pool
+        // timeout, and to refuse a schema this build does not know.
+        let (target, probe) = open_first(target, setup, &shown, known_migrations)?;
         let backend = probe.backend();
         drop(probe);
 
@@ -254,8 +295,14 @@ impl Store {
     /// Applies the embedded migrations not yet applied, returning their
     /// versions. Idempotent, and safe to call from several processes at
     /// once (a write lock on SQLite, an advisory lock on PostgreSQL).
+    ///
+    /// A database migrated by a newer goflow since this store connected is
+    /// refused ([`StoreError::UnknownMigrations`]), like at connection.
     pub async fn migrate(&self) -> Result<Vec<String>> {
-        self.run("migrate", |conn| {
+        let url = self.url.clone();
+        self.run("migrate", move |conn| {
+            let known = known_migrations(conn.backend())?;
+            check_schema(&applied_migrations(conn)?, &known, &url, false)?;
             let applied = match conn {
                 #[cfg(feature = "postgres")]
                 AnyConnection::Postgres(c) => c.transaction::<_, StoreError, _>(|c| {
@@ -617,19 +664,27 @@ impl Store {
 
     /// Like [`Store::claim_tasks`], restricted to the task instances of
     /// `runs` (e.g. the runs of one DAG that a scheduler owns, so that it
-    /// can honour the DAG's `max_active_tasks`).
+    /// can honour the DAG's `max_active_tasks`). Each claimed try is given
+    /// the executor `executors` names for its task id, in the same
+    /// transaction, so the executor running a try is a stored fact from
+    /// the moment it is claimed (adoption after a crash reads it); a task
+    /// id missing from `executors` keeps the stored one.
     pub async fn claim_tasks_in(
         &self,
         scheduler_id: &str,
         runs: &[i64],
+        executors: &HashMap<String, ExecutorKind>,
         limit: u32,
         now: DateTime<Utc>,
     ) -> Result<Vec<ClaimedTask>> {
         let scheduler_id = scheduler_id.to_owned();
         let runs = runs.to_vec();
+        let executors = executors.clone();
         self.run("claim_tasks", move |conn| {
             transaction(conn, |c| {
-                claim_tx(c, &scheduler_id, Some(&runs), i64::from(limit), micros(now))
+                let claimed =
+                    claim_tx(c, &scheduler_id, Some(&runs), i64::from(limit), micros(now))?;
+                set_executors(c, claimed, &executors)
             })
         })
         .await
@@ -712,6 +767,41 @@ impl Store {
             .set(dag_runs::claimed_by.eq(None::<String>))
             .execute(conn)?;
             Ok(n == 1)
+        })
+        .await
+    }
+
+    /// Adds pending task instances to run `run` for tasks its DAG gained
+    /// after the run was created, so the run can go on under the DAG as it
+    /// is now. Task ids the run has already are left as they are. Returns
+    /// the ids added.
+    pub async fn add_task_instances(
+        &self,
+        run: i64,
+        tasks: Vec<NewTaskInstance>,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<String>> {
+        self.run("add_task_instances", move |conn| {
+            transaction(conn, |c| {
+                let dag_id: String = dag_runs::table
+                    .find(run)
+                    .select(dag_runs::dag_id)
+                    .first(c)
+                    .optional()?
+                    .ok_or(StoreError::RunNotFound { run })?;
+                let have: HashSet<String> = ti::table
+                    .filter(ti::dag_run_id.eq(run))
+                    .select(ti::task_id)
+                    .load::<String>(c)?
+                    .into_iter()
+                    .collect();
+                let missing: Vec<NewTaskInstance> = tasks
+                    .into_iter()
+                    .filter(|t| !have.contains(&t.task_id))
+                    .collect();
+                insert_task_instances(c, run, &dag_id, &missing, micros(now))?;
+                Ok(missing.into_iter().map(|t| t.task_id).collect())
+            })
         })
         .await
     }
@@ -1195,13 +1285,24 @@ fn create_run_tx(conn: &mut AnyConnection, new: &NewRun, now: DateTime<Utc>) -> 
         }
         e => e.into(),
     })?;
-    let tasks = new
-        .tasks
+    insert_task_instances(conn, run.id, &new.dag_id, &new.tasks, now)?;
+    run.try_into()
+}
+
+/// Inserts `tasks` as pending task instances of run `run`.
+fn insert_task_instances(
+    conn: &mut AnyConnection,
+    run: i64,
+    dag_id: &str,
+    tasks: &[NewTaskInstance],
+    now: i64,
+) -> Result<()> {
+    let tasks = tasks
         .iter()
         .map(|t| {
             Ok(DbNewTaskInstance {
-                dag_run_id: run.id,
-                dag_id: &new.dag_id,
+                dag_run_id: run,
+                dag_id,
                 task_id: &t.task_id,
                 state: TaskState::Pending.as_str(),
                 try_number: 0,
@@ -1217,7 +1318,7 @@ fn create_run_tx(conn: &mut AnyConnection, new: &NewRun, now: DateTime<Utc>) -> 
     for chunk in tasks.chunks(INSERT_CHUNK) {
         per_backend!(&mut *conn, c => diesel::insert_into(ti::table).values(chunk).execute(c))?;
     }
-    run.try_into()
+    Ok(())
 }
 
 /// One run's changes; `None` (to roll back) if a compare-and-set fails.
@@ -1348,6 +1449,9 @@ fn apply_task_change(conn: &mut AnyConnection, run: i64, c: &TaskChange, now: i6
         memory_limit_bytes: u.memory_limit_bytes,
         executor_handle: u.executor_handle.clone(),
         heartbeat_date: u.heartbeat_date.map(micros),
+        lost_tries: u.lost_tries.map(|n| int("lost tries", n)).transpose()?,
+        // A stop asked for is carried out once the task is no longer active.
+        stop_requested: (!u.state.is_active()).then_some(None),
         last_updated_date: now,
     };
     let n = diesel::update(
@@ -1517,6 +1621,30 @@ fn claim_tx(
         .collect()
 }
 
+/// Records on each of `claimed` (and in what is returned) the executor
+/// `executors` names for its task.
+fn set_executors(
+    conn: &mut AnyConnection,
+    mut claimed: Vec<ClaimedTask>,
+    executors: &HashMap<String, ExecutorKind>,
+) -> Result<Vec<ClaimedTask>> {
+    let mut by_kind: HashMap<ExecutorKind, Vec<i64>> = HashMap::new();
+    for c in &mut claimed {
+        if let Some(&kind) = executors.get(&c.instance.task_id) {
+            if kind != c.instance.executor {
+                c.instance.executor = kind;
+                by_kind.entry(kind).or_default().push(c.instance.id);
+            }
+        }
+    }
+    for (kind, ids) in by_kind {
+        diesel::update(ti::table.filter(ti::id.eq_any(&ids)))
+            .set(ti::executor.eq(kind.as_str()))
+            .execute(conn)?;
+    }
+    Ok(claimed)
+}
+
 /// Checks that the run has every one of `task_ids` and that no executor
 /// holds any of them (queued or running), before they are changed by hand.
 /// Returns how many task instances that is.
@@ -1561,6 +1689,7 @@ fn clear_tx(conn: &mut AnyConnection, run: i64, task_ids: &[String], now: i64) -
     .set((
         ti::state.eq(TaskState::Pending.as_str()),
         ti::tries_before_clear.eq(ti::try_number),
+        ti::lost_tries.eq(0),
         ti::queued_date.eq(None::<i64>),
         ti::claimed_by.eq(None::<String>),
         DbTryReset::default(),

@@ -36,10 +36,12 @@ pub(crate) enum Target {
     /// A SQLite file path, or `:memory:`.
     #[cfg(feature = "sqlite")]
     Sqlite {
-        /// What `sqlite3_open` gets.
+        /// The file path (or `:memory:`) as given.
         path: String,
         /// An in-memory database lives in one connection.
         memory: bool,
+        /// Opened read-only: never written, its journal mode left alone.
+        read_only: Option<ReadOnly>,
     },
     /// A libpq connection URL.
     #[cfg(feature = "postgres")]
@@ -47,6 +49,83 @@ pub(crate) enum Target {
         /// The URL handed to libpq.
         url: String,
     },
+}
+
+/// How a SQLite file is opened read-only.
+#[cfg(feature = "sqlite")]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum ReadOnly {
+    /// `mode=ro`: SQLite reads, and still shares the file with writers.
+    Shared,
+    /// `mode=ro&immutable=1`: SQLite also assumes nobody writes the file,
+    /// which lets it read a WAL database in a directory where it cannot
+    /// create the `-shm` file (a read-only copy, a read-only mount).
+    Immutable,
+}
+
+impl Target {
+    /// The same database, opened read-only; `immutable` asks for
+    /// [`ReadOnly::Immutable`] (SQLite files only: PostgreSQL sessions are
+    /// made read-only when set up).
+    #[cfg_attr(not(feature = "sqlite"), allow(unused_variables))]
+    pub(crate) fn read_only(&self, immutable: bool) -> Target {
+        match self {
+            #[cfg(feature = "sqlite")]
+            Target::Sqlite { path, memory, .. } => Target::Sqlite {
+                path: path.clone(),
+                memory: *memory,
+                read_only: (!*memory).then_some(if immutable {
+                    ReadOnly::Immutable
+                } else {
+                    ReadOnly::Shared
+                }),
+            },
+            #[cfg(feature = "postgres")]
+            Target::Postgres { url } => Target::Postgres { url: url.clone() },
+        }
+    }
+
+    /// The SQLite file, unless the database is PostgreSQL or in memory.
+    pub(crate) fn sqlite_file(&self) -> Option<&std::path::Path> {
+        match self {
+            #[cfg(feature = "sqlite")]
+            Target::Sqlite {
+                path,
+                memory: false,
+                ..
+            } => Some(std::path::Path::new(path)),
+            #[allow(unreachable_patterns)]
+            _ => None,
+        }
+    }
+
+    /// What `sqlite3_open` gets: the path, or for a read-only database a
+    /// `file:` URI saying so.
+    #[cfg(feature = "sqlite")]
+    pub(crate) fn sqlite_open_name(path: &str, read_only: Option<ReadOnly>) -> String {
+        let Some(how) = read_only else {
+            return path.to_owned();
+        };
+        let params = match how {
+            ReadOnly::Shared => "mode=ro",
+            ReadOnly::Immutable => "mode=ro&immutable=1",
+        };
+        if path.starts_with("file:") {
+            // Already a URI: add to its parameters.
+            let sep = if path.contains('?') { '&' } else { '?' };
+            return format!("{path}{sep}{params}");
+        }
+        let mut uri = String::from("file:");
+        for c in path.chars() {
+            match c {
+                '%' => uri.push_str("%25"),
+                '?' => uri.push_str("%3f"),
+                '#' => uri.push_str("%23"),
+                c => uri.push(c),
+            }
+        }
+        format!("{uri}?{params}")
+    }
 }
 
 /// A parsed URL and its printable form.
@@ -126,6 +205,7 @@ fn sqlite_target(path: &str, display: &str) -> Result<Target> {
             path.to_owned()
         },
         memory,
+        read_only: None,
     })
 }
 
@@ -206,7 +286,7 @@ mod tests {
     #[test]
     fn sqlite_forms() {
         let path = |u: &str| match parse(u).unwrap().target {
-            Target::Sqlite { path, memory } => (path, memory),
+            Target::Sqlite { path, memory, .. } => (path, memory),
             #[allow(unreachable_patterns)]
             _ => unreachable!("not sqlite"),
         };
@@ -218,6 +298,43 @@ mod tests {
             ("/var/lib/goflow.db".into(), false)
         );
         assert_eq!(path("./data/goflow.db"), ("./data/goflow.db".into(), false));
+    }
+
+    #[cfg(feature = "sqlite")]
+    #[test]
+    fn read_only_sqlite_files_are_opened_by_uri() {
+        let name = |p: &str, how| Target::sqlite_open_name(p, how);
+        assert_eq!(name("/var/goflow.db", None), "/var/goflow.db");
+        assert_eq!(
+            name("/var/goflow.db", Some(ReadOnly::Shared)),
+            "file:/var/goflow.db?mode=ro"
+        );
+        assert_eq!(
+            name("data/a?b#c%d.db", Some(ReadOnly::Immutable)),
+            "file:data/a%3fb%23c%25d.db?mode=ro&immutable=1"
+        );
+        assert_eq!(
+            name("file:x.db?cache=shared", Some(ReadOnly::Shared)),
+            "file:x.db?cache=shared&mode=ro"
+        );
+        let memory = parse("sqlite::memory:").unwrap().target.read_only(true);
+        assert!(matches!(
+            memory,
+            Target::Sqlite {
+                read_only: None,
+                ..
+            }
+        ));
+        assert!(memory.sqlite_file().is_none());
+        let file = parse("sqlite://goflow.db").unwrap().target.read_only(false);
+        assert!(matches!(
+            file,
+            Target::Sqlite {
+                read_only: Some(ReadOnly::Shared),
+                ..
+            }
+        ));
+        assert_eq!(file.sqlite_file(), Some(std::path::Path::new("goflow.db")));
     }
 
     #[test]

@@ -1001,13 +1001,19 @@ async fn task_claims_can_be_limited_to_some_runs() {
         let r2 = dag_with_run(s, "two", 1, vec![task("a", 1, "p")]).await;
         schedule(s, r1.id, &["a", "b"]).await;
         schedule(s, r2.id, &["a"]).await;
-        let got = s.claim_tasks_in("s1", &[r2.id], 10, t(10)).await.unwrap();
+        let got = s
+            .claim_tasks_in("s1", &[r2.id], &Default::default(), 10, t(10))
+            .await
+            .unwrap();
         assert_eq!(got.len(), 1, "{b}");
         assert_eq!(got[0].instance.run, r2.id, "{b}");
-        let got = s.claim_tasks_in("s1", &[r1.id], 1, t(10)).await.unwrap();
+        let got = s
+            .claim_tasks_in("s1", &[r1.id], &Default::default(), 1, t(10))
+            .await
+            .unwrap();
         assert_eq!(got.len(), 1, "{b}: the limit holds");
         assert!(
-            s.claim_tasks_in("s1", &[], 10, t(10))
+            s.claim_tasks_in("s1", &[], &Default::default(), 10, t(10))
                 .await
                 .unwrap()
                 .is_empty(),

@@ -143,7 +143,9 @@ async fn failed_run(s: &goflow_store::Store) -> goflow_store::RunRow {
         .await
         .unwrap();
     schedule(s, run.id, &["x", "y"]).await;
-    s.claim_tasks_in("me", &[run.id], 2, t(4)).await.unwrap();
+    s.claim_tasks_in("me", &[run.id], &Default::default(), 2, t(4))
+        .await
+        .unwrap();
     for (task, end) in [("x", TaskState::Success), ("y", TaskState::Failed)] {
         assert!(s
             .update_task(run.id, task, TaskState::Queued, TaskUpdate::new(end), t(5))

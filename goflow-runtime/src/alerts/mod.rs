@@ -191,7 +191,7 @@ impl Default for AlertConfig {
             gap_timeout: Duration::from_secs(30),
             log_tail_lines: 20,
             error_lines: 20,
-            owner: format!("{}-{}", crate::scheduler::default_id(), std::process::id()),
+            owner: crate::scheduler::default_id(),
         }
     }
 }

@@ -6,7 +6,7 @@ use std::io::Write;
 use std::process::ExitCode;
 
 use chrono::{DateTime, Utc};
-use goflow_core::{Dag, RunState};
+use goflow_core::{Dag, RunState, TaskState};
 use goflow_store::{StoreError, TaskInstanceRow};
 
 use super::{db, ClearArgs, CliError};
@@ -48,22 +48,38 @@ pub(super) async fn clear(
         run_id: run.run_id.clone(),
         tasks,
     };
-    let busy: Vec<String> = instances
-        .iter()
-        .filter(|t| t.state.is_active() && selected.contains(&t.task_id))
-        .map(|t| t.task_id.clone())
-        .collect();
+    // Running tries are stopped first; the run's scheduler clears them
+    // once they ended. The rest are cleared now.
+    let (busy, idle): (Vec<String>, Vec<String>) = selected.iter().cloned().partition(|t| {
+        instances
+            .iter()
+            .any(|ti| ti.task_id == *t && ti.state.is_active())
+    });
     if !busy.is_empty() {
-        return Err(active(busy));
+        let reason = format!(
+            "cleared by {} while running: stopped to run again",
+            super::stop::cli_actor()
+        );
+        store
+            .request_stop(run.id, &busy, TaskState::Pending, &reason, now)
+            .await?;
+        writeln!(
+            out,
+            "stopping {} (running): the scheduler owning the run clears {} once stopped",
+            busy.join(", "),
+            if busy.len() == 1 { "it" } else { "them" }
+        )?;
     }
-    store
-        .clear_tasks(run.id, &selected, now)
-        .await
-        .map_err(|e| match e {
-            // A scheduler queued one of them since they were read.
-            StoreError::TasksActive { tasks, .. } => active(tasks),
-            other => other.into(),
-        })?;
+    if !idle.is_empty() {
+        store
+            .clear_tasks(run.id, &idle, now)
+            .await
+            .map_err(|e| match e {
+                // A scheduler queued one of them since they were read.
+                StoreError::TasksActive { tasks, .. } => active(tasks),
+                other => other.into(),
+            })?;
+    }
     writeln!(
         out,
         "cleared {} task instance{} of run {} of DAG {}: {}",

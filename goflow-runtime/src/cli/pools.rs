@@ -1,6 +1,8 @@
 //! `pools list|set|delete`: named slot limits shared by every run and
-//! scheduler (a task names its pool with `#[task(pool = "...")]`; a pool
-//! without a row here is unlimited).
+//! scheduler (a task names its pool with `#[task(pool = "...")]`). The
+//! scheduler refuses to start while a task names a pool that does not
+//! exist; `default_pool`, the pool of tasks that name none, is unlimited
+//! unless set here.
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -12,7 +14,11 @@ pub(super) async fn pools(
     command: &PoolsCommand,
     out: &mut dyn Write,
 ) -> Result<ExitCode, CliError> {
-    let store = crate::db::open(url).await?;
+    let store = match command {
+        // Only reads: a read-only database will do.
+        PoolsCommand::List => crate::db::open_read_only(url).await?,
+        PoolsCommand::Set { .. } | PoolsCommand::Delete { .. } => crate::db::open(url).await?,
+    };
     match command {
         PoolsCommand::List => {
             let rows: Vec<Vec<String>> = store

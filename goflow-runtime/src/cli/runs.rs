@@ -92,7 +92,8 @@ pub(super) async fn list(
     now: DateTime<Utc>,
 ) -> Result<ExitCode, CliError> {
     let dag = registry.get(&args.dag_id)?;
-    let (store, _) = db::open(url, registry, now).await?;
+    // Only reads: a read-only database will do.
+    let store = crate::db::open_read_only(url).await?;
     if let Some(days) = args.days {
         let summary = crate::calendar::last_days(&store, dag, days, now).await?;
         return print_days(out, args.output, &summary);

@@ -67,8 +67,11 @@ pub(super) async fn serve(
     out: &mut dyn Write,
 ) -> Result<ExitCode, CliError> {
     let store = crate::db::open(url).await?;
+    refuse_missing_pools(&store, registry, None).await?;
     let mut config = SchedulerConfig {
         default_executor: args.executor,
+        max_output_bytes: args.max_output_bytes,
+        max_log_bytes_per_try: args.max_log_bytes,
         ..SchedulerConfig::default()
     };
     if let Some(id) = &args.scheduler_id {
@@ -188,6 +191,21 @@ pub(super) async fn serve(
         stopped(stop_rx.clone()),
     ));
     let alerts_task = tokio::spawn(alerts.run(stopped(stop_rx.clone())));
+    let retention_task = match args.retention {
+        Some(keep) => {
+            writeln!(
+                out,
+                "retention: finished runs that ended more than {} ago are deleted, every hour",
+                goflow_core::duration::format(keep)
+            )?;
+            Some(tokio::spawn(super::db::clean_periodically(
+                store.clone(),
+                keep,
+                stopped(stop_rx.clone()),
+            )))
+        }
+        None => None,
+    };
     #[cfg(feature = "elasticsearch")]
     let logship_task = match logship {
         Some(config) => {
@@ -206,12 +224,18 @@ pub(super) async fn serve(
         .await;
     let _ = web_task.await;
     let _ = alerts_task.await;
+    if let Some(task) = retention_task {
+        let _ = task.await;
+    }
     #[cfg(feature = "elasticsearch")]
     if let Some(task) = logship_task {
         let _ = task.await;
     }
     result.map_err(|e| match e {
         crate::scheduler::SchedulerError::Startup(s) => CliError::Store(s),
+        e @ crate::scheduler::SchedulerError::IdInUse { .. } => {
+            CliError::InvalidSetting(e.to_string())
+        }
     })?;
     Ok(ExitCode::SUCCESS)
 }
@@ -270,6 +294,7 @@ pub(super) async fn backfill(
     }
 
     let (store, dags) = super::db::open(url, registry, now).await?;
+    refuse_missing_pools(&store, registry, Some(dag.id().as_str())).await?;
     let version = dags.get(dag.id().as_str()).map_or(1, |d| d.version);
     let mut runs: BTreeSet<i64> = BTreeSet::new();
     let (mut created, mut existing) = (0, 0);
@@ -314,11 +339,7 @@ pub(super) async fn backfill(
     out.flush()?;
 
     let config = SchedulerConfig {
-        id: format!(
-            "backfill-{}-{}",
-            crate::scheduler::default_id(),
-            std::process::id()
-        ),
+        id: format!("backfill-{}", crate::scheduler::default_id()),
         create_scheduled_runs: false,
         only_dags: Some(HashSet::from([dag.id().to_string()])),
         default_executor: args.executor,
@@ -377,6 +398,21 @@ pub(super) async fn backfill(
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// Refuses to schedule tasks (of the DAG `only`, if given) that name a
+/// pool the store does not have: they would run without any limit.
+async fn refuse_missing_pools(
+    store: &goflow_store::Store,
+    registry: &Registry,
+    only: Option<&str>,
+) -> Result<(), CliError> {
+    let missing = crate::db::missing_pools(store, registry, only).await?;
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(CliError::UnknownPools(missing))
+    }
 }
 
 /// The executor names `--executor` accepts.

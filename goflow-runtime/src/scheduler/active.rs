@@ -6,12 +6,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use goflow_core::{Dag, RunProgress, TaskState, TaskStatus};
+use goflow_core::{Dag, ExecutorKind, RunProgress, TaskState, TaskStatus};
 use goflow_store::{RunRow, TaskInstanceRow};
-
-/// Why a run cannot be driven by this binary.
-#[derive(Debug)]
-pub(crate) struct Mismatch(pub String);
 
 pub(crate) struct ActiveRun {
     pub row: RunRow,
@@ -28,22 +24,33 @@ pub(crate) struct ActiveRun {
     /// scheduler saw them (for latency and duration metrics).
     pub started_at: Vec<Option<DateTime<Utc>>>,
     pub ended_at: Vec<Option<DateTime<Utc>>>,
+    /// Per task: the executor stored with its current try.
+    pub executor: Vec<ExecutorKind>,
+    /// A person stopped the run: it ends `failed`.
+    pub stopped: bool,
+}
+
+/// The ids of the tasks of `dag` that have no task instance among
+/// `instances` (tasks added to the DAG after the run was created).
+pub(crate) fn missing_tasks(dag: &Dag, instances: &[TaskInstanceRow]) -> Vec<String> {
+    dag.tasks()
+        .iter()
+        .map(|t| t.id.as_str())
+        .filter(|id| !instances.iter().any(|ti| ti.task_id == *id))
+        .map(str::to_owned)
+        .collect()
 }
 
 impl ActiveRun {
-    /// Builds the run from its stored task instances. Every task of the
-    /// DAG must have one: a DAG whose structure changed under a running
-    /// run cannot continue it.
-    pub fn load(
-        row: RunRow,
-        dag: Arc<Dag>,
-        instances: &[TaskInstanceRow],
-    ) -> Result<Self, Mismatch> {
+    /// Builds the run from its stored task instances (see
+    /// [`missing_tasks`]: a task without one counts as pending). Task
+    /// instances of tasks the DAG no longer has are left alone.
+    pub fn load(row: RunRow, dag: Arc<Dag>, instances: &[TaskInstanceRow]) -> Self {
         let n = dag.tasks().len();
         let mut statuses = vec![TaskStatus::default(); n];
         let mut tries_before_clear = vec![0; n];
         let mut next_retry = vec![None; n];
-        let mut seen = vec![false; n];
+        let mut executor = vec![ExecutorKind::InProcess; n];
         for ti in instances {
             let Some(i) = dag.index_of(&ti.task_id) else {
                 continue;
@@ -51,21 +58,11 @@ impl ActiveRun {
             statuses[i] = ti.status();
             tries_before_clear[i] = ti.tries_before_clear;
             next_retry[i] = ti.next_retry_date;
-            seen[i] = true;
-        }
-        if let Some(missing) = seen.iter().position(|s| !s) {
-            return Err(Mismatch(format!(
-                "task {:?} was added to DAG {} after run {} was created (DAG version {}); \
-                 clear or re-trigger the run",
-                dag.tasks()[missing].id.as_str(),
-                dag.id(),
-                row.run_id,
-                row.dag_version
-            )));
+            executor[i] = ti.executor;
         }
         let progress = RunProgress::from_statuses(&dag, statuses);
         let ended_at = instances_end(&dag, instances);
-        Ok(Self {
+        Self {
             row,
             dag,
             progress,
@@ -74,7 +71,9 @@ impl ActiveRun {
             outputs: HashMap::new(),
             started_at: vec![None; n],
             ended_at,
-        })
+            executor,
+            stopped: false,
+        }
     }
 
     pub fn task_id(&self, task: usize) -> &str {

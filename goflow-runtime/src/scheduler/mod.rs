@@ -27,6 +27,7 @@
 //! change: runs triggered from the CLI, cleared tasks, pauses.
 
 mod active;
+mod stop;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
@@ -39,7 +40,8 @@ use goflow_core::{
     TaskError, TaskState,
 };
 use goflow_store::{
-    DagRow, NewLogLine, RunChange, RunRow, Store, StoreError, TaskChange, TaskUpdate,
+    DagRow, LogStream, NewLogLine, RunChange, RunRow, StopRequest, Store, StoreError, TaskChange,
+    TaskUpdate,
 };
 use tokio::sync::mpsc;
 
@@ -54,9 +56,10 @@ use active::ActiveRun;
 /// How a scheduler behaves.
 #[derive(Clone, Debug)]
 pub struct SchedulerConfig {
-    /// This scheduler's id in the store. Stable across restarts (so a
-    /// restarted scheduler takes its runs back at once) and distinct per
-    /// replica. Defaults to the host name.
+    /// This scheduler's id in the store; distinct per live scheduler. The
+    /// default ([`default_id`]) is unique per process. A stable id (e.g.
+    /// the pod or service name) lets a restarted scheduler take its runs
+    /// back at once instead of after `stale_after`.
     pub id: String,
     /// How often it records that it is alive.
     pub heartbeat_interval: Duration,
@@ -76,7 +79,18 @@ pub struct SchedulerConfig {
     pub create_scheduled_runs: bool,
     /// Only these DAGs, if set.
     pub only_dags: Option<HashSet<String>>,
+    /// Largest output a try may hand on, in bytes of JSON: a try whose
+    /// output is larger fails, naming the size and the limit.
+    pub max_output_bytes: u64,
+    /// Most log bytes stored per try; lines past it are dropped, with one
+    /// line saying how much was.
+    pub max_log_bytes_per_try: u64,
 }
+
+/// Default [`SchedulerConfig::max_output_bytes`]: 64 MiB.
+pub const DEFAULT_MAX_OUTPUT_BYTES: u64 = 64 << 20;
+/// Default [`SchedulerConfig::max_log_bytes_per_try`]: 100 MiB.
+pub const DEFAULT_MAX_LOG_BYTES_PER_TRY: u64 = 100 << 20;
 
 impl Default for SchedulerConfig {
     fn default() -> Self {
@@ -90,12 +104,14 @@ impl Default for SchedulerConfig {
             default_executor: ExecutorKind::InProcess,
             create_scheduled_runs: true,
             only_dags: None,
+            max_output_bytes: DEFAULT_MAX_OUTPUT_BYTES,
+            max_log_bytes_per_try: DEFAULT_MAX_LOG_BYTES_PER_TRY,
         }
     }
 }
 
-/// The host name, as the default scheduler id.
-pub fn default_id() -> String {
+/// This machine's host name.
+pub fn host_name() -> String {
     std::env::var("HOSTNAME")
         .ok()
         .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
@@ -104,12 +120,45 @@ pub fn default_id() -> String {
         .unwrap_or_else(|| "localhost".to_owned())
 }
 
+/// A scheduler id unique to this process: the host name, the pid and a
+/// random suffix (pids repeat across containers sharing a host name).
+pub fn default_id() -> String {
+    let mut random = [0u8; 3];
+    let _ = getrandom::fill(&mut random);
+    format!(
+        "{}-{}-{:02x}{:02x}{:02x}",
+        host_name(),
+        std::process::id(),
+        random[0],
+        random[1],
+        random[2]
+    )
+}
+
 /// Why the scheduler stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum SchedulerError {
     /// The store failed at start-up (unreachable, migrations).
     #[error("the scheduler could not start: {0}")]
     Startup(#[source] StoreError),
+    /// A live scheduler heartbeats under the id this one was given.
+    #[error(
+        "scheduler id {id:?} is in use by a live scheduler (pid {pid} on {hostname}, \
+         heartbeat {age_secs}s ago); give this one another --id, or stop that one \
+         (its id is free {stale_after_secs}s after its last heartbeat)"
+    )]
+    IdInUse {
+        /// The id.
+        id: String,
+        /// The other scheduler's host.
+        hostname: String,
+        /// The other scheduler's pid.
+        pid: u32,
+        /// Seconds since its last heartbeat.
+        age_secs: i64,
+        /// After how long without a heartbeat a scheduler counts as dead.
+        stale_after_secs: u64,
+    },
 }
 
 /// A run this scheduler finished.
@@ -140,6 +189,26 @@ pub struct Scheduler {
     last_scheduled: HashMap<String, Option<DateTime<Utc>>>,
     next_due_at: HashMap<String, Option<DateTime<Utc>>>,
     metrics: Option<Metrics>,
+    /// Per DAG: the executor of each task (its own, else the default),
+    /// given to the store when a try is claimed.
+    executor_maps: HashMap<String, Arc<HashMap<String, ExecutorKind>>>,
+    /// A write failed: the runs in memory may be ahead of the store, so
+    /// they are reloaded from it before anything else happens.
+    reload_needed: bool,
+    /// Executor events whose write failed, applied again after the reload.
+    replay: Vec<ExecutorEvent>,
+    /// Tries stopped on request, with the request: they end as it asks.
+    stopping: HashMap<TryKey, StopRequest>,
+    /// Log bytes stored, and lines and bytes dropped, per running try.
+    log_volume: HashMap<TryKey, LogVolume>,
+}
+
+/// How much of a try's log was stored and dropped.
+#[derive(Clone, Copy, Debug, Default)]
+struct LogVolume {
+    stored: u64,
+    dropped_lines: u64,
+    dropped_bytes: u64,
 }
 
 impl Scheduler {
@@ -163,6 +232,11 @@ impl Scheduler {
             last_scheduled: HashMap::new(),
             next_due_at: HashMap::new(),
             metrics: None,
+            executor_maps: HashMap::new(),
+            reload_needed: false,
+            replay: Vec::new(),
+            stopping: HashMap::new(),
+            log_volume: HashMap::new(),
         }
     }
 
@@ -201,6 +275,7 @@ impl Scheduler {
         self.dags = db::sync_registry(&self.store, &self.registry, now)
             .await
             .map_err(SchedulerError::Startup)?;
+        self.check_id_free(now).await?;
         self.heartbeat(now).await.map_err(SchedulerError::Startup)?;
         self.adopt_own_runs()
             .await
@@ -214,6 +289,7 @@ impl Scheduler {
         loop {
             let now = Utc::now();
             let step = async {
+                self.recover().await?;
                 if now >= next_heartbeat {
                     self.heartbeat(now).await?;
                     next_heartbeat = now + chrono_duration(self.config.heartbeat_interval);
@@ -221,6 +297,8 @@ impl Scheduler {
                 let poll = now >= next_poll;
                 if poll {
                     self.refresh_dags().await?;
+                    self.stop_past_deadline(now).await?;
+                    self.apply_stop_requests(now).await?;
                     next_poll = now + chrono_duration(self.config.poll_interval);
                 }
                 let created = self.create_due_runs(now).await?;
@@ -241,9 +319,11 @@ impl Scheduler {
                 Ok(()) => failures = 0,
                 Err(e) => {
                     failures += 1;
-                    tracing::error!(error = %e, "scheduling step failed; retrying");
+                    self.reload_needed = true;
+                    tracing::error!(error = %e, "scheduling step failed; reloading the runs it owns and retrying");
                 }
             }
+            self.report_readiness(failures);
             let mut wake = next_heartbeat.min(next_poll);
             if let Some(t) = self.next_due_at.values().flatten().min() {
                 wake = wake.min(*t);
@@ -268,11 +348,11 @@ impl Scheduler {
                     while let Ok(more) = self.events_rx.try_recv() {
                         batch.push(more);
                     }
-                    if let Err(e) = self.handle_events(batch).await {
+                    if let Err(e) = self.handle_events(&batch).await {
                         failures += 1;
-                        tracing::error!(error = %e, "recording task events failed; reloading runs");
-                        self.runs.clear();
-                        let _ = self.adopt_own_runs().await;
+                        tracing::error!(error = %e, "recording task events failed; reloading the runs it owns and retrying");
+                        self.keep_for_replay(batch);
+                        self.report_readiness(failures);
                     }
                 }
                 _ = tokio::time::sleep(sleep) => {}
@@ -281,6 +361,81 @@ impl Scheduler {
         }
         tracing::info!(scheduler = %self.config.id, "scheduler stopped");
         Ok(())
+    }
+
+    /// After a failed write: reloads the runs this scheduler owns from the
+    /// store (the truth) and applies the executor events whose write
+    /// failed. Until that succeeds nothing else is scheduled, so no run it
+    /// owns is left out of memory. The tries it launched stay launched:
+    /// their events are still to come.
+    async fn recover(&mut self) -> Result<(), StoreError> {
+        if !self.reload_needed {
+            return Ok(());
+        }
+        self.runs.clear();
+        self.adopt_own_runs().await?;
+        if !self.replay.is_empty() {
+            let batch = std::mem::take(&mut self.replay);
+            if let Err(e) = self.handle_events(&batch).await {
+                self.keep_for_replay(batch);
+                return Err(e);
+            }
+        }
+        self.reload_needed = false;
+        tracing::info!(
+            runs = self.runs.len(),
+            "reloaded the runs this scheduler owns"
+        );
+        Ok(())
+    }
+
+    /// Keeps a batch of events whose write failed, to apply it again once
+    /// the owned runs are reloaded: the tries it finished count as
+    /// launched until then, so the reload does not take them for lost.
+    fn keep_for_replay(&mut self, batch: Vec<ExecutorEvent>) {
+        for event in &batch {
+            if let ExecutorEvent::Finished { key, .. } = event {
+                self.launched.insert(key.clone());
+            }
+        }
+        let mut batch = batch;
+        self.replay.append(&mut batch);
+        self.reload_needed = true;
+    }
+
+    /// Tells `/readyz` and the health API whether this scheduler is
+    /// keeping up: not while its writes fail or runs it owns are not
+    /// loaded.
+    fn report_readiness(&self, failures: u32) {
+        if let Some(m) = &self.metrics {
+            let problem = (self.reload_needed || failures > 0).then(|| {
+                format!(
+                    "scheduler {} cannot write to the store ({} failed attempt{} in a row); \
+                     runs it owns are reloaded once writes succeed",
+                    self.config.id,
+                    failures.max(1),
+                    if failures == 1 { "" } else { "s" }
+                )
+            });
+            m.set_scheduler_problem(problem);
+        }
+    }
+
+    /// The executor of each task of `dag`: its own, else the default.
+    fn executors_of(&mut self, dag: &Dag) -> Arc<HashMap<String, ExecutorKind>> {
+        let default = self.config.default_executor;
+        Arc::clone(
+            self.executor_maps
+                .entry(dag.id().to_string())
+                .or_insert_with(|| {
+                    Arc::new(
+                        dag.tasks()
+                            .iter()
+                            .map(|t| (t.id.to_string(), t.options.executor.unwrap_or(default)))
+                            .collect(),
+                    )
+                }),
+        )
     }
 
     fn wants(&self, dag_id: &str) -> bool {
@@ -292,8 +447,37 @@ impl Scheduler {
 
     async fn heartbeat(&self, now: DateTime<Utc>) -> Result<(), StoreError> {
         self.store
-            .heartbeat(&self.config.id, &default_id(), std::process::id(), now)
+            .heartbeat(&self.config.id, &host_name(), std::process::id(), now)
             .await
+    }
+
+    /// Refuses an id that a live scheduler heartbeats under: two
+    /// schedulers sharing one id would each take the other's runs for
+    /// their own. The heartbeat of a process of this host that is gone (a
+    /// restart after a crash) does not count.
+    async fn check_id_free(&self, now: DateTime<Utc>) -> Result<(), SchedulerError> {
+        let schedulers = self
+            .store
+            .list_schedulers()
+            .await
+            .map_err(SchedulerError::Startup)?;
+        let Some(other) = schedulers.into_iter().find(|s| s.id == self.config.id) else {
+            return Ok(());
+        };
+        let fresh = other.heartbeat_date >= self.stale_before(now);
+        let this_host = other.hostname == host_name();
+        let me = other.pid == std::process::id() && this_host;
+        let gone = this_host && !process_alive(other.pid);
+        if !fresh || me || gone {
+            return Ok(());
+        }
+        Err(SchedulerError::IdInUse {
+            id: other.id,
+            hostname: other.hostname,
+            pid: other.pid,
+            age_secs: (now - other.heartbeat_date).num_seconds().max(0),
+            stale_after_secs: self.config.stale_after.as_secs(),
+        })
     }
 
     async fn refresh_dags(&mut self) -> Result<(), StoreError> {
@@ -412,14 +596,27 @@ impl Scheduler {
             self.store.release_run(row.id, &self.config.id).await?;
             return Ok(());
         };
-        let instances = self.store.task_instances(row.id).await?;
-        let mut run = match ActiveRun::load(row, dag, &instances) {
-            Ok(run) => run,
-            Err(active::Mismatch(reason)) => {
-                tracing::error!(%reason, "cannot continue run");
-                return Ok(());
-            }
-        };
+        let mut instances = self.store.task_instances(row.id).await?;
+        let missing = active::missing_tasks(&dag, &instances);
+        if !missing.is_empty() {
+            // The DAG gained tasks since the run was created: the run goes
+            // on under the DAG as it is, the new tasks pending.
+            let new = db::new_run(
+                &dag,
+                row.dag_version,
+                row.run_type,
+                row.data_interval,
+                serde_json::json!({}),
+            )
+            .tasks
+            .into_iter()
+            .filter(|t| missing.contains(&t.task_id))
+            .collect();
+            let added = self.store.add_task_instances(row.id, new, now).await?;
+            tracing::warn!(dag = %row.dag_id, run = %row.run_id, added = ?added, "the DAG gained tasks since this run was created; added them to the run as pending");
+            instances = self.store.task_instances(row.id).await?;
+        }
+        let mut run = ActiveRun::load(row, dag, &instances);
         let mut changes = Vec::new();
         let mut lost = Vec::new();
         for task in 0..run.dag.tasks().len() {
@@ -440,7 +637,7 @@ impl Scheduler {
         for task in &lost {
             let from = run.state(*task);
             let error = "lost: the scheduler running this try stopped before it finished";
-            let lost = Err(TaskError::msg(error));
+            let lost = Err(TaskError::lost(error));
             let update = self.finish_update(&mut run, *task, &lost, &TryMetrics::default(), now);
             if let Some((update, _)) = update {
                 changes.push(TaskChange::new(run.task_id(*task), from, update));
@@ -673,27 +870,35 @@ impl Scheduler {
             if runs.is_empty() || free == 0 {
                 continue;
             }
+            let Some(dag) = self.runs.get(&runs[0]).map(|r| Arc::clone(&r.dag)) else {
+                continue;
+            };
+            let executors = self.executors_of(&dag);
             let began = std::time::Instant::now();
             let claimed = self
                 .store
-                .claim_tasks_in(&self.config.id, &runs, free as u32, now)
+                .claim_tasks_in(&self.config.id, &runs, &executors, free as u32, now)
                 .await?;
             if let Some(m) = &self.metrics {
                 m.observe_db("claim_tasks", began.elapsed().as_secs_f64());
             }
             for c in claimed {
-                self.start_try(c.instance.run, &c.instance.task_id, c.instance.try_number)
+                let i = &c.instance;
+                self.start_try(i.run, &i.task_id, i.try_number, i.executor)
                     .await?;
             }
         }
         Ok(())
     }
 
+    /// Hands the claimed try of `task_id` to `kind`, the executor stored
+    /// with it.
     async fn start_try(
         &mut self,
         run_id: i64,
         task_id: &str,
         try_number: u32,
+        kind: ExecutorKind,
     ) -> Result<(), StoreError> {
         let Some(mut run) = self.runs.remove(&run_id) else {
             return Ok(());
@@ -707,10 +912,7 @@ impl Scheduler {
             return self.drop_run(run_id).await;
         }
         let launch = self.launch_of(&mut run, task).await;
-        let kind = run.dag.tasks()[task]
-            .options
-            .executor
-            .unwrap_or(self.config.default_executor);
+        run.executor[task] = kind;
         self.runs.insert(run_id, run);
         let Some(launch) = launch? else {
             tracing::error!(run = run_id, "run with an invalid run id; leaving it");
@@ -753,6 +955,9 @@ impl Scheduler {
             .ok()?;
         let mut update = TaskUpdate::new(change.to);
         update.end_date = Some(now);
+        if matches!(result, Err(e) if e.is_lost()) {
+            update.lost_tries = Some(run.progress.status(task).lost);
+        }
         match result {
             Ok(out) => update.follow = out.follow.clone(),
             Err(e) => update.error = Some(e.to_string()),
@@ -769,11 +974,7 @@ impl Scheduler {
             }
             m.observe_task_resources(run.dag.id().as_str(), node.id.as_str(), measured, secs);
             if matches!(result, Err(e) if !e.is_skip()) {
-                let kind = node
-                    .options
-                    .executor
-                    .unwrap_or(self.config.default_executor);
-                m.executor_failed(kind.as_str());
+                m.executor_failed(run.executor[task].as_str());
             }
         }
         if let Finish::Retry { delay } = finish {
@@ -786,21 +987,32 @@ impl Scheduler {
 
     /// Applies a batch of executor events: one transaction per run, then
     /// settles what the finished tasks unblock.
-    async fn handle_events(&mut self, batch: Vec<ExecutorEvent>) -> Result<(), StoreError> {
+    async fn handle_events(&mut self, batch: &[ExecutorEvent]) -> Result<(), StoreError> {
         let now = Utc::now();
         let mut per_run: BTreeMap<i64, (Vec<TaskChange>, Vec<usize>)> = BTreeMap::new();
         let mut logs = Vec::new();
+        // Tries stopped on a request to clear them: cleared once their end
+        // is written, to run again.
+        let mut clear_after = Vec::new();
         for event in batch {
             match event {
                 ExecutorEvent::Log { key, stream, line } => {
+                    let volume = self.log_volume.entry(key.clone()).or_default();
+                    let size = line.len() as u64 + 1;
+                    if volume.stored + size > self.config.max_log_bytes_per_try {
+                        volume.dropped_lines += 1;
+                        volume.dropped_bytes += size;
+                        continue;
+                    }
+                    volume.stored += size;
                     if let Some(run) = self.runs.get(&key.run) {
                         logs.push(NewLogLine {
                             run: key.run,
                             task_id: run.task_id(key.task).to_owned(),
                             try_number: key.try_number,
                             timestamp: now,
-                            stream,
-                            line,
+                            stream: *stream,
+                            line: line.clone(),
                         });
                     }
                 }
@@ -822,7 +1034,7 @@ impl Scheduler {
                         }
                         let update = TaskUpdate {
                             start_date: Some(now),
-                            executor_handle: handle,
+                            executor_handle: handle.clone(),
                             ..TaskUpdate::new(TaskState::Running)
                         };
                         let change =
@@ -835,21 +1047,47 @@ impl Scheduler {
                     result,
                     metrics,
                 } => {
-                    self.launched.remove(&key);
+                    self.launched.remove(key);
+                    let volume = self.log_volume.remove(key).unwrap_or_default();
                     let Some(mut run) = self.runs.remove(&key.run) else {
                         continue;
                     };
+                    if volume.dropped_lines > 0 {
+                        logs.push(NewLogLine {
+                            run: key.run,
+                            task_id: run.task_id(key.task).to_owned(),
+                            try_number: key.try_number,
+                            timestamp: now,
+                            stream: LogStream::System,
+                            line: format!(
+                                "log limit reached: {} line{} ({} bytes) past the first {} bytes \
+                                 of this try's log were dropped (max_log_bytes_per_try)",
+                                volume.dropped_lines,
+                                if volume.dropped_lines == 1 { "" } else { "s" },
+                                volume.dropped_bytes,
+                                self.config.max_log_bytes_per_try
+                            ),
+                        });
+                    }
+                    let too_big = self.output_over_limit(result);
+                    let stopped = self.stopping.remove(key).map(|request| {
+                        if request.to == TaskState::Pending {
+                            clear_after.push((key.run, run.task_id(key.task).to_owned()));
+                        }
+                        Self::stopped_result(&request, result)
+                    });
+                    let result = stopped.as_ref().or(too_big.as_ref()).unwrap_or(result);
                     let from = run.state(key.task);
                     if from.is_active() && run.try_number(key.task) == key.try_number {
                         if let Some((update, _)) =
-                            self.finish_update(&mut run, key.task, &result, &metrics, now)
+                            self.finish_update(&mut run, key.task, result, metrics, now)
                         {
                             let mut change = TaskChange::new(run.task_id(key.task), from, update);
-                            if let Ok(out) = &result {
+                            if let Ok(out) = result {
                                 change.output = Some(out.value.clone());
                                 run.outputs.insert(key.task, out.value.clone());
                             }
-                            if let Err(e) = &result {
+                            if let Err(e) = result {
                                 tracing::info!(dag = %run.row.dag_id, run = %run.row.run_id, task = run.task_id(key.task), error = %e, "try did not succeed");
                             }
                             let entry = per_run.entry(key.run).or_default();
@@ -887,11 +1125,17 @@ impl Scheduler {
             writes.push(RunChange::tasks(id, std::mem::take(changes)));
         }
         self.write(writes, now).await?;
-        for id in per_run.into_keys() {
-            self.finish_run_if_done(id, now).await?;
+        for (run, task_id) in clear_after {
+            // Cleared by the store (tries counted afresh), then reloaded.
+            self.store.clear_tasks(run, &[task_id], now).await?;
+            self.drop_run(run).await?;
         }
+        // A run is reported finished only once its tries' logs are stored.
         if !logs.is_empty() {
             self.store.append_logs(logs).await?;
+        }
+        for id in per_run.into_keys() {
+            self.finish_run_if_done(id, now).await?;
         }
         Ok(())
     }
@@ -932,14 +1176,35 @@ impl Scheduler {
         Ok(())
     }
 
+    /// The failure of a try whose output is over
+    /// [`SchedulerConfig::max_output_bytes`], if it is.
+    fn output_over_limit(
+        &self,
+        result: &Result<goflow_core::TaskOutput, TaskError>,
+    ) -> Option<Result<goflow_core::TaskOutput, TaskError>> {
+        let out = result.as_ref().ok()?;
+        let size = serde_json::to_vec(&out.value).map_or(0, |v| v.len()) as u64;
+        (size > self.config.max_output_bytes).then(|| {
+            Err(TaskError::fatal(format!(
+                "the task's output is {size} bytes of JSON, over the limit of {} bytes \
+                 (max_output_bytes, `scheduler --max-output-bytes`): hand large data on \
+                 through storage and pass a reference",
+                self.config.max_output_bytes
+            )))
+        })
+    }
+
     /// Marks a run whose tasks are all finished, and lets it go.
     async fn finish_run_if_done(&mut self, id: i64, now: DateTime<Utc>) -> Result<(), StoreError> {
         let Some(run) = self.runs.get(&id) else {
             return Ok(());
         };
-        let state = run.progress.run_state();
+        let mut state = run.progress.run_state();
         if !state.is_terminal() || run.row.state != RunState::Running {
             return Ok(());
+        }
+        if run.stopped {
+            state = RunState::Failed;
         }
         let (dag_id, run_id) = (run.row.dag_id.clone(), run.row.run_id.clone());
         // Before calling the run over, check the store agrees: a task
@@ -993,6 +1258,26 @@ fn record_metrics(update: &mut TaskUpdate, m: &TryMetrics) {
     update.memory_request_bytes = int(m.memory_request_bytes);
     update.cpu_limit_millis = int(m.cpu_limit_millis);
     update.memory_limit_bytes = int(m.memory_limit_bytes);
+}
+
+/// Whether a process with this pid exists on this host.
+fn process_alive(pid: u32) -> bool {
+    #[cfg(unix)]
+    {
+        use nix::errno::Errno;
+        let Ok(pid) = i32::try_from(pid) else {
+            return false;
+        };
+        match nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None) {
+            Ok(()) | Err(Errno::EPERM) => pid > 0,
+            Err(_) => false,
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = pid;
+        true
+    }
 }
 
 fn chrono_duration(d: Duration) -> chrono::Duration {

@@ -35,6 +35,7 @@ pub(crate) fn routes() -> Router<WebState> {
         .route("/dags/{dag_id}/runs", get(list_runs).post(trigger_run))
         .route("/dags/{dag_id}/runs/{run_id}", get(get_run))
         .route("/dags/{dag_id}/runs/{run_id}/clear", post(clear_run))
+        .route("/dags/{dag_id}/runs/{run_id}/stop", post(stop_run))
         .route(
             "/dags/{dag_id}/runs/{run_id}/tasks/{task_id}",
             get(get_task_instance),
@@ -116,7 +117,7 @@ type ApiResult<T> = Result<Json<T>, ApiError>;
     ),
     paths(
         health, list_dags, get_dag, patch_dag, grid, list_runs, trigger_run, get_run,
-        clear_run, get_task_instance, clear_task, mark_task, task_logs, task_history,
+        clear_run, stop_run, get_task_instance, clear_task, mark_task, task_logs, task_history,
         calendar
     ),
     modifiers(&BearerAuth),
@@ -545,7 +546,8 @@ pub(crate) struct TaskClearRequest {
 /// What a clear did.
 #[derive(Serialize, Deserialize, ToSchema)]
 pub(crate) struct ClearResult {
-    /// The task ids put back to pending, in the DAG's order.
+    /// The task ids put back to pending, in the DAG's order (a running
+    /// one once its try has been stopped, within seconds).
     cleared: Vec<String>,
     /// The run's state afterwards (a finished run is queued again).
     #[schema(value_type = String, example = "queued")]
@@ -572,6 +574,18 @@ pub(crate) struct MarkResult {
     /// The run's state afterwards, recomputed from its tasks.
     #[schema(value_type = String, example = "success")]
     run_state: RunState,
+    /// The task was running: its try is being stopped, and it ends in
+    /// `state` once it has (within seconds).
+    stopping: bool,
+}
+
+/// What a run stop did.
+#[derive(Serialize, Deserialize, ToSchema)]
+pub(crate) struct StopResult {
+    /// The task instances the stop covers: running tries are stopped and
+    /// end `failed`, tasks not yet run end `skipped`; the run ends
+    /// `failed` (at once when it had not started, else within seconds).
+    tasks: usize,
 }
 
 /// The database's answer.
@@ -621,6 +635,10 @@ pub(crate) struct HealthJson {
     /// The latest scheduling step of this process's scheduler.
     loop_latency_seconds: Option<f64>,
     executors: Vec<ExecutorJson>,
+    /// Why this process's scheduler is not ready (it cannot write to the
+    /// store, runs it owns are not loaded); absent when it is.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    not_ready_reason: Option<String>,
 }
 
 // ---------------------------------------------------------------------------
@@ -754,6 +772,7 @@ async fn health(State(state): State<WebState>) -> Json<HealthJson> {
             .map(|s| (s.as_str().to_owned(), h.runs.get(s).copied().unwrap_or(0)))
             .collect(),
         loop_latency_seconds: h.loop_latency,
+        not_ready_reason: h.scheduler_problem.clone(),
         executors: h
             .executors
             .iter()
@@ -1018,6 +1037,23 @@ async fn clear_run(
     Ok(Json(clear_result(&state, &run, cleared).await?))
 }
 
+/// Stops a queued or running run: its running tries are stopped (their
+/// executors kill them) and end `failed`, its other unfinished tasks end
+/// `skipped`, and the run ends `failed`.
+#[utoipa::path(post, path = "/dags/{dag_id}/runs/{run_id}/stop", tag = "runs",
+    params(("dag_id" = String, Path, description = "The DAG id"), ("run_id" = String, Path, description = "The run id")),
+    responses((status = 200, body = StopResult), (status = 401, body = ErrorBody),
+              (status = 404, body = ErrorBody), (status = 409, description = "the run has finished", body = ErrorBody)))]
+async fn stop_run(
+    State(state): State<WebState>,
+    Extension(who): Extension<Principal>,
+    ApiPath((dag_id, run_id)): ApiPath<(String, String)>,
+) -> ApiResult<StopResult> {
+    let run = service::find_run(&state, &dag_id, &run_id).await?;
+    let tasks = service::stop_run(&state, &run, who.name()).await?;
+    Ok(Json(StopResult { tasks }))
+}
+
 /// A task instance with its finished tries.
 #[utoipa::path(get, path = "/dags/{dag_id}/runs/{run_id}/tasks/{task_id}", tag = "tasks",
     params(("dag_id" = String, Path, description = "The DAG id"), ("run_id" = String, Path, description = "The run id"),
@@ -1080,14 +1116,15 @@ async fn clear_task(
     Ok(Json(clear_result(&state, &run, cleared).await?))
 }
 
-/// Marks a task instance of a finished run `success` or `failed` by
-/// hand; the run's state follows.
+/// Marks a task instance `success` or `failed` by hand; the run's state
+/// follows. A running task is stopped first (its executor kills the try)
+/// and ends in that state once it has (`stopping` in the answer).
 #[utoipa::path(post, path = "/dags/{dag_id}/runs/{run_id}/tasks/{task_id}/state", tag = "tasks",
     params(("dag_id" = String, Path, description = "The DAG id"), ("run_id" = String, Path, description = "The run id"),
            ("task_id" = String, Path, description = "The task id")),
     request_body = MarkRequest,
     responses((status = 200, body = MarkResult), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
-              (status = 404, body = ErrorBody), (status = 409, description = "the run or the task is queued or running", body = ErrorBody)))]
+              (status = 404, body = ErrorBody), (status = 409, description = "the run is running and the task waits to run", body = ErrorBody)))]
 async fn mark_task(
     State(state): State<WebState>,
     Extension(who): Extension<Principal>,
@@ -1105,11 +1142,16 @@ async fn mark_task(
         }
     };
     let run = service::find_run(&state, &dag_id, &run_id).await?;
+    let stopping = task_instance(&state, &run, &task_id)
+        .await?
+        .state
+        .is_active();
     let run_state = service::mark(&state, &run, &task_id, to, req.downstream, who.name()).await?;
     Ok(Json(MarkResult {
         task_id,
         state: to,
         run_state,
+        stopping,
     }))
 }
 

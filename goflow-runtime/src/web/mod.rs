@@ -405,14 +405,14 @@ async fn healthz() -> &'static str {
     "ok"
 }
 
+/// Ready when the database answers and the scheduler of this process (if
+/// any) is keeping up. Unauthenticated, so it says no more than that: the
+/// reason is in the health API.
 async fn readyz(State(state): State<WebState>) -> Response {
+    let scheduler_ok = state.metrics().scheduler_problem().is_none();
     match state.store().ping().await {
-        Ok(()) => "ok".into_response(),
-        Err(e) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("database unreachable: {e}"),
-        )
-            .into_response(),
+        Ok(()) if scheduler_ok => "ok".into_response(),
+        _ => (StatusCode::SERVICE_UNAVAILABLE, "not ready").into_response(),
     }
 }
 

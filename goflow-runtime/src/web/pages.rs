@@ -43,6 +43,7 @@ pub(crate) fn routes() -> Router<WebState> {
         .route("/dags/{dag_id}/pause", post(pause))
         .route("/dags/{dag_id}/runs/{run_id}", get(run_page))
         .route("/dags/{dag_id}/runs/{run_id}/clear", post(clear_run))
+        .route("/dags/{dag_id}/runs/{run_id}/stop", post(stop_run))
         .route(
             "/dags/{dag_id}/runs/{run_id}/tasks/{task_id}/clear",
             post(clear_task),
@@ -486,12 +487,20 @@ struct MarkForm {
     downstream: Option<String>,
 }
 
+/// A form with nothing but its CSRF token (a button).
+#[derive(Deserialize)]
+struct CsrfOnly {
+    #[serde(default)]
+    csrf: String,
+}
+
 csrf_form!(
     TriggerForm,
     PauseForm,
     ClearRunForm,
     ClearTaskForm,
-    MarkForm
+    MarkForm,
+    CsrfOnly
 );
 
 fn checked(v: &Option<String>) -> bool {
@@ -612,6 +621,12 @@ async fn run_page(
             h1 { "Run " (run.run_id) }
             span #run-state { (badge(run.state.as_str())) }
             div.actions {
+                @if !run_done {
+                    form.inline method="post" action={ (base) "/stop" } {
+                        (csrf_field(&session.csrf_token))
+                        button #stop-run type="submit" title="Stop its running tasks (they end failed), skip the rest; the run ends failed" { "Stop run" }
+                    }
+                }
                 form.inline method="post" action={ (base) "/clear" } {
                     (csrf_field(&session.csrf_token))
                     button #clear-run type="submit" title="Run every task again" { "Clear run" }
@@ -646,6 +661,25 @@ async fn run_page(
                                 td.error { @if let Some(e) = &ti.last_error { (e) } }
                                 td.row-actions {
                                     a.logs href=(logs_href(&dag_id, &run.run_id, task)) { "Logs" }
+                                    @if ti.stop_requested.is_some() {
+                                        span.muted.stopping { " stopping…" }
+                                    } @else if ti.state.is_active() {
+                                        // A running try is stopped: killed by its executor.
+                                        form.inline method="post" action={ (base) "/tasks/" (seg(task)) "/clear" } {
+                                            (csrf_field(&session.csrf_token))
+                                            button.clear-task type="submit" title="Stop this try and run the task again" { "Restart" }
+                                        }
+                                        form.inline method="post" action={ (base) "/tasks/" (seg(task)) "/mark" } {
+                                            (csrf_field(&session.csrf_token))
+                                            input type="hidden" name="state" value="success";
+                                            button.mark-success type="submit" title="Stop this try; the task ends success" { "Mark success" }
+                                        }
+                                        form.inline method="post" action={ (base) "/tasks/" (seg(task)) "/mark" } {
+                                            (csrf_field(&session.csrf_token))
+                                            input type="hidden" name="state" value="failed";
+                                            button.mark-failed type="submit" title="Stop this try; the task ends failed" { "Mark failed" }
+                                        }
+                                    }
                                     @if !ti.state.is_active() {
                                         form.inline method="post" action={ (base) "/tasks/" (seg(task)) "/clear" } {
                                             (csrf_field(&session.csrf_token))
@@ -727,6 +761,16 @@ async fn clear_run(
         ..ClearSpec::default()
     };
     service::clear(&state, &run, &spec, &session.username).await?;
+    Ok(Redirect::to(&run_href(&dag_id, &run_id)).into_response())
+}
+
+async fn stop_run(
+    State(state): State<WebState>,
+    Path((dag_id, run_id)): Path<(String, String)>,
+    UiForm(_form, session): UiForm<CsrfOnly>,
+) -> Result<Response, PageError> {
+    let run = service::find_run(&state, &dag_id, &run_id).await?;
+    service::stop_run(&state, &run, &session.username).await?;
     Ok(Redirect::to(&run_href(&dag_id, &run_id)).into_response())
 }
 

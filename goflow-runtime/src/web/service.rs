@@ -309,19 +309,29 @@ pub(crate) async fn clear(
     if selected.is_empty() {
         return Ok(Vec::new());
     }
-    let busy: Vec<&str> = instances
-        .iter()
-        .filter(|t| t.state.is_active() && selected.contains(&t.task_id))
-        .map(|t| t.task_id.as_str())
-        .collect();
+    // Running tries are stopped first and cleared by the run's scheduler
+    // once they ended; the rest are cleared now.
+    let (busy, idle): (Vec<String>, Vec<String>) = selected.iter().cloned().partition(|t| {
+        instances
+            .iter()
+            .any(|ti| ti.task_id == *t && ti.state.is_active())
+    });
     if !busy.is_empty() {
-        return Err(active_conflict(run, &busy));
+        let reason = format!("cleared by {who} while running: stopped to run again");
+        state
+            .store()
+            .request_stop(run.id, &busy, TaskState::Pending, &reason, Utc::now())
+            .await
+            .map_err(|e| store_conflict(run, e))?;
+        tracing::info!(dag = %run.dag_id, run = %run.run_id, tasks = ?busy, user = ?who, "running tasks stopped to be cleared");
     }
-    state
-        .store()
-        .clear_tasks(run.id, &selected, Utc::now())
-        .await
-        .map_err(|e| store_conflict(run, e))?;
+    if !idle.is_empty() {
+        state
+            .store()
+            .clear_tasks(run.id, &idle, Utc::now())
+            .await
+            .map_err(|e| store_conflict(run, e))?;
+    }
     let order = task_order(dag.as_deref(), &instances);
     selected.sort_by_key(|t| order.iter().position(|o| o == t));
     tracing::info!(dag = %run.dag_id, run = %run.run_id, tasks = ?selected, user = who, "tasks cleared");
@@ -370,6 +380,21 @@ pub(crate) async fn mark(
             run.run_id, run.dag_id
         )));
     }
+    if instances
+        .iter()
+        .any(|t| t.task_id == task && t.state.is_active())
+    {
+        // A running try is stopped; its scheduler then ends it in `to`
+        // and settles its downstreams.
+        let reason = format!("marked {to} by {who} while running: stopped");
+        state
+            .store()
+            .request_stop(run.id, &[task.to_owned()], to, &reason, Utc::now())
+            .await
+            .map_err(|e| store_conflict(run, e))?;
+        tracing::info!(dag = %run.dag_id, run = %run.run_id, task, state = %to, user = ?who, "running task stopped");
+        return Ok(run.state);
+    }
     let dag = declared(state, &run.dag_id);
     let selected = with_downstream(dag.as_deref(), &[task.to_owned()], downstream, &in_run);
     let outcome = state
@@ -388,6 +413,26 @@ pub(crate) async fn mark(
             run.run_id
         ))),
     }
+}
+
+/// Stops a queued or running run: its running tries are stopped and end
+/// `failed`, tasks not yet run end `skipped`, the run ends `failed`.
+/// Returns how many task instances that covers.
+pub(crate) async fn stop_run(state: &WebState, run: &RunRow, who: &str) -> Result<usize, WebError> {
+    let reason = format!("run stopped by {who}");
+    let n = state
+        .store()
+        .request_run_stop(run.id, &reason, Utc::now())
+        .await
+        .map_err(|e| match e {
+            StoreError::RunNotActive { state, .. } => WebError::Conflict(format!(
+                "run '{}' is {state} already: only a queued or running run can be stopped",
+                run.run_id
+            )),
+            other => other.into(),
+        })?;
+    tracing::info!(dag = %run.dag_id, run = %run.run_id, user = ?who, "run stop requested");
+    Ok(n)
 }
 
 /// Recent runs of a DAG by the tasks of the DAG.
@@ -499,6 +544,9 @@ pub(crate) struct Health {
     pub loop_latency: Option<f64>,
     /// `(executor kind, launched, failed)`.
     pub executors: Vec<(String, u64, u64)>,
+    /// Why the scheduler of this process is not keeping up, if it is not
+    /// (its writes fail, runs it owns are not loaded).
+    pub scheduler_problem: Option<String>,
 }
 
 impl Health {
@@ -506,6 +554,7 @@ impl Health {
     /// none configured, some scheduler) is alive.
     pub fn healthy(&self) -> bool {
         self.database.is_ok()
+            && self.scheduler_problem.is_none()
             && match &self.scheduler_id {
                 Some(_) => self.schedulers.iter().any(|s| s.this_process && s.alive),
                 None => self.schedulers.iter().any(|s| s.alive),
@@ -563,6 +612,7 @@ pub(crate) async fn health(state: &WebState) -> Health {
         tasks,
         loop_latency: state.metrics().last_loop_latency(),
         executors: state.metrics().executor_counts(),
+        scheduler_problem: state.metrics().scheduler_problem(),
     }
 }
 

@@ -250,7 +250,7 @@ pub async fn run_task(store: &Store, run: &RunRow, task: &str) {
         .await
         .unwrap());
     let claimed = store
-        .claim_tasks_in("web-test", &[run.id], 1, now)
+        .claim_tasks_in("web-test", &[run.id], &Default::default(), 1, now)
         .await
         .unwrap();
     assert_eq!(claimed.len(), 1, "claimed {task}");

@@ -58,8 +58,15 @@ pub struct KubernetesConfig {
     /// Whether a finished Job is deleted as soon as its logs are copied
     /// (otherwise its TTL removes it).
     pub delete_finished_jobs: bool,
-    /// How Jobs are deleted.
+    /// How the Jobs of tries that ended are deleted. Jobs that goflow
+    /// stops (a cancelled, timed-out or lost try, a leftover Job of an
+    /// older try) are always deleted in the foreground, so that their
+    /// pods go first.
     pub propagation: Propagation,
+    /// How long a running try's worker may send nothing to the task API
+    /// (it heartbeats every 15 s) while the watch knows no pod of its Job,
+    /// before the try is failed as lost and its Job deleted.
+    pub heartbeat_timeout: Duration,
     /// Sustained Job creations per second.
     pub creates_per_second: u32,
     /// Job creations allowed at once above that rate.
@@ -102,6 +109,7 @@ impl Default for KubernetesConfig {
             timeout_grace: Duration::from_secs(60),
             delete_finished_jobs: true,
             propagation: Propagation::Background,
+            heartbeat_timeout: Duration::from_secs(300),
             creates_per_second: 20,
             create_burst: 50,
             env: Vec::new(),
@@ -176,9 +184,15 @@ pub struct KubernetesArgs {
     /// not want).
     #[arg(long = "k8s-no-follow-logs", env = "GOFLOW_K8S_NO_FOLLOW_LOGS")]
     pub no_follow_logs: bool,
-    /// How Jobs are deleted.
+    /// How the Jobs of finished tries are deleted (Jobs goflow stops are
+    /// always deleted in the foreground).
     #[arg(long = "k8s-propagation", env = "GOFLOW_K8S_PROPAGATION", value_enum)]
     pub propagation: Option<Propagation>,
+    /// How long a running try's worker may be silent (no heartbeat to the
+    /// task API) while its pod is gone or unknown before the try fails as
+    /// lost, e.g. `5m` [default: 5m].
+    #[arg(long = "k8s-heartbeat-timeout", env = "GOFLOW_K8S_HEARTBEAT_TIMEOUT", value_name = "DURATION", value_parser = parse_duration)]
+    pub heartbeat_timeout: Option<Duration>,
     /// Job creations per second [default: 20].
     #[arg(long = "k8s-qps", env = "GOFLOW_K8S_QPS", value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub qps: Option<u32>,
@@ -248,6 +262,9 @@ impl KubernetesArgs {
         if let Some(p) = self.propagation {
             config.propagation = p;
         }
+        if let Some(d) = self.heartbeat_timeout {
+            config.heartbeat_timeout = d;
+        }
         if let Some(n) = self.qps {
             config.creates_per_second = n;
         }
@@ -289,6 +306,8 @@ mod tests {
             "--k8s-no-follow-logs",
             "--k8s-propagation",
             "foreground",
+            "--k8s-heartbeat-timeout",
+            "90s",
             "--k8s-qps",
             "5",
             "--k8s-burst",
@@ -305,6 +324,15 @@ mod tests {
         assert!(!c.delete_finished_jobs);
         assert!(!c.follow_logs);
         assert_eq!(c.propagation, Propagation::Foreground);
+        assert_eq!(c.heartbeat_timeout, Duration::from_secs(90));
+        assert_eq!(
+            Cli::try_parse_from(["x"])
+                .unwrap()
+                .k8s
+                .to_config()
+                .heartbeat_timeout,
+            Duration::from_secs(300)
+        );
         assert_eq!((c.creates_per_second, c.create_burst), (5, 7));
         assert!(Cli::try_parse_from(["x", "--k8s-qps", "0"]).is_err());
         assert!(Cli::try_parse_from(["x", "--k8s-pending-deadline", "soon"]).is_err());

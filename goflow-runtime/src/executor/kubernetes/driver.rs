@@ -18,7 +18,7 @@ use goflow_store::LogStream;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{ContainerStateTerminated, ContainerStatus, Pod};
-use kube::api::{Api, DeleteParams, ListParams, LogParams, PostParams};
+use kube::api::{Api, DeleteParams, ListParams, LogParams, PostParams, PropagationPolicy};
 use kube::runtime::{watcher, WatchStreamExt};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -27,8 +27,8 @@ use tokio::time::Instant;
 use super::config::KubernetesConfig;
 use super::errors::{describe, describe_watch};
 use super::manifest::{
-    instance_selector, job_manifest, job_name_of, namespace_of, JobParams, ANNOTATION_DAG,
-    ANNOTATION_RUN, ANNOTATION_TASK, ANNOTATION_TRY, CONTAINER, LABEL_JOB,
+    instance_selector, job_manifest, job_name_of, namespace_of, task_instance_selector, JobParams,
+    ANNOTATION_DAG, ANNOTATION_RUN, ANNOTATION_TASK, ANNOTATION_TRY, CONTAINER, LABEL_JOB,
 };
 use super::{pod_log, resources};
 use crate::executor::{Adoption, EventSender, ExecutorEvent, Launch, TryKey, TryMetrics};
@@ -39,6 +39,11 @@ use crate::worker::WorkerResult;
 const STARTING: [&str; 2] = ["ContainerCreating", "PodInitializing"];
 /// Waiting reasons that no amount of waiting fixes.
 const CANNOT_START: [&str; 2] = ["InvalidImageName", "ErrImageNeverPull"];
+/// How long a new try waits for the Jobs of older tries it deleted to be
+/// gone (their pods terminated) before it starts anyway.
+const SUPERSEDE_WAIT: Duration = Duration::from_secs(120);
+/// How often it looks.
+const SUPERSEDE_POLL: Duration = Duration::from_millis(500);
 
 pub(crate) struct Shared {
     pub client: Result<kube::Client, String>,
@@ -71,6 +76,9 @@ struct Namespace {
     last_error: Option<String>,
     /// Jobs seen since the watch's last (re-)list began.
     listing: Option<HashSet<Arc<str>>>,
+    /// Jobs whose pods were seen since the pod watch's last (re-)list
+    /// began.
+    pod_listing: Option<HashSet<Arc<str>>>,
 }
 
 struct Tracked {
@@ -87,6 +95,15 @@ struct Tracked {
     cancel_requested: bool,
     /// Whether `Started` was sent (once the Job exists).
     started: bool,
+    /// Taken over from an earlier scheduler process.
+    adopted: bool,
+    /// The pod of its Job the watch knows to exist, if any.
+    pod: Option<Box<str>>,
+    /// Since when the worker's silence counts: when its container was seen
+    /// running, or when the try was adopted.
+    alive_since: Option<Instant>,
+    /// When its worker's silence is checked next.
+    silence_check: Option<Instant>,
     /// How far its pod's log has been copied.
     log: Arc<Mutex<pod_log::Progress>>,
     /// The task following the pod's log while it runs.
@@ -120,6 +137,10 @@ enum Cause {
     PendingDeadline,
     /// A pod that will never start.
     CannotStart(String),
+    /// The worker stopped heartbeating and the watch knows no pod of it.
+    Lost(Duration),
+    /// A newer try of the same task instance started.
+    Superseded(u32),
 }
 
 impl Shared {
@@ -182,6 +203,7 @@ impl Shared {
         launch: &Launch,
         events: EventSender,
         logged_lines: u64,
+        adopted: bool,
     ) -> bool {
         let key = launch.key.clone();
         let try_ref = TryRef::of(launch);
@@ -214,6 +236,10 @@ impl Shared {
                 waiting: None,
                 cancel_requested: false,
                 started: false,
+                adopted,
+                pod: None,
+                alive_since: None,
+                silence_check: None,
                 log: pod_log::Progress::after(logged_lines),
                 follower: None,
             },
@@ -231,7 +257,10 @@ impl Shared {
         let mut st = self.lock();
         let t = st.tries.remove(name)?;
         st.by_key.remove(&t.key);
-        for at in [t.pending_until, t.deadline].into_iter().flatten() {
+        for at in [t.pending_until, t.deadline, t.silence_check]
+            .into_iter()
+            .flatten()
+        {
             st.timers.remove(&(at, Arc::clone(name)));
         }
         drop(st);
@@ -244,13 +273,68 @@ impl Shared {
 
     /// Ends a try that never had a Job to finish.
     fn fail(&self, name: &Arc<str>, error: TaskError) {
+        self.end(name, Err(error), TryMetrics::default());
+    }
+
+    /// Ends a try without [`finish`] (no Job to read or delete).
+    fn end(&self, name: &Arc<str>, result: Result<TaskOutput, TaskError>, metrics: TryMetrics) {
         if let Some(t) = self.untrack(name) {
             let _ = t.events.send(ExecutorEvent::Finished {
                 key: t.key,
-                result: Err(error),
-                metrics: TryMetrics::default(),
+                result,
+                metrics,
             });
         }
+    }
+
+    /// Writes a `system` line to a tracked try's log.
+    fn note(&self, name: &str, line: String) {
+        if let Some(t) = self.lock().tries.get(name) {
+            let _ = t.events.send(ExecutorEvent::Log {
+                key: t.key.clone(),
+                stream: LogStream::System,
+                line,
+            });
+        }
+    }
+
+    /// Whether the try of Job `name` was cancelled before its Job existed.
+    fn cancel_requested(&self, name: &str) -> bool {
+        self.lock()
+            .tries
+            .get(name)
+            .is_some_and(|t| t.cancel_requested)
+    }
+
+    /// A try this executor still follows is being replaced by try
+    /// `by` of the same task instance: it ends (its Job is deleted).
+    fn supersede(self: &Arc<Self>, name: &str, by: u32) {
+        let mut st = self.lock();
+        let st = &mut *st;
+        if let Some((name, _)) = st.tries.get_key_value(name) {
+            let name = Arc::clone(name);
+            self.finalize(st, &name, Cause::Superseded(by));
+        }
+    }
+
+    /// [`KubernetesConfig::heartbeat_timeout`], at least a few
+    /// milliseconds.
+    fn heartbeat_timeout(&self) -> Duration {
+        self.config.heartbeat_timeout.max(Duration::from_millis(10))
+    }
+
+    /// Starts counting a try's worker's silence from `now` (once).
+    fn watch_silence(&self, st: &mut State, name: &Arc<str>, now: Instant) {
+        let Some(t) = st.tries.get_mut(name) else {
+            return;
+        };
+        if t.alive_since.is_some() {
+            return;
+        }
+        t.alive_since = Some(now);
+        let at = now + self.heartbeat_timeout();
+        t.silence_check = Some(at);
+        st.timers.insert((at, Arc::clone(name)));
     }
 
     /// The Job exists: the try is pending (unless the watch saw its pod
@@ -286,7 +370,11 @@ impl Shared {
             stream: LogStream::System,
             line: format!("{note} Job {}/{name}", t.namespace),
         });
-        let cancel = t.cancel_requested;
+        let (cancel, adopted) = (t.cancel_requested, t.adopted);
+        if adopted {
+            // Its worker may have died with the previous process's watch.
+            self.watch_silence(st, name, now);
+        }
         if cancel {
             self.finalize(st, name, Cause::Cancelled);
         }
@@ -338,13 +426,61 @@ impl Shared {
             let Some(t) = st.tries.get(&name) else {
                 continue;
             };
+            if t.phase == Phase::Finishing {
+                continue;
+            }
             if t.deadline.is_some_and(|d| d <= now) {
                 self.finalize(st, &name, Cause::TimedOut);
-            } else if matches!(t.phase, Phase::Pending) && t.pending_until.is_some_and(|d| d <= now)
-            {
+                continue;
+            }
+            if t.silence_check.is_some_and(|d| d <= now) {
+                if let Some(silent_for) = self.silent(st, &name, now) {
+                    self.finalize(st, &name, Cause::Lost(silent_for));
+                    continue;
+                }
+            }
+            let Some(t) = st.tries.get(&name) else {
+                continue;
+            };
+            if matches!(t.phase, Phase::Pending) && t.pending_until.is_some_and(|d| d <= now) {
                 self.finalize(st, &name, Cause::PendingDeadline);
             }
         }
+    }
+
+    /// How long the worker of a try has been silent, if longer than the
+    /// heartbeat timeout while the watch knows no pod of its Job (it is
+    /// lost); otherwise schedules the next check.
+    fn silent(&self, st: &mut State, name: &Arc<str>, now: Instant) -> Option<Duration> {
+        let timeout = self.heartbeat_timeout();
+        let watch_works = {
+            let t = st.tries.get(name)?;
+            st.namespaces
+                .get(&t.namespace)
+                .is_some_and(|ns| ns.last_error.is_none())
+        };
+        let t = st.tries.get_mut(name)?;
+        let since = t.alive_since?;
+        let last = self
+            .task_api
+            .last_heartbeat(&t.try_ref)
+            .map_or(since, |h| h.max(since));
+        let silent_for = now.saturating_duration_since(last);
+        let pod_known = t.pod.is_some() && watch_works;
+        if silent_for >= timeout && !pod_known {
+            return Some(silent_for);
+        }
+        // Silent with a pod that runs: look again later.
+        let next = if silent_for >= timeout {
+            now + timeout
+        } else {
+            last + timeout
+        };
+        if let Some(old) = t.silence_check.replace(next) {
+            st.timers.remove(&(old, Arc::clone(name)));
+        }
+        st.timers.insert((next, Arc::clone(name)));
+        None
     }
 
     fn on_item(self: &Arc<Self>, namespace: &Arc<str>, item: Item) {
@@ -439,10 +575,48 @@ impl Shared {
             ns.last_error = None;
         }
         match event {
-            watcher::Event::Apply(pod) | watcher::Event::InitApply(pod) => self.on_pod(st, &pod),
+            watcher::Event::Init => {
+                if let Some(ns) = st.namespaces.get_mut(namespace) {
+                    ns.pod_listing = Some(HashSet::new());
+                }
+            }
+            watcher::Event::InitApply(pod) => {
+                let job = pod.metadata.labels.as_ref().and_then(|l| l.get(LABEL_JOB));
+                if let (Some(ns), Some(job)) = (st.namespaces.get_mut(namespace), job) {
+                    if let (Some(listing), Some((tracked, _))) =
+                        (&mut ns.pod_listing, st.tries.get_key_value(job.as_str()))
+                    {
+                        listing.insert(Arc::clone(tracked));
+                    }
+                }
+                self.on_pod(st, &pod);
+            }
+            watcher::Event::InitDone => {
+                // Pods the re-list did not show are gone.
+                let seen = st
+                    .namespaces
+                    .get_mut(namespace)
+                    .and_then(|ns| ns.pod_listing.take())
+                    .unwrap_or_default();
+                for (name, t) in &mut st.tries {
+                    if t.namespace == *namespace && !seen.contains(name) {
+                        t.pod = None;
+                    }
+                }
+            }
+            watcher::Event::Apply(pod) => self.on_pod(st, &pod),
             // A pod deleted before its container ended makes its Job fail
-            // (backoffLimit 0): the Job's event decides.
-            watcher::Event::Delete(_) | watcher::Event::Init | watcher::Event::InitDone => {}
+            // (backoffLimit 0): the Job's event decides. Until it comes
+            // (if it does), the try's pod is gone, and a silent worker
+            // makes it lost.
+            watcher::Event::Delete(pod) => {
+                let job = pod.metadata.labels.as_ref().and_then(|l| l.get(LABEL_JOB));
+                if let Some(t) = job.and_then(|job| st.tries.get_mut(job.as_str())) {
+                    if t.pod.as_deref() == pod.metadata.name.as_deref() {
+                        t.pod = None;
+                    }
+                }
+            }
         }
     }
 
@@ -479,6 +653,9 @@ impl Shared {
             return;
         }
         let name = Arc::clone(name);
+        if let (Some(t), Some(pod_name)) = (st.tries.get_mut(&name), pod.metadata.name.as_deref()) {
+            t.pod = Some(pod_name.into());
+        }
         let status = pod.status.as_ref();
         let main = main_status(pod);
         let state = main.and_then(|s| s.state.as_ref());
@@ -487,6 +664,7 @@ impl Shared {
         }
         if state.is_some_and(|s| s.running.is_some()) {
             let client = self.client();
+            self.watch_silence(st, &name, Instant::now());
             if let Some(t) = st.tries.get_mut(&name) {
                 t.phase = Phase::Running;
                 t.waiting = None;
@@ -704,7 +882,7 @@ pub(crate) fn launch(shared: &Arc<Shared>, launch: Launch, events: EventSender) 
             return fail_now(TaskError::fatal(e.to_string()));
         }
     };
-    if !shared.track(&name, &namespace, &launch, events.clone(), 0) {
+    if !shared.track(&name, &namespace, &launch, events.clone(), 0, false) {
         return fail_now(TaskError::msg(format!(
             "this try is already running as Job {namespace}/{name}"
         )));
@@ -719,6 +897,17 @@ async fn create(
     name: Arc<str>,
     job: Job,
 ) {
+    // At most one live Job per task instance: those of older tries that
+    // still run go first.
+    if let Err(message) = delete_older_tries(&shared, &client, &namespace, &name, &job).await {
+        return shared.fail(&name, TaskError::msg(message));
+    }
+    if shared.cancel_requested(&name) {
+        return shared.fail(
+            &name,
+            TaskError::msg("cancelled: the try was stopped before its Job was created"),
+        );
+    }
     shared.limiter.until_ready().await;
     let jobs: Api<Job> = Api::namespaced(client, &namespace);
     let action = format!("create Job {namespace}/{name}");
@@ -742,18 +931,135 @@ async fn create(
     }
 }
 
+/// The exact (dag, run, task, try) of a Job, from its annotations.
+fn try_ids(job: &Job) -> [Option<String>; 4] {
+    let annotations = job.metadata.annotations.as_ref();
+    [
+        ANNOTATION_DAG,
+        ANNOTATION_RUN,
+        ANNOTATION_TASK,
+        ANNOTATION_TRY,
+    ]
+    .map(|k| annotations.and_then(|a| a.get(k)).cloned())
+}
+
 fn same_try(a: &Job, b: &Job) -> bool {
-    let ids = |j: &Job| {
-        let annotations = j.metadata.annotations.clone().unwrap_or_default();
-        [
-            ANNOTATION_DAG,
-            ANNOTATION_RUN,
-            ANNOTATION_TASK,
-            ANNOTATION_TRY,
-        ]
-        .map(|k| annotations.get(k).cloned())
+    try_ids(a) == try_ids(b)
+}
+
+/// Before the Job `name` of try N (`job`) is created: finds the Jobs of
+/// tries before N of the same task instance that have not finished (a
+/// scheduler that stopped left them running, or a try was not followed to
+/// its end), deletes them in the foreground (their pods go first), and
+/// waits for them to be gone, up to [`SUPERSEDE_WAIT`]. An error (the
+/// list or a delete refused) says why the try must not start.
+async fn delete_older_tries(
+    shared: &Arc<Shared>,
+    client: &kube::Client,
+    namespace: &str,
+    name: &str,
+    job: &Job,
+) -> Result<(), String> {
+    let [Some(dag), Some(run), Some(task), Some(try_number)] = try_ids(job) else {
+        return Ok(());
     };
-    ids(a) == ids(b)
+    let Ok(try_number) = try_number.parse::<u32>() else {
+        return Ok(());
+    };
+    if try_number <= 1 {
+        // Try numbers only grow (also across clearing): no older try.
+        return Ok(());
+    }
+    let jobs: Api<Job> = Api::namespaced(client.clone(), namespace);
+    let selector = task_instance_selector(&shared.config.instance, &dag, &run, &task);
+    let list = jobs
+        .list(&ListParams::default().labels(&selector))
+        .await
+        .map_err(|e| {
+            format!(
+                "{}; try {try_number} is not started, so that it never runs beside an earlier \
+                 try",
+                describe(
+                    &e,
+                    &format!("list the Jobs of earlier tries of task {task}"),
+                    namespace
+                )
+            )
+        })?;
+    let mut older: Vec<(String, u32)> = list
+        .items
+        .iter()
+        .filter_map(|other| {
+            let [d, r, t, n] = try_ids(other);
+            let n = n?.parse::<u32>().ok()?;
+            let same_instance = d.as_deref() == Some(&dag)
+                && r.as_deref() == Some(&run)
+                && t.as_deref() == Some(&task);
+            // A finished Job (kept by --k8s-keep-jobs until its TTL) runs
+            // nothing.
+            let finished = job_condition(other, "Complete").is_some()
+                || job_condition(other, "Failed").is_some();
+            (same_instance && n < try_number && !finished)
+                .then(|| Some((other.metadata.name.clone()?, n)))
+                .flatten()
+        })
+        .collect();
+    older.sort_by_key(|(_, n)| *n);
+    let params = DeleteParams {
+        propagation_policy: Some(PropagationPolicy::Foreground),
+        ..DeleteParams::default()
+    };
+    for (old, n) in &older {
+        // Followed here still (not by the scheduler's choice): it ends.
+        shared.supersede(old, try_number);
+        match jobs.delete(old, &params).await {
+            Ok(_) => shared.note(
+                name,
+                format!(
+                    "deleted Job {namespace}/{old} of try {n} of this task, which had not \
+                     finished (foreground: its pods go first)"
+                ),
+            ),
+            Err(kube::Error::Api(e)) if e.code == 404 => {}
+            Err(e) => {
+                return Err(format!(
+                    "{}; try {try_number} is not started while try {n} may still run",
+                    describe(&e, &format!("delete Job {namespace}/{old}"), namespace)
+                ))
+            }
+        }
+    }
+    let until = Instant::now() + SUPERSEDE_WAIT;
+    for (old, n) in &older {
+        loop {
+            if shared.cancel_requested(name) {
+                return Ok(());
+            }
+            match jobs.get_opt(old).await {
+                Ok(None) => break,
+                Ok(Some(_)) if Instant::now() < until => tokio::time::sleep(SUPERSEDE_POLL).await,
+                Ok(Some(_)) => {
+                    shared.note(
+                        name,
+                        format!(
+                            "Job {namespace}/{old} of try {n} is still being deleted after {}; \
+                             starting try {try_number} anyway",
+                            whole(SUPERSEDE_WAIT)
+                        ),
+                    );
+                    break;
+                }
+                Err(e) => {
+                    shared.note(
+                        name,
+                        describe(&e, &format!("read Job {namespace}/{old}"), namespace),
+                    );
+                    break;
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Stops a try: its Job is deleted (after its log is copied).
@@ -811,7 +1117,14 @@ pub(crate) fn adopt(
     {
         return false;
     }
-    if !shared.track(&name, &namespace, &launch, events, previous.logged_lines) {
+    if !shared.track(
+        &name,
+        &namespace,
+        &launch,
+        events,
+        previous.logged_lines,
+        true,
+    ) {
         // Followed already.
         return true;
     }
@@ -836,13 +1149,37 @@ pub(crate) fn adopt(
                     }
                 }
             }
-            Ok(None) => shared.fail(
-                &name,
-                TaskError::msg(format!(
-                    "lost: its Job {namespace}/{name} no longer exists (deleted, or removed \
-                     by its TTL while no scheduler followed it)"
-                )),
-            ),
+            Ok(None) => match shared.task_api.result(&try_ref) {
+                // Its worker reported to this process before the Job went.
+                Some(posted) => {
+                    shared.note(
+                        &name,
+                        format!(
+                            "Job {namespace}/{name} no longer exists, but its worker reported \
+                             its result"
+                        ),
+                    );
+                    let metrics = posted
+                        .metrics
+                        .map(|m| TryMetrics {
+                            peak_memory_bytes: m.peak_memory_bytes,
+                            cpu_user_ms: m.cpu_user_ms,
+                            cpu_system_ms: m.cpu_system_ms,
+                            ..TryMetrics::default()
+                        })
+                        .unwrap_or_default();
+                    shared.end(&name, posted.outcome.into_result(), metrics);
+                }
+                None => {
+                    let message = format!(
+                        "lost: its Job {namespace}/{name} no longer exists and its worker \
+                         reported no result (the Job was deleted, or removed by its TTL, while \
+                         no scheduler followed it)"
+                    );
+                    shared.note(&name, message.clone());
+                    shared.fail(&name, TaskError::msg(message));
+                }
+            },
             Err(e) => shared.fail(
                 &name,
                 TaskError::msg(describe(
@@ -883,6 +1220,21 @@ async fn finish(shared: Arc<Shared>, client: kube::Client, mut f: Finishing) {
     }
     let ns = &*f.namespace;
     let name = &*f.name;
+    match &f.cause {
+        Cause::Cancelled => f.log(format!(
+            "cancelled: deleting Job {ns}/{name} and its pod (foreground)"
+        )),
+        Cause::Superseded(by) => f.log(format!(
+            "try {by} of this task started: deleting Job {ns}/{name} and its pod (foreground)"
+        )),
+        Cause::Lost(silent_for) => f.log(lost_message(
+            ns,
+            name,
+            *silent_for,
+            shared.config.heartbeat_timeout,
+        )),
+        _ => {}
+    }
     let jobs: Api<Job> = Api::namespaced(client.clone(), ns);
     let pods: Api<Pod> = Api::namespaced(client, ns);
     let job = match f.cause {
@@ -965,14 +1317,24 @@ async fn finish(shared: Arc<Shared>, client: kube::Client, mut f: Finishing) {
         last_line,
     );
 
+    // A Job goflow stops goes in the foreground: its pods first, so that
+    // no worker of it outlives the try's end for long.
     let delete = match f.cause {
-        Cause::Cancelled | Cause::TimedOut | Cause::PendingDeadline | Cause::CannotStart(_) => true,
-        Cause::Deleted => false,
-        Cause::Ended => shared.config.delete_finished_jobs,
+        Cause::Cancelled
+        | Cause::Superseded(_)
+        | Cause::TimedOut
+        | Cause::PendingDeadline
+        | Cause::CannotStart(_)
+        | Cause::Lost(_) => Some(PropagationPolicy::Foreground),
+        Cause::Deleted => None,
+        Cause::Ended => shared
+            .config
+            .delete_finished_jobs
+            .then(|| shared.config.propagation.policy()),
     };
-    if delete {
+    if let Some(policy) = delete {
         let params = DeleteParams {
-            propagation_policy: Some(shared.config.propagation.policy()),
+            propagation_policy: Some(policy),
             ..DeleteParams::default()
         };
         match jobs.delete(name, &params).await {
@@ -1025,7 +1387,19 @@ fn decide(
     }
     let (ns, name) = (&f.namespace, &f.name);
     let result = match &f.cause {
-        Cause::Cancelled => Err(TaskError::msg("the try was cancelled")),
+        Cause::Cancelled => Err(TaskError::msg(format!(
+            "cancelled: the try was stopped, and its Job {ns}/{name} deleted with its pod"
+        ))),
+        Cause::Superseded(by) => Err(TaskError::msg(format!(
+            "cancelled: try {by} of this task started, so this try's Job {ns}/{name} was \
+             deleted with its pod"
+        ))),
+        Cause::Lost(silent_for) if terminated.is_none() => Err(TaskError::msg(lost_message(
+            ns,
+            name,
+            *silent_for,
+            config.heartbeat_timeout,
+        ))),
         Cause::TimedOut => Err(TaskError::timed_out(f.timeout.unwrap_or_default())),
         Cause::CannotStart(reason) => Err(TaskError::msg(format!(
             "the pod of Job {ns}/{name} cannot start: {reason}"
@@ -1081,6 +1455,17 @@ fn decide(
         }
     };
     (result, metrics)
+}
+
+/// Why a silent try is ended.
+fn lost_message(ns: &str, name: &str, silent_for: Duration, timeout: Duration) -> String {
+    format!(
+        "lost: the worker stopped heartbeating to the task API (silent for {}, more than the \
+         heartbeat timeout of {}) and the pod of Job {ns}/{name} was gone (or unknown to the \
+         watch); the Job is deleted",
+        whole(Duration::from_secs(silent_for.as_secs().max(1))),
+        whole(timeout)
+    )
 }
 
 /// `90s`, `5m`, `1h`, as durations are written in options.

@@ -225,6 +225,19 @@ pub fn instance_selector(instance: &str) -> String {
     )
 }
 
+/// The labels that select every Job (of every try) of one task instance
+/// (`dag`, `run`, `task`) of one goflow deployment. Label values may be
+/// hashed (see [`label_value`]): compare the annotations for the exact ids.
+pub fn task_instance_selector(instance: &str, dag: &str, run: &str, task: &str) -> String {
+    format!(
+        "{},{LABEL_DAG}={},{LABEL_RUN}={},{LABEL_TASK}={}",
+        instance_selector(instance),
+        label_value(dag),
+        label_value(run),
+        label_value(task)
+    )
+}
+
 /// Checks an image reference (`[registry/]path[:tag][@digest]`) the way
 /// the container runtime will, so that a typo fails the try at once
 /// with a message instead of a pod stuck on `InvalidImageName`.
@@ -870,6 +883,13 @@ mod tests {
             instance_selector("goflow"),
             "app.kubernetes.io/managed-by=goflow,goflow.rs/instance=goflow"
         );
+        assert_eq!(
+            task_instance_selector("goflow", "etl", "manual__1", "load"),
+            "app.kubernetes.io/managed-by=goflow,goflow.rs/instance=goflow,\
+             goflow.rs/dag=etl,goflow.rs/run=manual__1,goflow.rs/task=load"
+        );
+        let hashed = task_instance_selector("goflow", "etl", "a:b", "load");
+        assert!(hashed.contains(&format!("goflow.rs/run={}", label_value("a:b"))));
     }
 
     #[test]

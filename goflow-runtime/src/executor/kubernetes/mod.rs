@@ -62,7 +62,21 @@
 //! - the Job's `activeDeadlineSeconds` ends a try that runs past its
 //!   timeout (and the executor deletes the Job itself a grace period
 //!   later if Kubernetes has not);
-//! - `cancel` deletes the Job with [`KubernetesConfig::propagation`].
+//! - a worker silent for [`KubernetesConfig::heartbeat_timeout`] (no
+//!   heartbeat to the task API) while the watch knows no pod of its Job
+//!   fails the try as lost, and its Job is deleted;
+//! - `cancel` deletes the Job with `propagationPolicy: Foreground` (its
+//!   pod is killed), copies the log as far as it got, and ends the try
+//!   once, as cancelled; for an unknown or finished try it does nothing.
+//!   Every Job goflow stops (cancel, timeout, pending deadline, lost) is
+//!   deleted in the foreground; finished Jobs with
+//!   [`KubernetesConfig::propagation`].
+//!
+//! # At most one live Job per task instance
+//! Before the Job of try N is created, the Jobs of earlier tries of the
+//! same task instance that have not finished (a stopped scheduler left
+//! them running) are deleted in the foreground, and try N's Job is created
+//! once they are gone; if a delete is refused, try N fails without a Job.
 //!
 //! The pod's log is followed into goflow's log while the task container
 //! runs (as `stdout` lines; Kubernetes merges the streams) and completed
@@ -72,8 +86,9 @@
 //! # Restarts
 //! [`Executor::adopt`] takes over a try that an earlier scheduler process
 //! launched: if its Job still exists it is followed (or, if it finished
-//! meanwhile, reported); if it is gone the try fails as lost and is
-//! retried by policy.
+//! meanwhile, reported); if it is gone, and its worker reported no result,
+//! the try fails as lost and is retried by policy. An adopted try whose
+//! worker stays silent while no pod of it exists is lost too.
 //!
 //! # Load
 //! Job creations run concurrently, bounded by a rate limiter
