@@ -20,7 +20,9 @@
 //! without a bearer token, `403` when the token is not the one of the try
 //! in the path (a token never opens another try), `410` when the try is
 //! not (or no longer) running, `400`/`422` for a body that is not what the
-//! table says.
+//! table says, `413` for a body over the limit (the scheduler's output
+//! limit and room for the rest of the result; see
+//! [`TaskApi::with_max_body_bytes`]). Errors are `{"error": "..."}`.
 //!
 //! [`router`] builds the axum router; the web server mounts it under
 //! [`MOUNT_PATH`]:
@@ -41,10 +43,12 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -177,7 +181,11 @@ pub struct TaskApi {
 struct Inner {
     secret: Vec<u8>,
     tries: Mutex<HashMap<TryRef, Entry>>,
+    max_body_bytes: AtomicUsize,
 }
+
+/// Room in a result body beside the output itself (error text, metrics).
+const BODY_ENVELOPE_BYTES: usize = 1 << 20;
 
 /// What the API holds for one registered try.
 struct Entry {
@@ -238,8 +246,22 @@ impl TaskApi {
             inner: Arc::new(Inner {
                 secret: secret.to_vec(),
                 tries: Mutex::new(HashMap::new()),
+                max_body_bytes: AtomicUsize::new(
+                    crate::scheduler::DEFAULT_MAX_OUTPUT_BYTES as usize + BODY_ENVELOPE_BYTES,
+                ),
             }),
         }
+    }
+
+    /// Accepts request bodies up to the scheduler's output limit
+    /// `max_output_bytes` (and room for the rest of a result); larger ones
+    /// are answered `413` with a JSON error. Call it before [`router`].
+    pub fn with_max_body_bytes(self, max_output_bytes: u64) -> Self {
+        let limit = usize::try_from(max_output_bytes)
+            .unwrap_or(usize::MAX)
+            .saturating_add(BODY_ENVELOPE_BYTES);
+        self.inner.max_body_bytes.store(limit, Ordering::Relaxed);
+        self
     }
 
     fn mac(&self, try_ref: &TryRef) -> Hmac<Sha256> {
@@ -363,7 +385,26 @@ pub fn router(api: TaskApi) -> Router {
         .route(&format!("{TRY}/result"), post(post_result))
         .route(&format!("{TRY}/logs"), post(post_logs))
         .route(&format!("{TRY}/heartbeat"), post(post_heartbeat))
+        .layer(DefaultBodyLimit::max(
+            api.inner.max_body_bytes.load(Ordering::Relaxed),
+        ))
         .with_state(api)
+}
+
+/// The body, or a JSON `413` when it is over the limit (axum's own answer
+/// is plain text).
+fn body_or_error(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
+    body.map_err(|e| {
+        let status = e.status();
+        let message = if status == StatusCode::PAYLOAD_TOO_LARGE {
+            "the request body is over the limit: a try's output may be at most the \
+             scheduler's --max-output-bytes"
+                .to_owned()
+        } else {
+            format!("cannot read the request body: {e}")
+        };
+        ApiError::new(status, message)
+    })
 }
 
 /// A refusal, as JSON `{"error": "..."}`.
@@ -465,9 +506,10 @@ async fn post_result(
     State(api): State<TaskApi>,
     path: TryPath,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<StatusCode, ApiError> {
     let try_ref = authorize(&api, path, &headers)?;
+    let body = body_or_error(body)?;
     let result: WorkerResult = json_body(
         &body,
         "a result: {\"outcome\": {\"status\": \"ok\", \"value\": ...}} \
@@ -485,9 +527,10 @@ async fn post_logs(
     State(api): State<TaskApi>,
     path: TryPath,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<StatusCode, ApiError> {
     let try_ref = authorize(&api, path, &headers)?;
+    let body = body_or_error(body)?;
     let batch: LogBatch = json_body(
         &body,
         "a log batch: {\"lines\": [{\"stream\": \"stdout\"|\"stderr\"|\"system\", \"line\": \"...\"}]}",

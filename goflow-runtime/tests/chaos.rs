@@ -1,7 +1,9 @@
-//! Chaos: a wide DAG (1 → 100 → 1) runs while its scheduler process is
-//! killed with SIGKILL at random moments and restarted with the same
-//! `--id`, on SQLite and PostgreSQL, with the in-process and the
-//! local-process executor. Checked at the end:
+//! Chaos: a wide DAG (1 → 100 → 1; tasks sleep 5–50 ms, five of the
+//! hundred 0.4–0.9 s so that a try outlasts a scheduler restart; `retries
+//! = 2`, lost tries capped at 1000, the cap is not under test) runs while
+//! its scheduler process is killed with SIGKILL every 0.3–1.5 s and
+//! restarted with the same `--id`, on SQLite and PostgreSQL, with the
+//! in-process and the local-process executor. Checked at the end:
 //!
 //! 1. every run succeeded, and no kill made a run fail (a kill must not
 //!    use a task's `retries`: lost tries have a cap of their own);
@@ -126,9 +128,9 @@ const RETRIES: u32 = 2;
 /// A task body sleeps this long, at random, in ticks of `TICK_MS`.
 const SLEEP_MS: (u64, u64) = (5, 50);
 const TICK_MS: u64 = 5;
-/// The first few of the wide tasks sleep 1–2 s instead (see [`slow_work`]).
+/// The first few of the wide tasks sleep 0.4–0.9 s instead (see [`slow_work`]).
 const SLOW_TASKS: usize = 5;
-const SLOW_MS: (u64, u64) = (1000, 2000);
+const SLOW_MS: (u64, u64) = (400, 900);
 /// Lost tries allowed per task instance.
 const LOST_CAP: u32 = 1000;
 /// While kills remain, more runs are triggered to keep this many active.
@@ -200,9 +202,9 @@ fn work(ctx: TaskContext, _: &Inputs) -> TaskFuture {
     execute(ctx, SLEEP_MS)
 }
 
-/// Like [`work`], for 1–2 s: longer than a scheduler's restart, so that a
-/// try that outlives its killed scheduler is still running when its retry
-/// starts.
+/// Like [`work`], for 0.4–0.9 s: longer than a scheduler's restart (0.1–0.5
+/// s in debug builds), so that a try that outlives its killed scheduler is
+/// still running when its retry starts; short enough to end between kills.
 fn slow_work(ctx: TaskContext, _: &Inputs) -> TaskFuture {
     execute(ctx, SLOW_MS)
 }
@@ -599,7 +601,7 @@ async fn chaos(name: &str, db: &TestDb, executor: ExecutorKind) {
         "chaos {name}: kills {kills_done}/{kills_wanted}, runs {}, task instances {}, \
          executions {} (completed {}, interrupted {}, outlived their scheduler {} by up to {:.1} ms), \
          tries {} (lost {}, max lost per task instance {}, task instances lost more than {RETRIES} times {}), max try {}, overlapping pairs {}, \
-         kill to the next scheduler's first execution {} ms, \
+         kill to the next scheduler's first execution {} ms (min/median/max), \
          seed {seed}, {:.1} s",
         report.runs,
         report.task_instances,
@@ -614,12 +616,14 @@ async fn chaos(name: &str, db: &TestDb, executor: ExecutorKind) {
         report.lost_beyond_retries,
         report.max_try,
         report.overlaps,
-        report
-            .restart_ns
-            .iter()
-            .map(|&ns| format!("{:.0}", ms(ns)))
-            .collect::<Vec<_>>()
-            .join("/"),
+        {
+            let r = &report.restart_ns;
+            [r.first(), r.get(r.len() / 2), r.last()]
+                .iter()
+                .map(|ns| ns.map_or_else(|| "-".to_owned(), |&ns| format!("{:.0}", ms(ns))))
+                .collect::<Vec<_>>()
+                .join("/")
+        },
         began.elapsed().as_secs_f64(),
     );
     println!("{summary}");

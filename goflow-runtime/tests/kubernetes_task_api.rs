@@ -330,6 +330,45 @@ async fn payload_result_logs_and_heartbeats_reach_the_executor() {
     assert!(api.result(&try_ref).is_none());
 }
 
+#[tokio::test]
+async fn a_body_over_the_output_limit_is_refused_with_413_and_a_json_error() {
+    // A 1,000-byte output limit; the result envelope gets 1 MiB beside it.
+    let api = TaskApi::with_secret(b"k").with_max_body_bytes(1_000);
+    let dag = Arc::new(dag());
+    let l = launch(&dag, "double", 1);
+    let (try_ref, token, _events) = register(&api, &l);
+    let auth = format!("Bearer {token}");
+    let result = |value: Value| json!({"outcome": {"status": "ok", "value": value}});
+    let (status, body) = call(
+        &api,
+        "POST",
+        &try_ref.path("result"),
+        Some(&auth),
+        Some(result(json!("x".repeat((1 << 20) + 2_000)))),
+    )
+    .await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("--max-output-bytes"),
+        "{body}"
+    );
+    assert!(api.result(&try_ref).is_none());
+    // Within the limit, it is taken.
+    let (status, body) = call(
+        &api,
+        "POST",
+        &try_ref.path("result"),
+        Some(&auth),
+        Some(result(json!("x".repeat(900)))),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    assert!(api.result(&try_ref).is_some());
+}
+
 /// Serves the task API on a local port, as the scheduler's web server
 /// does; returns its base URL (with the mount path).
 async fn serve(api: &TaskApi) -> String {

@@ -170,7 +170,7 @@ pub(super) async fn serve(
         if wanted {
             let k8s = KubernetesExecutor::connect(
                 args.kubernetes.to_config(),
-                crate::task_api::TaskApi::from_env(),
+                crate::task_api::TaskApi::from_env().with_max_body_bytes(args.max_output_bytes),
             )
             .await;
             extra_routes = extra_routes.nest(
