@@ -131,7 +131,9 @@ fn creation(c: &mut Criterion) {
                         config(1_000_000, 1_000_000),
                         TaskApi::new(),
                     );
-                    let (tx, _rx) = mpsc::unbounded_channel();
+                    let (tx, _rx) = goflow_runtime::executor::event_channel(
+                        goflow_runtime::executor::EVENT_CAPACITY,
+                    );
                     total += create_jobs(&executor, &server, &dag, N, &tx).await;
                 }
                 total
@@ -159,7 +161,7 @@ fn figures() {
         // The limiter: 50/s with a burst of 50, 200 Jobs: ~3 s expected.
         let (client, server) = FakeApiServer::start();
         let executor = KubernetesExecutor::new(client, config(50, 50), TaskApi::new());
-        let (tx, _rx) = mpsc::unbounded_channel();
+        let (tx, _rx) = goflow_runtime::executor::event_channel(goflow_runtime::executor::EVENT_CAPACITY);
         let took = create_jobs(&executor, &server, &dag, 200, &tx).await;
         println!(
             "kubernetes_executor/rate_limited_50qps_burst50: 200 Jobs in {:.2} s ({:.0} Jobs/s)",
@@ -173,7 +175,7 @@ fn figures() {
         let (client, server) = FakeApiServer::start_lean();
         let executor =
             KubernetesExecutor::new(client, config(1_000_000, 1_000_000), TaskApi::new());
-        let (tx, mut rx) = mpsc::unbounded_channel();
+        let (tx, mut rx) = goflow_runtime::executor::event_channel(goflow_runtime::executor::EVENT_CAPACITY);
         tokio::spawn(async move { while rx.recv().await.is_some() {} });
         let mut points = Vec::new();
         let mut launched = 0;

@@ -547,11 +547,13 @@ async fn post_logs(
         (entry.key.clone(), entry.events.clone())
     };
     for LogEntry { stream, line } in batch.lines {
-        let _ = events.send(ExecutorEvent::Log {
-            key: key.clone(),
-            stream,
-            line,
-        });
+        let _ = events
+            .send(ExecutorEvent::Log {
+                key: key.clone(),
+                stream,
+                line,
+            })
+            .await;
     }
     Ok(StatusCode::NO_CONTENT)
 }

@@ -240,7 +240,8 @@ impl Executor for Reserving {
     }
 
     fn launch(&self, launch: Launch, events: EventSender) {
-        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let (tx, mut rx) =
+            goflow_runtime::executor::event_channel(goflow_runtime::executor::EVENT_CAPACITY);
         self.0.launch(launch, tx);
         tokio::spawn(async move {
             while let Some(event) = rx.recv().await {
@@ -252,7 +253,7 @@ impl Executor for Reserving {
                     },
                     other => other,
                 };
-                let _ = events.send(event);
+                let _ = events.send(event).await;
             }
         });
     }

@@ -593,7 +593,8 @@ async fn a_pod_that_cannot_pull_its_image_fails_after_the_pending_deadline() {
         TaskApi::new(),
     );
     let dag = Arc::new(dags().remove(0));
-    let (tx, mut rx) = mpsc::unbounded_channel();
+    let (tx, mut rx) =
+        goflow_runtime::executor::event_channel(goflow_runtime::executor::EVENT_CAPACITY);
     executor.launch(launch(&dag, "extract"), tx);
     let error = tokio::time::timeout(Duration::from_secs(120), async {
         loop {
@@ -735,7 +736,7 @@ fn launch_try(dag: &Arc<Dag>, task: &str, run_id: &str, try_number: u32) -> Laun
 /// Waits for a try's `Finished`; returns its result and the stdout lines
 /// it logged. Panics if it does not come within `limit`.
 async fn finished(
-    rx: &mut mpsc::UnboundedReceiver<ExecutorEvent>,
+    rx: &mut goflow_runtime::executor::EventReceiver,
     limit: Duration,
 ) -> (Result<serde_json::Value, TaskError>, Vec<String>) {
     let mut stdout = Vec::new();
@@ -759,7 +760,7 @@ async fn finished(
 }
 
 /// Waits for a try's `Started` (its Job exists).
-async fn started(rx: &mut mpsc::UnboundedReceiver<ExecutorEvent>, limit: Duration) {
+async fn started(rx: &mut goflow_runtime::executor::EventReceiver, limit: Duration) {
     tokio::time::timeout(limit, async {
         loop {
             match rx.recv().await.expect("the executor runs") {
@@ -951,7 +952,8 @@ async fn a_leftover_job_of_an_older_try_is_deleted_before_the_next_try_starts() 
     let first_api = TaskApi::with_secret(b"shared-secret");
     let server = serve_task_api(first_api.clone(), env.bind).await;
     let first = KubernetesExecutor::new(env.client.clone(), env.config(&instance), first_api);
-    let (tx, mut first_events) = mpsc::unbounded_channel();
+    let (tx, mut first_events) =
+        goflow_runtime::executor::event_channel(goflow_runtime::executor::EVENT_CAPACITY);
     first.launch(launch_try(&dag, "long", &run_id, 1), tx);
     started(&mut first_events, Duration::from_secs(60)).await;
     env.wait_pod_running(&job_of(1)).await;
@@ -964,7 +966,8 @@ async fn a_leftover_job_of_an_older_try_is_deleted_before_the_next_try_starts() 
     let second = KubernetesExecutor::new(env.client.clone(), env.config(&instance), second_api);
     let launch = launch_try(&dag, "long", &run_id, 2);
     let key = launch.key.clone();
-    let (tx, mut events) = mpsc::unbounded_channel();
+    let (tx, mut events) =
+        goflow_runtime::executor::event_channel(goflow_runtime::executor::EVENT_CAPACITY);
     second.launch(launch, tx);
     started(&mut events, Duration::from_secs(180)).await;
 
@@ -1023,7 +1026,8 @@ async fn cancel_deletes_the_job_and_its_pod() {
         "long",
         1,
     );
-    let (tx, mut events) = mpsc::unbounded_channel();
+    let (tx, mut events) =
+        goflow_runtime::executor::event_channel(goflow_runtime::executor::EVENT_CAPACITY);
     executor.launch(launch, tx);
     started(&mut events, Duration::from_secs(60)).await;
     env.wait_pod_running(&job).await;

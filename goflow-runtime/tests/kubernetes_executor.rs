@@ -738,14 +738,15 @@ fn name_of(task: &str, try_number: u32) -> String {
 }
 
 struct Events {
-    rx: mpsc::UnboundedReceiver<ExecutorEvent>,
+    rx: goflow_runtime::executor::EventReceiver,
     logs: Vec<(LogStream, String)>,
     started: Vec<Option<String>>,
 }
 
 impl Events {
-    fn new() -> (mpsc::UnboundedSender<ExecutorEvent>, Events) {
-        let (tx, rx) = mpsc::unbounded_channel();
+    fn new() -> (goflow_runtime::executor::EventSender, Events) {
+        let (tx, rx) =
+            goflow_runtime::executor::event_channel(goflow_runtime::executor::EVENT_CAPACITY);
         (
             tx,
             Events {
@@ -1610,7 +1611,7 @@ async fn without_a_cluster_each_try_fails_with_the_reason() {
     assert!(!unavailable.adopt(
         launch_of(&dag, "source", 1, Inputs::new()),
         &adoption("", 0),
-        mpsc::unbounded_channel().0
+        goflow_runtime::executor::event_channel(goflow_runtime::executor::EVENT_CAPACITY).0
     ));
 }
 
@@ -1740,7 +1741,13 @@ async fn a_restarted_scheduler_adopts_the_job_of_its_running_try() {
     let store = db.store.clone();
     let (client, api) = ApiServer::start();
     let task_api = TaskApi::with_secret(b"shared");
-    let dag = dag();
+    // As the quickstart's tasks under `scheduler --executor kubernetes`:
+    // they name no executor; the scheduler's default is Kubernetes.
+    let dag = DagBuilder::new("k8s-test")
+        .namespace(NS)
+        .task(spec("source", &[], TaskOptions::default(), source))
+        .build()
+        .unwrap();
     let registry = Arc::new(Registry::from_dags([dag.clone()]).unwrap());
     let config = SchedulerConfig {
         id: "k8s-sched".into(),
@@ -1885,6 +1892,14 @@ async fn a_restarted_scheduler_adopts_the_job_of_its_running_try() {
     .await
     .expect("source succeeds");
     assert_eq!(ti.try_number, 1, "adopted, not retried");
+    assert_eq!(
+        ti.executor,
+        ExecutorKind::Kubernetes,
+        "the executor stored with the try"
+    );
+    let tries = store.task_tries(run.id, Some("source")).await.unwrap();
+    assert_eq!(tries.len(), 1, "{tries:?}");
+    assert_eq!(tries[0].executor, Some(ExecutorKind::Kubernetes));
     assert_eq!(
         output(store.clone()).await,
         ["before the restart", "done"],

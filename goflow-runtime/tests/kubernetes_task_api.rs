@@ -24,7 +24,6 @@ use goflow_store::LogStream;
 use http::{Request, StatusCode};
 use http_body_util::BodyExt;
 use serde_json::{json, Value};
-use tokio::sync::mpsc;
 use tower::ServiceExt;
 
 const RUN: &str = "scheduled__2026-01-01T06:00:00+01:00";
@@ -116,8 +115,9 @@ fn launch(dag: &Arc<Dag>, task: &str, try_number: u32) -> Launch {
 fn register(
     api: &TaskApi,
     launch: &Launch,
-) -> (TryRef, String, mpsc::UnboundedReceiver<ExecutorEvent>) {
-    let (tx, rx) = mpsc::unbounded_channel();
+) -> (TryRef, String, goflow_runtime::executor::EventReceiver) {
+    let (tx, rx) =
+        goflow_runtime::executor::event_channel(goflow_runtime::executor::EVENT_CAPACITY);
     let try_ref = TryRef::of(launch);
     let token = api
         .register(

@@ -29,7 +29,6 @@ use goflow_runtime::worker::{LaunchPayload, WorkerOutcome, WorkerResult};
 use goflow_runtime::Registry;
 use goflow_store::LogStream;
 use serde_json::json;
-use tokio::sync::mpsc;
 
 use support::WORKER_ENV;
 const MIB: u64 = 1 << 20;
@@ -347,7 +346,8 @@ async fn run_with(
     then: impl FnOnce(&TryKey),
 ) -> Report {
     let key = launch.key.clone();
-    let (tx, mut rx) = mpsc::unbounded_channel();
+    let (tx, mut rx) =
+        goflow_runtime::executor::event_channel(goflow_runtime::executor::EVENT_CAPACITY);
     exec.launch(launch, tx);
     let mut then = Some(then);
     let mut started = None;
@@ -875,8 +875,9 @@ mod stopping {
     async fn started(
         exec: &LocalProcessExecutor,
         launch: Launch,
-    ) -> (Proc, mpsc::UnboundedReceiver<ExecutorEvent>) {
-        let (tx, mut rx) = mpsc::unbounded_channel();
+    ) -> (Proc, goflow_runtime::executor::EventReceiver) {
+        let (tx, mut rx) =
+            goflow_runtime::executor::event_channel(goflow_runtime::executor::EVENT_CAPACITY);
         exec.launch(launch, tx);
         let mut handle = None;
         loop {
@@ -896,7 +897,7 @@ mod stopping {
 
     /// The `Finished` result of a try, once it comes.
     async fn finished(
-        rx: &mut mpsc::UnboundedReceiver<ExecutorEvent>,
+        rx: &mut goflow_runtime::executor::EventReceiver,
     ) -> Result<TaskOutput, TaskError> {
         loop {
             match tokio::time::timeout(Duration::from_secs(30), rx.recv()).await {
@@ -908,7 +909,8 @@ mod stopping {
     }
 
     fn adopt(exec: &LocalProcessExecutor, launch: &Launch, handle: &str) -> bool {
-        let (tx, mut rx) = mpsc::unbounded_channel();
+        let (tx, mut rx) =
+            goflow_runtime::executor::event_channel(goflow_runtime::executor::EVENT_CAPACITY);
         let adopted = exec.adopt(
             launch.clone(),
             &Adoption {

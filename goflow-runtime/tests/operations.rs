@@ -178,7 +178,7 @@ impl Cluster {
             .unwrap()
             .remove(key)
             .expect("the try is alive");
-        let _ = tx.send(ExecutorEvent::Finished {
+        tx.send_now(ExecutorEvent::Finished {
             key: key.clone(),
             result: Ok(TaskOutput {
                 value: serde_json::json!("done"),
@@ -205,7 +205,7 @@ impl Executor for FakeExecutor {
     fn launch(&self, launch: Launch, events: EventSender) {
         let key = launch.key;
         self.cluster.launched.lock().unwrap().push(key.clone());
-        let _ = events.send(ExecutorEvent::Started {
+        events.send_now(ExecutorEvent::Started {
             key: key.clone(),
             handle: Some(format!("job-{}-{}", key.task, key.try_number)),
         });
@@ -215,7 +215,7 @@ impl Executor for FakeExecutor {
     fn cancel(&self, key: &TryKey) {
         self.cluster.cancelled.lock().unwrap().push(key.clone());
         if let Some(tx) = self.cluster.alive.lock().unwrap().remove(key) {
-            let _ = tx.send(ExecutorEvent::Finished {
+            tx.send_now(ExecutorEvent::Finished {
                 key: key.clone(),
                 result: Err(TaskError::stopped("the job was deleted")),
                 metrics: TryMetrics::default(),
@@ -828,18 +828,18 @@ impl Executor for Chatty {
 
     fn launch(&self, launch: Launch, events: EventSender) {
         let key = launch.key;
-        let _ = events.send(ExecutorEvent::Started {
+        events.send_now(ExecutorEvent::Started {
             key: key.clone(),
             handle: None,
         });
         for i in 0..self.lines {
-            let _ = events.send(ExecutorEvent::Log {
+            events.send_now(ExecutorEvent::Log {
                 key: key.clone(),
                 stream: goflow_store::LogStream::Stdout,
                 line: format!("line {i:04}"),
             });
         }
-        let _ = events.send(ExecutorEvent::Finished {
+        events.send_now(ExecutorEvent::Finished {
             key,
             result: Ok(TaskOutput {
                 value: serde_json::Value::Null,
@@ -949,5 +949,53 @@ async fn a_run_past_a_stopping_deadline_is_stopped() {
             ti.last_error
         );
         s.stop().await;
+    }
+}
+
+static SECOND_GATE: AtomicU32 = AtomicU32::new(0);
+
+fn waits_for_its_second_try(ctx: TaskContext, _: &Inputs) -> TaskFuture {
+    Box::pin(async move {
+        if ctx.try_number == 1 {
+            std::future::pending::<()>().await;
+        }
+        SECOND_GATE.fetch_add(1, Ordering::SeqCst);
+        Ok(TaskOutput {
+            value: serde_json::json!(ctx.try_number),
+            follow: None,
+        })
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_schedulers_without_ids_differ_and_one_takes_over_the_others_runs() {
+    for TestDb { store, .. } in databases().await {
+        let dag = DagBuilder::new("takeover")
+            .task(spec("work", waits_for_its_second_try))
+            .build()
+            .unwrap();
+        let run = trigger(&store, &dag).await;
+        let unnamed = || SchedulerConfig {
+            id: SchedulerConfig::default().id,
+            ..config("unused")
+        };
+        let (a, b) = (unnamed(), unnamed());
+        assert_ne!(a.id, b.id, "each process gets its own id");
+        let first = Running::start(scheduler(&store, &dag, a.clone()));
+        let ti = wait_for(&store, run, "the first try to run", |t| {
+            t[0].state == TaskState::Running
+        })
+        .await;
+        assert_eq!(ti[0].claimed_by.as_deref(), Some(a.id.as_str()));
+        let mut second = Running::start(scheduler(&store, &dag, b.clone()));
+        first.kill();
+        // Once the first one's heartbeat is stale, the second takes its run.
+        let done = second.next_finished().await;
+        assert_eq!((done.run, done.state), (run, RunState::Success));
+        let ti = store.task_instance(run, "work").await.unwrap().unwrap();
+        assert_eq!(ti.try_number, 2);
+        assert_eq!(ti.claimed_by.as_deref(), Some(b.id.as_str()));
+        assert_eq!(ti.lost_tries, 1);
+        second.stop().await;
     }
 }

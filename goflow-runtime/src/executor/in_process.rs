@@ -42,7 +42,7 @@ impl Executor for InProcessExecutor {
         let node = &dag.tasks()[key.task];
         let body = node.run;
         let timeout = node.options.timeout;
-        let _ = events.send(ExecutorEvent::Started {
+        events.send_now(ExecutorEvent::Started {
             key: key.clone(),
             handle: None,
         });
@@ -67,16 +67,18 @@ impl Executor for InProcessExecutor {
                 Err(e) if e.is_panic() => {
                     Err(TaskError::panicked(crate::panic_message(&*e.into_panic())))
                 }
-                Err(_) => Err(TaskError::msg("the try was cancelled")),
+                Err(_) => Err(TaskError::stopped("the try was cancelled")),
             };
             if let Ok(mut running) = running.lock() {
                 running.remove(&key);
             }
-            let _ = events.send(ExecutorEvent::Finished {
-                key,
-                result,
-                metrics: TryMetrics::default(),
-            });
+            let _ = events
+                .send(ExecutorEvent::Finished {
+                    key,
+                    result,
+                    metrics: TryMetrics::default(),
+                })
+                .await;
         });
     }
 
@@ -95,7 +97,6 @@ mod tests {
         DagBuilder, DataInterval, Inputs, RunId, RunType, TaskContext, TaskFuture, TaskOptions,
         TaskOutput, TaskSpec,
     };
-    use tokio::sync::mpsc;
 
     use super::*;
 
@@ -156,7 +157,7 @@ mod tests {
     }
 
     async fn finished(
-        rx: &mut mpsc::UnboundedReceiver<ExecutorEvent>,
+        rx: &mut crate::executor::EventReceiver,
     ) -> Result<serde_json::Value, TaskError> {
         loop {
             match rx.recv().await.expect("a Finished event") {
@@ -168,7 +169,7 @@ mod tests {
 
     #[tokio::test]
     async fn reports_start_and_output() {
-        let (tx, mut rx) = mpsc::unbounded_channel();
+        let (tx, mut rx) = crate::executor::event_channel(64);
         InProcessExecutor::new().launch(launch(ok, None), tx);
         assert!(matches!(
             rx.recv().await,
@@ -179,7 +180,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn times_out() {
-        let (tx, mut rx) = mpsc::unbounded_channel();
+        let (tx, mut rx) = crate::executor::event_channel(64);
         InProcessExecutor::new().launch(launch(slow, Some(Duration::from_secs(5))), tx);
         let err = finished(&mut rx).await.unwrap_err();
         assert_eq!(err.kind(), goflow_core::TaskErrorKind::TimedOut);
@@ -187,7 +188,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_panic_is_a_failure() {
-        let (tx, mut rx) = mpsc::unbounded_channel();
+        let (tx, mut rx) = crate::executor::event_channel(64);
         InProcessExecutor::new().launch(launch(boom, None), tx);
         let err = finished(&mut rx).await.unwrap_err();
         assert!(err.to_string().contains("kaboom"), "{err}");
@@ -195,7 +196,7 @@ mod tests {
 
     #[tokio::test]
     async fn cancel_ends_the_try() {
-        let (tx, mut rx) = mpsc::unbounded_channel();
+        let (tx, mut rx) = crate::executor::event_channel(64);
         let exec = InProcessExecutor::new();
         let l = launch(slow, None);
         let key = l.key.clone();

@@ -166,11 +166,13 @@ impl Executor for LocalProcessExecutor {
             if let Ok(mut running) = running.lock() {
                 running.remove(&key);
             }
-            let _ = events.send(ExecutorEvent::Finished {
-                key,
-                result,
-                metrics,
-            });
+            let _ = events
+                .send(ExecutorEvent::Finished {
+                    key,
+                    result,
+                    metrics,
+                })
+                .await;
         });
     }
 
@@ -362,10 +364,12 @@ async fn run_try(
     // Kills the group if this try is dropped before its end (the runtime
     // shuts down); `kill_on_drop` only reaches the worker itself.
     let mut group = pid.map(group::Group::new);
-    let _ = events.send(ExecutorEvent::Started {
-        key: key.clone(),
-        handle: pid.map(|pid| WorkerHandle::of(pid).to_string()),
-    });
+    let _ = events
+        .send(ExecutorEvent::Started {
+            key: key.clone(),
+            handle: pid.map(|pid| WorkerHandle::of(pid).to_string()),
+        })
+        .await;
 
     // Feed stdin concurrently with reading the output, so that neither side
     // blocks on a full pipe. A child that exits without reading it (an
@@ -521,11 +525,13 @@ fn forward_lines(
                         }
                     }
                     let line = String::from_utf8_lossy(&buf).into_owned();
-                    let _ = events.send(ExecutorEvent::Log {
-                        key: key.clone(),
-                        stream: which,
-                        line,
-                    });
+                    let _ = events
+                        .send(ExecutorEvent::Log {
+                            key: key.clone(),
+                            stream: which,
+                            line,
+                        })
+                        .await;
                 }
             }
         }

@@ -112,8 +112,55 @@ pub enum ExecutorEvent {
     },
 }
 
-/// The sending end executors report on.
-pub type EventSender = mpsc::UnboundedSender<ExecutorEvent>;
+/// How many events the scheduler's channel holds before senders wait.
+pub const EVENT_CAPACITY: usize = 8192;
+
+/// The receiving end of [`event_channel`].
+pub type EventReceiver = mpsc::Receiver<ExecutorEvent>;
+
+/// A bounded channel of executor events: a try that prints faster than the
+/// scheduler stores its lines makes its executor wait
+/// ([`EventSender::send`]) instead of growing the scheduler's memory.
+pub fn event_channel(capacity: usize) -> (EventSender, EventReceiver) {
+    let (tx, rx) = mpsc::channel(capacity.max(1));
+    (EventSender(tx), rx)
+}
+
+/// The sending end executors report on (see [`event_channel`]).
+#[derive(Clone, Debug)]
+pub struct EventSender(mpsc::Sender<ExecutorEvent>);
+
+impl EventSender {
+    /// Sends `event`, waiting while the channel is full. Fails (giving the
+    /// event back) only when the scheduler is gone.
+    pub async fn send(&self, event: ExecutorEvent) -> Result<(), ExecutorEvent> {
+        self.0.send(event).await.map_err(|e| e.0)
+    }
+
+    /// Sends `event` from code that cannot wait (an executor's `launch`,
+    /// code holding a lock): at once while there is room, else from a task
+    /// of its own that waits for room. Events that go the second way may
+    /// arrive after later ones; the scheduler takes a try's events in any
+    /// order. Needs a tokio runtime when the channel is full.
+    pub fn send_now(&self, event: ExecutorEvent) {
+        match self.0.try_send(event) {
+            Ok(()) | Err(mpsc::error::TrySendError::Closed(_)) => {}
+            Err(mpsc::error::TrySendError::Full(event)) => {
+                let tx = self.0.clone();
+                tokio::spawn(async move {
+                    let _ = tx.send(event).await;
+                });
+            }
+        }
+    }
+
+    /// Waits until the channel has room (or the scheduler is gone), so
+    /// that a loop sending with [`EventSender::send_now`] from under a lock
+    /// follows the scheduler's pace.
+    pub async fn room(&self) {
+        let _ = self.0.reserve().await;
+    }
+}
 
 /// Runs task tries.
 pub trait Executor: Send + Sync + 'static {
@@ -140,5 +187,69 @@ pub trait Executor: Send + Sync + 'static {
     fn adopt(&self, launch: Launch, previous: &Adoption, events: EventSender) -> bool {
         let _ = (launch, previous, events);
         false
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn log(n: u32) -> ExecutorEvent {
+        ExecutorEvent::Log {
+            key: TryKey {
+                run: 1,
+                task: 0,
+                try_number: 1,
+            },
+            stream: LogStream::Stdout,
+            line: n.to_string(),
+        }
+    }
+
+    fn line(e: ExecutorEvent) -> String {
+        match e {
+            ExecutorEvent::Log { line, .. } => line,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_full_channel_makes_senders_wait_instead_of_growing() {
+        let (tx, mut rx) = event_channel(2);
+        tx.send(log(1)).await.unwrap();
+        tx.send(log(2)).await.unwrap();
+        let third = tokio::spawn({
+            let tx = tx.clone();
+            async move { tx.send(log(3)).await }
+        });
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        assert!(
+            !third.is_finished(),
+            "the sender waits while the channel is full"
+        );
+        assert_eq!(line(rx.recv().await.unwrap()), "1");
+        third.await.unwrap().unwrap();
+        assert_eq!(line(rx.recv().await.unwrap()), "2");
+        assert_eq!(line(rx.recv().await.unwrap()), "3");
+    }
+
+    #[tokio::test]
+    async fn send_now_never_loses_an_event_when_full() {
+        let (tx, mut rx) = event_channel(1);
+        for n in 0..5 {
+            tx.send_now(log(n));
+        }
+        let mut got: Vec<String> = Vec::new();
+        for _ in 0..5 {
+            got.push(line(rx.recv().await.unwrap()));
+        }
+        got.sort();
+        assert_eq!(got, ["0", "1", "2", "3", "4"]);
+        drop(rx);
+        // The scheduler gone: sending is a no-op, not a panic.
+        tx.send_now(log(9));
+        assert!(tx.send(log(9)).await.is_err());
     }
 }

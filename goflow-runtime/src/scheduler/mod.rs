@@ -47,7 +47,8 @@ use tokio::sync::mpsc;
 
 use crate::db;
 use crate::executor::{
-    Adoption, EventSender, Executor, ExecutorEvent, InProcessExecutor, Launch, TryKey, TryMetrics,
+    event_channel, Adoption, EventReceiver, EventSender, Executor, ExecutorEvent,
+    InProcessExecutor, Launch, TryKey, TryMetrics, EVENT_CAPACITY,
 };
 use crate::metrics::Metrics;
 use crate::Registry;
@@ -181,7 +182,7 @@ pub struct Scheduler {
     config: SchedulerConfig,
     executors: HashMap<ExecutorKind, Arc<dyn Executor>>,
     events_tx: EventSender,
-    events_rx: mpsc::UnboundedReceiver<ExecutorEvent>,
+    events_rx: EventReceiver,
     finished_tx: Option<mpsc::UnboundedSender<RunFinished>>,
     runs: BTreeMap<i64, ActiveRun>,
     launched: HashSet<TryKey>,
@@ -215,7 +216,7 @@ impl Scheduler {
     /// A scheduler over `store` for the DAGs of `registry`, with the
     /// in-process executor.
     pub fn new(store: Store, registry: Arc<Registry>, config: SchedulerConfig) -> Self {
-        let (events_tx, events_rx) = mpsc::unbounded_channel();
+        let (events_tx, events_rx) = event_channel(EVENT_CAPACITY);
         let mut executors: HashMap<ExecutorKind, Arc<dyn Executor>> = HashMap::new();
         executors.insert(ExecutorKind::InProcess, Arc::new(InProcessExecutor::new()));
         Self {
@@ -926,7 +927,7 @@ impl Scheduler {
         match self.executors.get(&kind) {
             Some(executor) => executor.launch(launch, self.events_tx.clone()),
             None => {
-                let _ = self.events_tx.send(ExecutorEvent::Finished {
+                self.events_tx.send_now(ExecutorEvent::Finished {
                     key,
                     result: Err(TaskError::fatal(format!(
                         "the {kind} executor is not enabled in this scheduler"

@@ -328,8 +328,16 @@ pub(crate) struct TaskInstanceJson {
     tries: u32,
     /// Tries allowed per clearing.
     max_tries: u32,
+    /// Tries since the last clearing lost with the process running them
+    /// (they do not count against retries).
+    lost_tries: u32,
+    /// The executor of the current or last try, resolved when it was
+    /// claimed.
     executor: String,
     executor_handle: Option<String>,
+    /// A stop of the running try was asked for: the state it ends in.
+    #[schema(value_type = Option<String>, example = "failed")]
+    stopping: Option<TaskState>,
     queued_date: Option<DateTime<Utc>>,
     start_date: Option<DateTime<Utc>>,
     end_date: Option<DateTime<Utc>>,
@@ -358,8 +366,10 @@ impl From<&TaskInstanceRow> for TaskInstanceJson {
             try_number: t.try_number,
             tries: t.tries(),
             max_tries: t.max_tries,
+            lost_tries: t.lost_tries,
             executor: t.executor.to_string(),
             executor_handle: t.executor_handle.clone(),
+            stopping: t.stop_requested.as_ref().map(|s| s.to),
             queued_date: t.queued_date,
             start_date: t.start_date,
             end_date: t.end_date,
@@ -412,6 +422,11 @@ pub(crate) struct TryJson {
     /// The pod's memory limit, in bytes (Kubernetes tries).
     memory_limit_bytes: Option<i64>,
     error: Option<String>,
+    /// The executor that ran it (absent for tries recorded before goflow
+    /// stored it).
+    executor: Option<String>,
+    /// The executor's handle on it (a Job, a pid).
+    executor_handle: Option<String>,
 }
 
 impl TryJson {
@@ -420,6 +435,8 @@ impl TryJson {
             run_id,
             try_number: t.try_number,
             state: t.state,
+            executor: t.executor.map(|e| e.to_string()),
+            executor_handle: t.executor_handle.clone(),
             queued_date: t.queued_date,
             start_date: t.start_date,
             end_date: t.end_date,

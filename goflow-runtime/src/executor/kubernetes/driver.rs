@@ -279,7 +279,7 @@ impl Shared {
     /// Ends a try without [`finish`] (no Job to read or delete).
     fn end(&self, name: &Arc<str>, result: Result<TaskOutput, TaskError>, metrics: TryMetrics) {
         if let Some(t) = self.untrack(name) {
-            let _ = t.events.send(ExecutorEvent::Finished {
+            t.events.send_now(ExecutorEvent::Finished {
                 key: t.key,
                 result,
                 metrics,
@@ -290,7 +290,7 @@ impl Shared {
     /// Writes a `system` line to a tracked try's log.
     fn note(&self, name: &str, line: String) {
         if let Some(t) = self.lock().tries.get(name) {
-            let _ = t.events.send(ExecutorEvent::Log {
+            t.events.send_now(ExecutorEvent::Log {
                 key: t.key.clone(),
                 stream: LogStream::System,
                 line,
@@ -361,11 +361,11 @@ impl Shared {
             t.deadline = Some(deadline);
             st.timers.insert((deadline, Arc::clone(name)));
         }
-        let _ = t.events.send(ExecutorEvent::Started {
+        t.events.send_now(ExecutorEvent::Started {
             key: t.key.clone(),
             handle: Some(format!("{}/{name}", t.namespace)),
         });
-        let _ = t.events.send(ExecutorEvent::Log {
+        t.events.send_now(ExecutorEvent::Log {
             key: t.key.clone(),
             stream: LogStream::System,
             line: format!("{note} Job {}/{name}", t.namespace),
@@ -759,7 +759,7 @@ struct Finishing {
 
 impl Finishing {
     fn log(&self, line: String) {
-        let _ = self.events.send(ExecutorEvent::Log {
+        self.events.send_now(ExecutorEvent::Log {
             key: self.key.clone(),
             stream: LogStream::System,
             line,
@@ -838,7 +838,7 @@ async fn drive(
 pub(crate) fn launch(shared: &Arc<Shared>, launch: Launch, events: EventSender) {
     let key = launch.key.clone();
     let fail_now = |error: TaskError| {
-        let _ = events.send(ExecutorEvent::Finished {
+        events.send_now(ExecutorEvent::Finished {
             key: key.clone(),
             result: Err(error),
             metrics: TryMetrics::default(),
@@ -1348,7 +1348,7 @@ async fn finish(shared: Arc<Shared>, client: kube::Client, mut f: Finishing) {
         }
     }
     shared.untrack(&f.name);
-    let _ = f.events.send(ExecutorEvent::Finished {
+    f.events.send_now(ExecutorEvent::Finished {
         key: f.key,
         result,
         metrics,

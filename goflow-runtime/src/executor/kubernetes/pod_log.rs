@@ -59,7 +59,7 @@ fn deliver(
     }
     p.read = number;
     if number > p.skip {
-        let _ = events.send(ExecutorEvent::Log {
+        events.send_now(ExecutorEvent::Log {
             key: key.clone(),
             stream: LogStream::Stdout,
             line: line.to_owned(),
@@ -134,6 +134,8 @@ impl Follower {
                             bytes += n as u64;
                             let text = String::from_utf8_lossy(&line);
                             let text = text.trim_end_matches('\n').trim_end_matches('\r');
+                            // At the scheduler's pace: the pod's log waits.
+                            events.room().await;
                             deliver(&progress, number, text, &key, &events);
                         }
                         _ => break,
@@ -174,7 +176,7 @@ mod tests {
         }
     }
 
-    fn sent(rx: &mut tokio::sync::mpsc::UnboundedReceiver<ExecutorEvent>) -> Vec<String> {
+    fn sent(rx: &mut crate::executor::EventReceiver) -> Vec<String> {
         let mut lines = Vec::new();
         while let Ok(event) = rx.try_recv() {
             if let ExecutorEvent::Log { line, .. } = event {
@@ -186,7 +188,7 @@ mod tests {
 
     #[test]
     fn each_line_is_sent_once_from_a_stream_reopened_or_the_final_copy() {
-        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let (tx, mut rx) = crate::executor::event_channel(64);
         let progress = Progress::after(0);
         deliver(&progress, 1, "a", &key(), &tx);
         deliver(&progress, 2, "b", &key(), &tx);
@@ -200,7 +202,7 @@ mod tests {
 
     #[test]
     fn lines_an_earlier_process_stored_are_not_sent_again() {
-        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let (tx, mut rx) = crate::executor::event_channel(64);
         let progress = Progress::after(2);
         deliver(&progress, 1, "a", &key(), &tx);
         complete(&progress, "a\nb\nc\n", &key(), &tx);
