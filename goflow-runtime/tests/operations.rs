@@ -481,6 +481,33 @@ async fn a_scheduler_refuses_an_id_a_live_scheduler_uses() {
     }
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scheduler_refuses_tasks_in_pools_that_do_not_exist() {
+    for TestDb { store, .. } in databases().await {
+        let mut pooled = spec("load", ok);
+        pooled.options.pool = Some("warehouse".into());
+        let dag = DagBuilder::new("pooled").task(pooled).build().unwrap();
+        let refused = scheduler(&store, &dag, config("pools-1"))
+            .run(std::future::ready(()))
+            .await;
+        match refused {
+            Err(e @ SchedulerError::MissingPools(_)) => {
+                let msg = e.to_string();
+                assert!(
+                    msg.contains("warehouse") && msg.contains("pools set warehouse"),
+                    "{msg}"
+                );
+            }
+            other => panic!("expected MissingPools, got {other:?}"),
+        }
+        store.set_pool("warehouse", 2, "").await.unwrap();
+        scheduler(&store, &dag, config("pools-1"))
+            .run(std::future::ready(()))
+            .await
+            .expect("starts once the pool exists");
+    }
+}
+
 static RESTARTS: AtomicU32 = AtomicU32::new(0);
 
 fn sleepy(ctx: TaskContext, _: &Inputs) -> TaskFuture {

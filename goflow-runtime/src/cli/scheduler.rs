@@ -233,6 +233,7 @@ pub(super) async fn serve(
     }
     result.map_err(|e| match e {
         crate::scheduler::SchedulerError::Startup(s) => CliError::Store(s),
+        crate::scheduler::SchedulerError::MissingPools(missing) => CliError::UnknownPools(missing),
         e @ crate::scheduler::SchedulerError::IdInUse { .. } => {
             CliError::InvalidSetting(e.to_string())
         }

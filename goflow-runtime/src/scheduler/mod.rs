@@ -142,6 +142,9 @@ pub enum SchedulerError {
     /// The store failed at start-up (unreachable, migrations).
     #[error("the scheduler could not start: {0}")]
     Startup(#[source] StoreError),
+    /// Tasks name pools that do not exist (they would run unlimited).
+    #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+    MissingPools(Vec<db::MissingPool>),
     /// A live scheduler heartbeats under the id this one was given.
     #[error(
         "scheduler id {id:?} is in use by a live scheduler (pid {pid} on {hostname}, \
@@ -276,6 +279,15 @@ impl Scheduler {
         self.dags = db::sync_registry(&self.store, &self.registry, now)
             .await
             .map_err(SchedulerError::Startup)?;
+        let missing = db::missing_pools(&self.store, &self.registry, None)
+            .await
+            .map_err(SchedulerError::Startup)?
+            .into_iter()
+            .filter(|m| self.wants(&m.dag_id))
+            .collect::<Vec<_>>();
+        if !missing.is_empty() {
+            return Err(SchedulerError::MissingPools(missing));
+        }
         self.check_id_free(now).await?;
         self.heartbeat(now).await.map_err(SchedulerError::Startup)?;
         self.adopt_own_runs()
