@@ -28,6 +28,9 @@ pub(crate) struct ActiveRun {
     pub executor: Vec<ExecutorKind>,
     /// A person stopped the run: it ends `failed`.
     pub stopped: bool,
+    /// The run's span (`dag`, `run` fields): the parent of its tries'
+    /// spans, so a log or a trace can be followed by run.
+    pub span: tracing::Span,
 }
 
 /// The ids of the tasks of `dag` that have no task instance among
@@ -62,7 +65,9 @@ impl ActiveRun {
         }
         let progress = RunProgress::from_statuses(&dag, statuses);
         let ended_at = instances_end(&dag, instances);
+        let span = tracing::info_span!("run", dag = %row.dag_id, run = %row.run_id);
         Self {
+            span,
             row,
             dag,
             progress,
@@ -74,6 +79,11 @@ impl ActiveRun {
             executor,
             stopped: false,
         }
+    }
+
+    /// A span for a try of `task` (`task`, `try` fields), in the run's.
+    pub fn try_span(&self, task: usize, try_number: u32) -> tracing::Span {
+        tracing::info_span!(parent: &self.span, "try", task = %self.task_id(task), r#try = try_number)
     }
 
     pub fn task_id(&self, task: usize) -> &str {

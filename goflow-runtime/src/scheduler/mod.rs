@@ -205,6 +205,8 @@ pub struct Scheduler {
     stopping: HashMap<TryKey, StopRequest>,
     /// Log bytes stored, and lines and bytes dropped, per running try.
     log_volume: HashMap<TryKey, LogVolume>,
+    /// The span of each running try, closed when it ends.
+    try_spans: HashMap<TryKey, tracing::Span>,
 }
 
 /// How much of a try's log was stored and dropped.
@@ -241,6 +243,7 @@ impl Scheduler {
             replay: Vec::new(),
             stopping: HashMap::new(),
             log_volume: HashMap::new(),
+            try_spans: HashMap::new(),
         }
     }
 
@@ -725,7 +728,11 @@ impl Scheduler {
                     .count_output_lines(run.row.id, &ti.task_id, key.try_number)
                     .await?,
             };
-            if executor.adopt(launch, &previous, self.events_tx.clone()) {
+            let span = run.try_span(task, key.try_number);
+            let adopted =
+                span.in_scope(|| executor.adopt(launch, &previous, self.events_tx.clone()));
+            if adopted {
+                self.try_spans.insert(key.clone(), span);
                 tracing::info!(run = %run.row.run_id, task = %ti.task_id, try_number = key.try_number, handle = %previous.handle, "adopted a try of a stopped scheduler");
                 self.launched.insert(key);
             } else {
@@ -936,6 +943,14 @@ impl Scheduler {
         if let Some(m) = &self.metrics {
             m.executor_launched(kind.as_str());
         }
+        let span = self
+            .runs
+            .get(&run_id)
+            .map_or_else(tracing::Span::none, |r| r.try_span(task, key.try_number));
+        self.try_spans.insert(key.clone(), span.clone());
+        // The executor runs the try in this span: its own lines (and an
+        // in-process task's) carry the dag, run, task and try.
+        let _entered = span.enter();
         match self.executors.get(&kind) {
             Some(executor) => executor.launch(launch, self.events_tx.clone()),
             None => {
@@ -1061,6 +1076,11 @@ impl Scheduler {
                     metrics,
                 } => {
                     self.launched.remove(key);
+                    let span = self
+                        .try_spans
+                        .remove(key)
+                        .unwrap_or_else(tracing::Span::none);
+                    let _entered = span.enter();
                     let volume = self.log_volume.remove(key).unwrap_or_default();
                     let Some(mut run) = self.runs.remove(&key.run) else {
                         continue;
