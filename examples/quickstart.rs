@@ -15,6 +15,7 @@
 use std::path::PathBuf;
 
 use goflow::prelude::*;
+use goflow::tracing::{info, warn};
 
 /// One line of `sales.csv`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -83,6 +84,7 @@ async fn load_sales(ctx: &TaskContext) -> Result<Vec<Sale>, TaskError> {
             .date_naive()
             .to_string();
         sales.retain(|s| s.date == day);
+        info!(day = %day, rows = sales.len(), "kept the sales of the logical day");
         if sales.is_empty() {
             return Err(TaskError::skip(format!(
                 "no sales on {day} in {}",
@@ -90,6 +92,7 @@ async fn load_sales(ctx: &TaskContext) -> Result<Vec<Sale>, TaskError> {
             )));
         }
     }
+    info!(rows = sales.len(), input = %input.display(), "read the sales file");
     Ok(sales)
 }
 
@@ -106,6 +109,10 @@ fn region_stats(sales: Vec<Sale>, region: String) -> RegionStats {
         .into_iter()
         .max_by(|a, b| a.1.total_cmp(&b.1))
         .map(|(p, _)| p.to_owned());
+    info!(region = %region, orders = mine.len(), revenue = format!("{revenue:.2}"), "region figures");
+    if mine.is_empty() {
+        warn!(region = %region, "no sales in this region");
+    }
     RegionStats {
         orders: mine.len(),
         units: mine.iter().map(|s| s.units).sum(),
@@ -167,12 +174,14 @@ async fn write_report(ctx: &TaskContext, report: Report) -> Result<String, TaskE
     md.push_str(&format!("\nTotal revenue: {:.2}\n", report.total_revenue));
     let path = dir.join(format!("report-{}.md", report.day));
     tokio::fs::write(&path, md).await?;
+    info!(path = %path.display(), total = format!("{:.2}", report.total_revenue), "wrote the report");
     Ok(path.display().to_string())
 }
 
 /// Runs last, whatever happened upstream (trigger rule `all_done`).
 #[task(trigger_rule = "all_done")]
 fn archive(ctx: &TaskContext) -> String {
+    info!(run = %ctx.run_id, "archived");
     format!("run {} of {} archived", ctx.run_id, ctx.dag_id)
 }
 

@@ -38,6 +38,12 @@ pub use goflow_core::{
 #[doc(inline)]
 pub use goflow_macros::{dag, main, task};
 
+/// Logging from tasks: `goflow::tracing::info!(rows = 3, "read the file")`.
+/// Inside a task, events at `INFO` and above go to the try's log (with
+/// their level), in every executor; `println!` in an in-process task goes
+/// to the scheduler's stdout instead, which no try owns.
+pub use tracing;
+
 /// The model crate, for what the facade does not re-export.
 pub use goflow_core as core;
 /// The runtime crate: registry, CLI, runners.

@@ -41,6 +41,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use goflow_store::StoreError;
 
 use crate::runner::RunError;
+use crate::telemetry::{self, LogFormat, TelemetryGuard};
 use crate::{Registry, RegistryError};
 
 /// The arguments of a goflow binary.
@@ -63,6 +64,17 @@ pub struct Cli {
         hide_env_values = true
     )]
     pub database_url: Option<String>,
+    /// How log lines are written to stderr: `text`, or `json` (one object
+    /// per line, with the span context: dag, run, task, try).
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        value_name = "FORMAT",
+        env = "GOFLOW_LOG_FORMAT",
+        default_value_t = LogFormat::Text
+    )]
+    pub log_format: LogFormat,
 }
 
 /// The top-level commands.
@@ -623,7 +635,8 @@ impl CliError {
 pub fn main() -> ExitCode {
     // Parse first, so that `--help` works even when the DAGs do not load.
     let cli = Cli::parse();
-    init_tracing(cli.command.default_log_filter());
+    // Kept to the end: dropping it flushes the traces.
+    let _telemetry = init_tracing_for(&cli);
     let registry = match Registry::from_inventory() {
         Ok(r) => r,
         Err(e) => {
@@ -721,13 +734,44 @@ impl Command {
     }
 }
 
-/// Sends `tracing` output to stderr, filtered by `RUST_LOG` (or `default`).
-fn init_tracing(default: &str) {
+/// Sends `tracing` output to stderr in `format`, filtered by `RUST_LOG`
+/// (or `default`), and exports the spans over OTLP when the environment
+/// asks for it (see [`telemetry`](crate::telemetry)). The guard returned
+/// flushes the traces when dropped.
+/// Sets up `tracing` for a parsed command line as `main` does: the
+/// command's default filter, `--log-format`, OTLP traces when asked for.
+/// Keep the guard while the command runs.
+pub fn init_tracing_for(cli: &Cli) -> TelemetryGuard {
+    init_tracing(cli.command.default_log_filter(), cli.log_format)
+}
+
+fn init_tracing(default: &str, format: LogFormat) -> TelemetryGuard {
+    use tracing_subscriber::prelude::*;
+
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    // Each layer has its own filter: `RUST_LOG` quiets the log without
+    // taking the spans away from the traces.
+    let logs = telemetry::log_layer(format, std::io::stderr).with_filter(filter);
+    let (traces, guard, trace_error) = match telemetry::otlp_from_env() {
+        Ok((traces, guard)) => (traces, guard, None),
+        Err(e) => (None, TelemetryGuard::default(), Some(e)),
+    };
     // An embedding program may have installed its own subscriber: keep it.
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
+    let installed = tracing_subscriber::registry()
+        .with(logs)
+        .with(traces)
+        .try_init()
+        .is_ok();
+    if let (true, Some(e)) = (installed, trace_error) {
+        let mut message = e.to_string();
+        let mut source = std::error::Error::source(&e);
+        while let Some(cause) = source {
+            message.push_str(": ");
+            message.push_str(&cause.to_string());
+            source = cause.source();
+        }
+        tracing::warn!("{message}");
+    }
+    guard
 }

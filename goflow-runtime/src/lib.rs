@@ -16,6 +16,7 @@ pub mod registry;
 pub mod runner;
 pub mod scheduler;
 pub mod task_api;
+pub mod telemetry;
 pub mod web;
 pub mod worker;
 
@@ -40,8 +41,12 @@ where
 {
     let thread = Arc::new(BlockingThread::default());
     let mut guard = AbandonGuard(Some(Arc::clone(&thread)));
+    // The thread logs where the task does: in its span, to its subscriber
+    // (an in-process try's log capture).
+    let dispatch = tracing::dispatcher::get_default(tracing::Dispatch::clone);
+    let span = tracing::Span::current();
     let handle = tokio::task::spawn_blocking(move || {
-        let out = f();
+        let out = tracing::dispatcher::with_default(&dispatch, || span.in_scope(f));
         thread.finished();
         out
     });

@@ -58,6 +58,7 @@ fn double(ctx: TaskContext, inputs: &Inputs) -> TaskFuture {
         let n = n?;
         println!("doubling {n}");
         eprintln!("a warning on stderr");
+        tracing::warn!(n, "an odd number of rows");
         Ok(TaskOutput {
             value: json!({"doubled": n * 2, "run": ctx.run_id.as_str(), "try": ctx.try_number, "leaked": leaked}),
             follow: Some(vec!["fail".to_owned()]),
@@ -446,6 +447,35 @@ async fn stdout_and_stderr_lines_become_log_events() {
     );
     assert!(
         report.log(LogStream::Stderr, "a warning on stderr"),
+        "{:?}",
+        report.logs
+    );
+    // The task's `tracing` events come with their level, as the store
+    // reads it.
+    let warned: Vec<&String> = report
+        .logs
+        .iter()
+        .filter(|(s, line)| *s == LogStream::Stderr && line.contains("an odd number of rows"))
+        .map(|(_, line)| line)
+        .collect();
+    assert_eq!(warned.len(), 1, "{:?}", report.logs);
+    assert_eq!(
+        goflow_store::LogLevel::of_line(warned[0]),
+        Some(goflow_store::LogLevel::Warn),
+        "{}",
+        warned[0]
+    );
+    assert!(
+        !warned[0].contains('\u{1b}'),
+        "no colours in a log: {}",
+        warned[0]
+    );
+    // goflow's own line names the worker and its command.
+    assert!(
+        report.logs.iter().any(|(s, line)| *s == LogStream::System
+            && line.starts_with("INFO worker pid ")
+            && line.contains(" tasks run lp ")
+            && line.contains(" double --try ")),
         "{:?}",
         report.logs
     );

@@ -133,7 +133,11 @@ async fn lines_become_documents_in_daily_indices() {
                     LogStream::Stderr,
                     "warning: \"slow\"",
                 ),
-                ("2026-11-28T00:00:02Z", LogStream::System, "try 1 ended"),
+                (
+                    "2026-11-28T00:00:02Z",
+                    LogStream::System,
+                    "INFO try 1 succeeded after 1.00s",
+                ),
             ],
         )
         .await;
@@ -184,6 +188,11 @@ async fn lines_become_documents_in_daily_indices() {
         assert_eq!(docs[1].1["message"], "warning: \"slow\"");
         assert_eq!(docs[1].1["stream"], "stderr");
         assert_eq!(docs[2].1["stream"], "system");
+        // Levels and goflow's own lines are marked for searches.
+        assert_eq!(doc["level"], serde_json::Value::Null);
+        assert_eq!(doc["system"], false);
+        assert_eq!(docs[2].1["level"], "INFO");
+        assert_eq!(docs[2].1["system"], true);
 
         // The cursor follows; nothing is sent twice.
         assert_eq!(store.cursor(CURSOR).await.unwrap(), Some(lines[2].id));

@@ -75,6 +75,12 @@ async fn without_or_with_a_wrong_token_requests_get_401_and_change_nothing() {
                 Some(json!({"state": "success"})),
             ),
             (Method::GET, format!("{path}/tasks/left/logs"), None),
+            (Method::GET, format!("{path}/tasks/left/logs/stream"), None),
+            (
+                Method::GET,
+                format!("{path}/tasks/left/logs/raw?try=1"),
+                None,
+            ),
             (
                 Method::GET,
                 "/api/v1/dags/etl/tasks/left/history".into(),
@@ -657,6 +663,326 @@ async fn logs_are_read_after_an_id_while_the_try_runs() {
     }
 }
 
+/// A log stream read as it comes, with a deadline for each wait.
+struct EventStream {
+    body: Body,
+    text: String,
+    closed: bool,
+}
+
+/// One Server-Sent Event: its id, its name (`None` for a message) and data.
+#[derive(Debug)]
+struct SseEvent {
+    id: Option<String>,
+    event: Option<String>,
+    data: String,
+}
+
+impl EventStream {
+    /// Opens `uri` with the bearer token, or a session cookie, and a
+    /// `Last-Event-ID`; answers the status and headers, and the stream when
+    /// it is one.
+    async fn open(
+        app: &App,
+        uri: &str,
+        cookie: Option<&str>,
+        last_event_id: Option<&str>,
+    ) -> Result<(axum::http::HeaderMap, EventStream), Resp> {
+        let mut req = Request::get(uri).header(header::ACCEPT, "text/event-stream");
+        match cookie {
+            Some(c) => req = req.header(header::COOKIE, c),
+            None => req = req.header(header::AUTHORIZATION, format!("Bearer {}", app.token)),
+        }
+        if let Some(id) = last_event_id {
+            req = req.header("last-event-id", id);
+        }
+        let res = tower::ServiceExt::oneshot(app.app.clone(), req.body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        let (status, headers) = (res.status(), res.headers().clone());
+        if status != StatusCode::OK {
+            use http_body_util::BodyExt;
+            let bytes = res.into_body().collect().await.unwrap().to_bytes();
+            return Err(Resp {
+                status,
+                headers,
+                text: String::from_utf8_lossy(&bytes).into_owned(),
+            });
+        }
+        Ok((
+            headers,
+            EventStream {
+                body: res.into_body(),
+                text: String::new(),
+                closed: false,
+            },
+        ))
+    }
+
+    /// Reads one more frame within the deadline; false once closed.
+    async fn read_frame(&mut self, what: &str, deadline: tokio::time::Instant) -> bool {
+        use http_body_util::BodyExt;
+        let frame = tokio::time::timeout_at(deadline, self.body.frame())
+            .await
+            .unwrap_or_else(|_| panic!("timed out waiting for {what}; got {}", self.text));
+        match frame {
+            None => self.closed = true,
+            Some(f) => {
+                if let Ok(data) = f.unwrap().into_data() {
+                    self.text.push_str(std::str::from_utf8(&data).unwrap());
+                }
+            }
+        }
+        !self.closed
+    }
+
+    /// Reads until `done` holds of the events so far, within ten seconds.
+    async fn read_until(
+        &mut self,
+        what: &str,
+        done: impl Fn(&[SseEvent]) -> bool,
+    ) -> Vec<SseEvent> {
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !done(&self.events()) {
+            assert!(
+                self.read_frame(what, deadline).await,
+                "the stream closed before {what}: {}",
+                self.text
+            );
+        }
+        self.events()
+    }
+
+    /// Reads to the end of the stream, within ten seconds.
+    async fn read_to_end(&mut self) -> Vec<SseEvent> {
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+        while self.read_frame("the end of the stream", deadline).await {}
+        self.events()
+    }
+
+    /// The complete events read so far (comments and keep-alives left out).
+    fn events(&self) -> Vec<SseEvent> {
+        let complete = match self.text.rfind("\n\n") {
+            Some(i) => &self.text[..i],
+            None => return Vec::new(),
+        };
+        complete
+            .split("\n\n")
+            .filter_map(|block| {
+                let mut e = SseEvent {
+                    id: None,
+                    event: None,
+                    data: String::new(),
+                };
+                let mut any = false;
+                for line in block.lines() {
+                    if let Some(v) = line.strip_prefix("id:") {
+                        e.id = Some(v.trim().to_owned());
+                    } else if let Some(v) = line.strip_prefix("event:") {
+                        e.event = Some(v.trim().to_owned());
+                    } else if let Some(v) = line.strip_prefix("data:") {
+                        e.data.push_str(v.strip_prefix(' ').unwrap_or(v));
+                        any = true;
+                    }
+                }
+                any.then_some(e)
+            })
+            .collect()
+    }
+}
+
+fn lines_of(events: &[SseEvent]) -> Vec<String> {
+    events
+        .iter()
+        .filter(|e| e.event.is_none())
+        .map(|e| {
+            let v: serde_json::Value = serde_json::from_str(&e.data).unwrap();
+            v["line"].as_str().unwrap().to_owned()
+        })
+        .collect()
+}
+
+fn log_line(run: &goflow_store::RunRow, n: u32, stream: LogStream) -> NewLogLine {
+    NewLogLine {
+        run: run.id,
+        task_id: "extract".into(),
+        try_number: 1,
+        timestamp: Utc::now(),
+        stream,
+        line: format!("line {n}"),
+    }
+}
+
+#[tokio::test]
+async fn the_log_stream_of_a_finished_try_sends_every_line_then_end_and_closes() {
+    for app in apps().await {
+        let store = app.store();
+        let run = new_run(store, &etl(), at(1)).await;
+        start_run(store, &run).await;
+        run_task(store, &run, "extract").await;
+        store
+            .append_logs(vec![
+                log_line(&run, 1, LogStream::System),
+                log_line(&run, 2, LogStream::Stdout),
+                log_line(&run, 3, LogStream::Stderr),
+            ])
+            .await
+            .unwrap();
+        end_task(store, &run, "extract", TaskState::Success).await;
+        let logs = format!("{}/tasks/extract/logs", run_path(&run));
+
+        let (headers, mut sse) =
+            EventStream::open(&app, &format!("{logs}/stream?try=1"), None, None)
+                .await
+                .unwrap_or_else(|r| panic!("{}: {}", r.status, r.text));
+        assert_eq!(headers[header::CONTENT_TYPE], "text/event-stream");
+        let events = sse.read_to_end().await;
+        assert_eq!(lines_of(&events), ["line 1", "line 2", "line 3"]);
+        let first: serde_json::Value = serde_json::from_str(&events[0].data).unwrap();
+        assert_eq!(first["stream"], "system");
+        assert!(first["timestamp"].is_string());
+        assert_eq!(
+            events[0].id.as_deref(),
+            Some(first["id"].to_string().as_str())
+        );
+        let end = events.last().unwrap();
+        assert_eq!(end.event.as_deref(), Some("end"), "{events:?}");
+        let end: serde_json::Value = serde_json::from_str(&end.data).unwrap();
+        assert_eq!(
+            (end["state"].as_str(), end["try_number"].as_u64()),
+            (Some("success"), Some(1))
+        );
+        assert_eq!(events.len(), 4, "{events:?}");
+
+        // A reconnecting EventSource resumes after its Last-Event-ID, which
+        // wins over the URL's after_id; after_id alone resumes too.
+        let first_id = events[0].id.clone().unwrap();
+        let (_, mut resumed) = EventStream::open(
+            &app,
+            &format!("{logs}/stream?try=1&after_id=0"),
+            None,
+            Some(&first_id),
+        )
+        .await
+        .unwrap_or_else(|r| panic!("{}: {}", r.status, r.text));
+        assert_eq!(lines_of(&resumed.read_to_end().await), ["line 2", "line 3"]);
+        let second_id = events[1].id.clone().unwrap();
+        let (_, mut resumed) = EventStream::open(
+            &app,
+            &format!("{logs}/stream?after_id={second_id}"),
+            None,
+            None,
+        )
+        .await
+        .unwrap_or_else(|r| panic!("{}: {}", r.status, r.text));
+        let rest = resumed.read_to_end().await;
+        assert_eq!(lines_of(&rest), ["line 3"]);
+        assert_eq!(rest.last().unwrap().event.as_deref(), Some("end"));
+
+        // A UI session may follow the stream too.
+        let (cookie, _) = web_common_login(&app).await;
+        let (_, mut by_session) =
+            EventStream::open(&app, &format!("{logs}/stream?try=1"), Some(&cookie), None)
+                .await
+                .unwrap_or_else(|r| panic!("{}: {}", r.status, r.text));
+        assert_eq!(lines_of(&by_session.read_to_end().await).len(), 3);
+
+        // The raw download: every line in order, stderr and system marked.
+        let raw = get(&app, &format!("{logs}/raw?try=1")).await;
+        assert_eq!(raw.status, StatusCode::OK, "{}", raw.text);
+        assert_eq!(raw.text, "[system] line 1\nline 2\n[stderr] line 3\n");
+        assert_eq!(
+            raw.headers[header::CONTENT_TYPE],
+            "text/plain; charset=utf-8"
+        );
+        let disposition = raw.headers[header::CONTENT_DISPOSITION].to_str().unwrap();
+        let file = format!(
+            "attachment; filename=\"etl_{}_extract_try1.log\"",
+            run.run_id.replace([':', '+'], "_")
+        );
+        assert_eq!(disposition, file);
+
+        // Refusals: JSON errors before any stream starts.
+        for (uri, status) in [
+            (format!("{logs}/stream?try=9"), StatusCode::BAD_REQUEST),
+            (format!("{logs}/stream?after_id=x"), StatusCode::BAD_REQUEST),
+            (format!("{logs}/raw?try=0"), StatusCode::BAD_REQUEST),
+            (
+                format!("{}/tasks/nope/logs/stream", run_path(&run)),
+                StatusCode::NOT_FOUND,
+            ),
+            (
+                format!("{}/tasks/nope/logs/raw", run_path(&run)),
+                StatusCode::NOT_FOUND,
+            ),
+            (
+                "/api/v1/dags/etl/runs/no-such-run/tasks/extract/logs/stream".to_owned(),
+                StatusCode::NOT_FOUND,
+            ),
+            (
+                "/api/v1/dags/etl/runs/no-such-run/tasks/extract/logs/raw".to_owned(),
+                StatusCode::NOT_FOUND,
+            ),
+        ] {
+            let r = get(&app, &uri).await;
+            assert_eq!(r.status, status, "{uri}: {}", r.text);
+            assert!(!r.error().is_empty());
+        }
+        let bad_id = EventStream::open(&app, &format!("{logs}/stream"), None, Some("later"))
+            .await
+            .err()
+            .expect("a bad Last-Event-ID is refused");
+        assert_eq!(bad_id.status, StatusCode::BAD_REQUEST, "{}", bad_id.text);
+    }
+}
+
+#[tokio::test]
+async fn the_log_stream_follows_a_running_try_until_it_ends() {
+    for app in apps().await {
+        let store = app.store();
+        let run = new_run(store, &etl(), at(1)).await;
+        start_run(store, &run).await;
+        run_task(store, &run, "extract").await;
+        store
+            .append_logs(vec![log_line(&run, 1, LogStream::Stdout)])
+            .await
+            .unwrap();
+        let uri = format!("{}/tasks/extract/logs/stream", run_path(&run));
+        let (_, mut sse) = EventStream::open(&app, &uri, None, None)
+            .await
+            .unwrap_or_else(|r| panic!("{}: {}", r.status, r.text));
+        sse.read_until("the first line", |e| lines_of(e).len() == 1)
+            .await;
+
+        // A line written after the request started arrives on it.
+        store
+            .append_logs(vec![log_line(&run, 2, LogStream::Stderr)])
+            .await
+            .unwrap();
+        let events = sse
+            .read_until("the second line", |e| lines_of(e).len() == 2)
+            .await;
+        assert_eq!(lines_of(&events), ["line 1", "line 2"]);
+        assert!(
+            events.iter().all(|e| e.event.is_none()),
+            "no end yet: {events:?}"
+        );
+
+        // The last line, then the try ends: the line, `end`, and the close.
+        store
+            .append_logs(vec![log_line(&run, 3, LogStream::Stdout)])
+            .await
+            .unwrap();
+        end_task(store, &run, "extract", TaskState::Failed).await;
+        let events = sse.read_to_end().await;
+        assert_eq!(lines_of(&events), ["line 1", "line 2", "line 3"]);
+        let end = events.last().unwrap();
+        assert_eq!(end.event.as_deref(), Some("end"), "{events:?}");
+        let end: serde_json::Value = serde_json::from_str(&end.data).unwrap();
+        assert_eq!(end["state"], "failed");
+    }
+}
+
 #[tokio::test]
 async fn task_history_across_runs() {
     for app in apps().await {
@@ -771,10 +1097,28 @@ async fn the_openapi_document_lists_the_paths() {
             ("/api/v1/dags/{dag_id}/calendar", "get"),
             ("/api/v1/health", "get"),
             ("/api/v1/dags/{dag_id}/runs/{run_id}/stop", "post"),
+            (
+                "/api/v1/dags/{dag_id}/runs/{run_id}/tasks/{task_id}/logs/stream",
+                "get",
+            ),
+            (
+                "/api/v1/dags/{dag_id}/runs/{run_id}/tasks/{task_id}/logs/raw",
+                "get",
+            ),
         ] {
             assert!(paths[p][method].is_object(), "{method} {p} missing");
         }
-        assert_eq!(paths.len(), 14);
+        assert_eq!(paths.len(), 16);
+        let stream = &paths["/api/v1/dags/{dag_id}/runs/{run_id}/tasks/{task_id}/logs/stream"];
+        assert!(
+            stream["get"]["responses"]["200"]["content"]["text/event-stream"].is_object(),
+            "{stream}"
+        );
+        let raw = &paths["/api/v1/dags/{dag_id}/runs/{run_id}/tasks/{task_id}/logs/raw"];
+        assert!(
+            raw["get"]["responses"]["200"]["content"]["text/plain"].is_object(),
+            "{raw}"
+        );
         assert!(doc["components"]["schemas"]["ErrorBody"].is_object());
         assert_eq!(
             doc["components"]["securitySchemes"]["bearer"]["scheme"],

@@ -414,6 +414,30 @@ async fn a_user_triggers_follows_and_reruns_a_dag_in_chromium() {
     client.goto(&logs_url).await.unwrap();
     assert!(text(&client, "#log").await.contains("reading sales.csv"));
     assert!(text(&client, "#log-status").await.contains("Following"));
+    // The page follows the log through the server's event stream.
+    eventually(&client, "the log follows by EventSource", false, || async {
+        client
+            .execute("return window.goflowLogSource || '';", vec![])
+            .await
+            .unwrap()
+            == serde_json::json!("sse")
+    })
+    .await;
+    // A try selector, and the try's raw log to download.
+    assert!(exists(&client, "#log-tries [data-try=\"1\"]").await);
+    let download = client
+        .find(Locator::Css("a#log-download"))
+        .await
+        .unwrap()
+        .attr("href")
+        .await
+        .unwrap()
+        .unwrap_or_default();
+    assert!(
+        download.ends_with("/tasks/extract/logs/raw?try=1"),
+        "{download}"
+    );
+    assert!(exists(&client, "input#hide-system[type=\"checkbox\"]").await);
     shot(&client, "04-logs-running").await;
     // A mark on the page: it must still be there once the line arrived.
     client
@@ -435,7 +459,91 @@ async fn a_user_triggers_follows_and_reruns_a_dag_in_chromium() {
         serde_json::json!(42),
         "the line came without a page reload"
     );
+    // It stopped following once the try ended, without falling back to
+    // polling on the way.
+    eventually(&client, "the page stops following", false, || async {
+        text(&client, "#log-status")
+            .await
+            .contains("Finished: success")
+    })
+    .await;
+    let follow = client
+        .execute(
+            "const p = document.getElementById('log'); \
+             return [p.dataset.follow, window.goflowLogSource];",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(follow, serde_json::json!(["done", "sse"]));
     shot(&client, "05-logs-finished").await;
+    // The raw download serves the same lines to the session.
+    let raw = client
+        .execute_async(
+            "const done = arguments[arguments.length - 1]; \
+             fetch(document.getElementById('log-download').href, {credentials: 'same-origin'}) \
+               .then(r => r.text().then(t => done([r.status, r.headers.get('content-disposition'), t]))) \
+               .catch(e => done([0, '', String(e)]));",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(raw[0], serde_json::json!(200), "{raw}");
+    assert!(
+        raw[1]
+            .as_str()
+            .is_some_and(|d| d.starts_with("attachment; filename=\"shop_manual__")
+                && d.ends_with("_extract_try1.log\"")),
+        "{raw}"
+    );
+    // The task's lines in order, goflow's own marked as such.
+    let raw_text = raw[2].as_str().unwrap_or_default();
+    let task_lines: Vec<&str> = raw_text
+        .lines()
+        .filter(|l| !l.starts_with("[system] "))
+        .collect();
+    assert_eq!(task_lines, ["reading sales.csv", "read 3 rows"], "{raw}");
+    // goflow's own lines can be hidden.
+    let system_lines = client
+        .find_all(Locator::Css("#log .line.system"))
+        .await
+        .unwrap()
+        .len();
+    assert_eq!(
+        system_lines,
+        raw_text
+            .lines()
+            .filter(|l| l.starts_with("[system] "))
+            .count(),
+        "{raw}"
+    );
+    if system_lines > 0 {
+        client
+            .find(Locator::Css("#hide-system"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        let hidden = client
+            .execute(
+                "return Array.from(document.querySelectorAll('#log .line.system')) \
+                 .every(l => getComputedStyle(l).display === 'none');",
+                vec![],
+            )
+            .await
+            .unwrap();
+        assert_eq!(hidden, serde_json::json!(true));
+        assert!(text(&client, "#log").await.contains("read 3 rows"));
+        shot(&client, "05b-logs-system-hidden").await;
+        client
+            .find(Locator::Css("#hide-system"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+    }
 
     // The run succeeds in the grid.
     client.goto(&format!("{base}/dags/shop")).await.unwrap();

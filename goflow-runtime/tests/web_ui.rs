@@ -547,6 +547,99 @@ async fn logs_performance_and_health_pages() {
 }
 
 #[tokio::test]
+async fn the_log_page_selects_tries_offers_the_raw_log_and_marks_streams() {
+    for app in apps().await {
+        let store = app.store();
+        let run = new_run(store, &etl(), at(1)).await;
+        start_run(store, &run).await;
+        let line = |try_number: u32, stream, line: &str| NewLogLine {
+            run: run.id,
+            task_id: "extract".into(),
+            try_number,
+            timestamp: Utc::now(),
+            stream,
+            line: line.into(),
+        };
+        // Try 1 fails and is retried; try 2 runs.
+        run_task(store, &run, "extract").await;
+        store
+            .append_logs(vec![
+                line(1, LogStream::System, "try 1 started"),
+                line(1, LogStream::Stderr, "no such file"),
+            ])
+            .await
+            .unwrap();
+        end_task(store, &run, "extract", TaskState::UpForRetry).await;
+        let now = Utc::now();
+        assert!(store
+            .update_task(
+                run.id,
+                "extract",
+                TaskState::UpForRetry,
+                goflow_store::TaskUpdate::new(TaskState::Scheduled),
+                now
+            )
+            .await
+            .unwrap());
+        let claimed = store
+            .claim_tasks_in("web-test", &[run.id], &Default::default(), 1, now)
+            .await
+            .unwrap();
+        assert_eq!(claimed.len(), 1);
+        assert!(store
+            .update_task(
+                run.id,
+                "extract",
+                TaskState::Queued,
+                goflow_store::TaskUpdate::new(TaskState::Running),
+                now
+            )
+            .await
+            .unwrap());
+        store
+            .append_logs(vec![line(2, LogStream::Stdout, "reading again")])
+            .await
+            .unwrap();
+
+        let user = login(&app).await;
+        // As the page writes them (a run id's `:` stays as it is).
+        let base = format!("/dags/etl/runs/{}/tasks/extract/logs", run.run_id);
+        let api = format!("/api/v1/dags/etl/runs/{}/tasks/extract/logs", run.run_id);
+        // The current try is followed through the event stream.
+        let current = page(&app, &user, &base).await;
+        assert_eq!(current.status, StatusCode::OK);
+        let html = &current.text;
+        assert!(html.contains("reading again"), "{html}");
+        assert!(!html.contains("no such file"));
+        assert!(html.contains("data-live=\"true\""));
+        assert!(
+            html.contains(&format!("data-stream=\"{api}/stream?try=2\"")),
+            "{html}"
+        );
+        assert!(html.contains("Following…"));
+        assert!(
+            html.contains(&format!("href=\"{base}?try=1\" data-try=\"1\"")),
+            "a link to try 1: {html}"
+        );
+        assert!(html.contains("aria-current=\"page\" data-try=\"2\""));
+        assert!(html.contains(&format!("id=\"log-download\" href=\"{api}/raw?try=2\"")));
+        assert!(html.contains("id=\"hide-system\""));
+
+        // An earlier try: its own lines, its outcome, nothing to follow.
+        let first = page(&app, &user, &format!("{base}?try=1")).await;
+        let html = &first.text;
+        assert!(html.contains("no such file"), "{html}");
+        assert!(!html.contains("reading again"));
+        assert!(html.contains("<span class=\"line system\">"));
+        assert!(html.contains("<span class=\"line stderr\">"));
+        assert!(html.contains("data-live=\"false\""));
+        assert!(html.contains("Finished: up_for_retry. 2 lines."), "{html}");
+        assert!(html.contains(&format!("href=\"{api}/raw?try=1\"")));
+        assert!(html.contains(&format!("href=\"{base}?try=2\" data-try=\"2\"")));
+    }
+}
+
+#[tokio::test]
 async fn logging_out_ends_the_session_and_pages_carry_security_headers() {
     for app in apps().await {
         let user = login(&app).await;

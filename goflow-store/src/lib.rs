@@ -58,9 +58,9 @@ pub use alerts::{
 };
 pub use error::{Result, StoreError};
 pub use model::{
-    ClaimedTask, DagRecord, DagRow, LogLine, LogStream, NewLogLine, NewRun, NewTaskInstance,
-    PoolRow, RunRow, SchedulerRow, StopRequest, TaskInstanceRow, TaskTryRow, TaskUpdate,
-    UnknownLogStream,
+    ClaimedTask, DagRecord, DagRow, LogLevel, LogLine, LogStream, NewLogLine, NewRun,
+    NewTaskInstance, PoolRow, RunRow, SchedulerRow, StopRequest, TaskInstanceRow, TaskTryRow,
+    TaskUpdate, UnknownLogLevel, UnknownLogStream,
 };
 pub use retention::{CleanCounts, CleanOptions, CleanReport, DEFAULT_CLEAN_BATCH};
 pub use stop::PendingStop;

@@ -910,6 +910,107 @@ pub struct LogLine {
     pub stream: LogStream,
     /// The line.
     pub line: String,
+    /// Its level, for a `tracing` event of the task or a line of goflow's
+    /// own (see [`LogLevel::of_line`]); `None` for plain output.
+    pub level: Option<LogLevel>,
+}
+
+/// The level of a log line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum LogLevel {
+    /// `TRACE`
+    Trace,
+    /// `DEBUG`
+    Debug,
+    /// `INFO`
+    Info,
+    /// `WARN`
+    Warn,
+    /// `ERROR`
+    Error,
+}
+
+impl LogLevel {
+    /// The level's name as stored and shown.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogLevel::Trace => "TRACE",
+            LogLevel::Debug => "DEBUG",
+            LogLevel::Info => "INFO",
+            LogLevel::Warn => "WARN",
+            LogLevel::Error => "ERROR",
+        }
+    }
+
+    /// The level a line starts with, as `tracing` writes its events (and
+    /// goflow its own lines): `INFO target: message`, with the level
+    /// padded (` INFO`), after a timestamp or not
+    /// (`2026-05-02T06:00:01.5Z  WARN target: message`). `None` for other
+    /// lines.
+    pub fn of_line(line: &str) -> Option<LogLevel> {
+        let mut words = line.split_whitespace();
+        let first = words.next()?;
+        if let Ok(level) = first.parse() {
+            return Some(level);
+        }
+        let timestamp = first.starts_with(|c: char| c.is_ascii_digit())
+            && first.contains('T')
+            && first.contains(':');
+        if !timestamp {
+            return None;
+        }
+        words.next()?.parse().ok()
+    }
+}
+
+impl std::str::FromStr for LogLevel {
+    type Err = UnknownLogLevel;
+    fn from_str(s: &str) -> std::result::Result<Self, UnknownLogLevel> {
+        Ok(match s {
+            "TRACE" => LogLevel::Trace,
+            "DEBUG" => LogLevel::Debug,
+            "INFO" => LogLevel::Info,
+            "WARN" => LogLevel::Warn,
+            "ERROR" => LogLevel::Error,
+            other => return Err(UnknownLogLevel(other.to_owned())),
+        })
+    }
+}
+
+#[cfg(test)]
+mod log_level_tests {
+    use super::LogLevel;
+
+    #[test]
+    fn the_level_is_read_where_tracing_writes_it() {
+        for (line, level) in [
+            ("INFO extract: read 3 rows", Some(LogLevel::Info)),
+            (" WARN extract: slow", Some(LogLevel::Warn)),
+            (
+                "2026-05-02T06:00:01.500000Z ERROR goflow: boom",
+                Some(LogLevel::Error),
+            ),
+            ("2026-05-02T06:00:01Z  DEBUG x: y", Some(LogLevel::Debug)),
+            ("ERROR: disk full", None),
+            ("information", None),
+            ("2026-05-02 the day", None),
+            ("", None),
+        ] {
+            assert_eq!(LogLevel::of_line(line), level, "{line:?}");
+        }
+    }
+}
+
+/// A name that is not a [`LogLevel`].
+#[derive(Debug, thiserror::Error)]
+#[error("{0:?} is not a log level (TRACE, DEBUG, INFO, WARN or ERROR)")]
+pub struct UnknownLogLevel(pub String);
+
+impl std::fmt::Display for LogLevel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 #[derive(Queryable, Selectable)]
@@ -922,6 +1023,7 @@ pub(crate) struct DbLogLine {
     pub timestamp: i64,
     pub stream: String,
     pub line: String,
+    pub level: Option<String>,
 }
 
 #[derive(Insertable)]
@@ -933,6 +1035,7 @@ pub(crate) struct DbNewLogLine<'a> {
     pub timestamp: i64,
     pub stream: &'static str,
     pub line: &'a str,
+    pub level: Option<&'static str>,
 }
 
 impl TryFrom<DbLogLine> for LogLine {
@@ -947,6 +1050,11 @@ impl TryFrom<DbLogLine> for LogLine {
             run: l.dag_run_id,
             task_id: l.task_id,
             line: l.line,
+            level: l
+                .level
+                .as_deref()
+                .map(|v| parse(T, "level", v))
+                .transpose()?,
         })
     }
 }

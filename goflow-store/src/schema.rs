@@ -123,6 +123,7 @@ diesel::table! {
         timestamp -> BigInt,
         stream -> Text,
         line -> Text,
+        level -> Nullable<Text>,
     }
 }
 

@@ -19,8 +19,8 @@ use crate::conn::{
 use crate::model::{
     convert, int, micros, parse, ClaimedTask, DagRecord, DagRow, DbDag, DbLogLine, DbNewLogLine,
     DbNewRun, DbNewTaskInstance, DbPool, DbRun, DbScheduler, DbTaskChange, DbTaskInstance,
-    DbTaskTry, DbTryReset, LogLine, LogStream, NewLogLine, NewRun, NewTaskInstance, PoolRow,
-    RunRow, SchedulerRow, TaskInstanceRow, TaskTryRow, TaskUpdate,
+    DbTaskTry, DbTryReset, LogLevel, LogLine, LogStream, NewLogLine, NewRun, NewTaskInstance,
+    PoolRow, RunRow, SchedulerRow, TaskInstanceRow, TaskTryRow, TaskUpdate,
 };
 use crate::schema::{
     dag_runs, dags, pools, schedulers, task_instances as ti, task_logs, task_outputs, task_tries,
@@ -955,6 +955,7 @@ impl Store {
                         timestamp: micros(l.timestamp),
                         stream: l.stream.as_str(),
                         line: &l.line,
+                        level: LogLevel::of_line(&l.line).map(LogLevel::as_str),
                     })
                 })
                 .collect::<Result<Vec<_>>>()?;

@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex};
 
 use goflow_core::{ExecutorKind, TaskError};
 use tokio::task::AbortHandle;
+use tracing::instrument::{Instrument, WithSubscriber};
 
 use super::{EventSender, Executor, ExecutorEvent, Launch, TryKey, TryMetrics};
 
@@ -48,15 +49,22 @@ impl Executor for InProcessExecutor {
         });
         // The body runs in its own task so that a panic, or an abort on
         // cancel, is seen here as a `JoinError` and reported as a failure.
-        let inner = tokio::spawn(async move {
-            let fut = body(ctx, &inputs);
-            match timeout {
-                Some(limit) => tokio::time::timeout(limit, fut)
-                    .await
-                    .unwrap_or_else(|_| Err(TaskError::timed_out(limit))),
-                None => fut.await,
+        // It runs in the try's span (the scheduler's, current here), and
+        // what it logs with `tracing` goes to the try's log too.
+        let capture = super::capture::Capture::around_current(key.clone(), events.clone());
+        let inner = tokio::spawn(
+            async move {
+                let fut = body(ctx, &inputs);
+                match timeout {
+                    Some(limit) => tokio::time::timeout(limit, fut)
+                        .await
+                        .unwrap_or_else(|_| Err(TaskError::timed_out(limit))),
+                    None => fut.await,
+                }
             }
-        });
+            .with_subscriber(capture)
+            .instrument(tracing::Span::current()),
+        );
         if let Ok(mut running) = self.running.lock() {
             running.insert(key.clone(), inner.abort_handle());
         }

@@ -343,6 +343,9 @@ async fn run_try(
         .env(RESULT_FILE_ENV, &result_file)
         // The worker stops (with its group) when this process is gone.
         .env(PARENT_PID_ENV, std::process::id().to_string())
+        // Its stderr is the try's log: plain lines, whatever the
+        // scheduler's own log format.
+        .env("GOFLOW_LOG_FORMAT", "text")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -368,6 +371,22 @@ async fn run_try(
         .send(ExecutorEvent::Started {
             key: key.clone(),
             handle: pid.map(|pid| WorkerHandle::of(pid).to_string()),
+        })
+        .await;
+    // The command, in the try's log (goflow's own line).
+    let argv: Vec<String> = std::iter::once(command.as_std().get_program())
+        .chain(command.as_std().get_args())
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    let _ = events
+        .send(ExecutorEvent::Log {
+            key: key.clone(),
+            stream: LogStream::System,
+            line: format!(
+                "INFO worker pid {} runs: {}",
+                pid.map_or_else(|| "?".to_owned(), |p| p.to_string()),
+                argv.join(" ")
+            ),
         })
         .await;
 

@@ -6,6 +6,7 @@
 //! must always end a launched try with exactly one
 //! [`ExecutorEvent::Finished`], also when the try is cancelled.
 
+mod capture;
 pub mod in_process;
 #[cfg(feature = "kubernetes")]
 pub mod kubernetes;

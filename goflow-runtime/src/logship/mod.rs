@@ -9,8 +9,13 @@
 //! ```json
 //! {"@timestamp": "2026-11-27T06:00:01.5Z", "dag_id": "daily-sales",
 //!  "run_id": "scheduled__2026-11-26T06:00:00+00:00", "task_id": "extract",
-//!  "try_number": 1, "stream": "stdout", "message": "loaded 120 rows", "log_id": 42}
+//!  "try_number": 1, "stream": "stdout", "level": "INFO", "system": false,
+//!  "message": "INFO extract: loaded 120 rows", "log_id": 42}
 //! ```
+//!
+//! `level` is the line's level when it has one (a `tracing` event of the
+//! task, goflow's own lines), else absent; `system` is true for goflow's
+//! own lines about the try (started, retried, stopped...).
 //!
 //! - The document `_id` is `goflow-<log id>`, so a batch sent twice (a
 //!   crash after Elasticsearch accepted it, before the cursor moved)
@@ -312,6 +317,8 @@ impl LogShipper {
                 "task_id": l.line.task_id,
                 "try_number": l.line.try_number,
                 "stream": l.line.stream.as_str(),
+                "level": l.line.level.map(|v| v.as_str()),
+                "system": l.line.stream == goflow_store::LogStream::System,
                 "message": l.line.line,
                 "log_id": l.line.id,
             });

@@ -83,7 +83,7 @@ impl ActiveRun {
 
     /// A span for a try of `task` (`task`, `try` fields), in the run's.
     pub fn try_span(&self, task: usize, try_number: u32) -> tracing::Span {
-        tracing::info_span!(parent: &self.span, "try", task = %self.task_id(task), r#try = try_number)
+        tracing::info_span!(parent: &self.span, "try", task = %self.task_id(task), r#try = i64::from(try_number))
     }
 
     pub fn task_id(&self, task: usize) -> &str {

@@ -28,6 +28,7 @@
 
 mod active;
 mod stop;
+mod try_log;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
@@ -650,12 +651,38 @@ impl Scheduler {
         let lost = self
             .offer_for_adoption(&mut run, &instances, lost, now)
             .await?;
+        let mut lines = Vec::new();
         for task in &lost {
             let from = run.state(*task);
+            let key = TryKey {
+                run: run.row.id,
+                task: *task,
+                try_number: run.try_number(*task),
+            };
             let error = "lost: the scheduler running this try stopped before it finished";
             let lost = Err(TaskError::lost(error));
             let update = self.finish_update(&mut run, *task, &lost, &TryMetrics::default(), now);
-            if let Some((update, _)) = update {
+            if let Some((update, finish)) = update {
+                let status = run.progress.status(*task);
+                let options = &run.dag.tasks()[*task].options;
+                lines.push(system_line(
+                    &key,
+                    run.task_id(*task),
+                    now,
+                    try_log::ended(
+                        key.try_number,
+                        &lost,
+                        &finish,
+                        None,
+                        None,
+                        update.next_retry_date,
+                        (status.lost, options.max_lost_tries()),
+                        (
+                            status.tries.saturating_sub(status.lost),
+                            options.retry_policy().max_tries(),
+                        ),
+                    ),
+                ));
                 changes.push(TaskChange::new(run.task_id(*task), from, update));
             }
         }
@@ -677,6 +704,7 @@ impl Scheduler {
             self.store.release_run(id, &self.config.id).await?;
             return Ok(());
         }
+        self.store.append_logs(lines).await?;
         self.runs.insert(id, run);
         self.finish_run_if_done(id, now).await
     }
@@ -733,6 +761,19 @@ impl Scheduler {
                 span.in_scope(|| executor.adopt(launch, &previous, self.events_tx.clone()));
             if adopted {
                 self.try_spans.insert(key.clone(), span);
+                self.store
+                    .append_logs(vec![system_line(
+                        &key,
+                        &ti.task_id,
+                        now,
+                        try_log::adopted(
+                            key.try_number,
+                            ti.executor,
+                            &previous.handle,
+                            &self.config.id,
+                        ),
+                    )])
+                    .await?;
                 tracing::info!(run = %run.row.run_id, task = %ti.task_id, try_number = key.try_number, handle = %previous.handle, "adopted a try of a stopped scheduler");
                 self.launched.insert(key);
             } else {
@@ -1068,6 +1109,21 @@ impl Scheduler {
                         let change =
                             TaskChange::new(run.task_id(key.task), TaskState::Queued, update);
                         per_run.entry(key.run).or_default().0.push(change);
+                        let status = run.progress.status(key.task);
+                        let policy = run.dag.tasks()[key.task].options.retry_policy();
+                        logs.push(system_line(
+                            key,
+                            run.task_id(key.task),
+                            now,
+                            try_log::started(
+                                key.try_number,
+                                status.tries.saturating_sub(status.lost),
+                                policy.max_tries(),
+                                run.executor[key.task],
+                                handle.as_deref(),
+                                &self.config.id,
+                            ),
+                        ));
                     }
                 }
                 ExecutorEvent::Finished {
@@ -1111,10 +1167,31 @@ impl Scheduler {
                     });
                     let result = stopped.as_ref().or(too_big.as_ref()).unwrap_or(result);
                     let from = run.state(key.task);
+                    let started = run.started_at[key.task];
                     if from.is_active() && run.try_number(key.task) == key.try_number {
-                        if let Some((update, _)) =
+                        if let Some((update, finish)) =
                             self.finish_update(&mut run, key.task, result, metrics, now)
                         {
+                            let status = run.progress.status(key.task);
+                            let node = &run.dag.tasks()[key.task].options;
+                            logs.push(system_line(
+                                key,
+                                run.task_id(key.task),
+                                now,
+                                try_log::ended(
+                                    key.try_number,
+                                    result,
+                                    &finish,
+                                    started.and_then(|s| (now - s).to_std().ok()),
+                                    metrics.exit_code,
+                                    update.next_retry_date,
+                                    (status.lost, node.max_lost_tries()),
+                                    (
+                                        status.tries.saturating_sub(status.lost),
+                                        node.retry_policy().max_tries(),
+                                    ),
+                                ),
+                            ));
                             let mut change = TaskChange::new(run.task_id(key.task), from, update);
                             if let Ok(out) = result {
                                 change.output = Some(out.value.clone());
@@ -1276,6 +1353,18 @@ impl Scheduler {
             }
         }
         Ok(())
+    }
+}
+
+/// A line of goflow's own in try `key`'s log.
+fn system_line(key: &TryKey, task_id: &str, now: DateTime<Utc>, line: String) -> NewLogLine {
+    NewLogLine {
+        run: key.run,
+        task_id: task_id.to_owned(),
+        try_number: key.try_number,
+        timestamp: now,
+        stream: LogStream::System,
+        line,
     }
 }
 

@@ -2,11 +2,14 @@
 //! OpenAPI document at `/api/v1/openapi.json`. Errors are
 //! `{"error": message}` with the status from [`WebError::status`].
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
+use std::convert::Infallible;
+use std::time::Duration;
 
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts, State};
-use axum::http::StatusCode;
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
@@ -51,6 +54,14 @@ pub(crate) fn routes() -> Router<WebState> {
         .route(
             "/dags/{dag_id}/runs/{run_id}/tasks/{task_id}/logs",
             get(task_logs),
+        )
+        .route(
+            "/dags/{dag_id}/runs/{run_id}/tasks/{task_id}/logs/stream",
+            get(task_log_stream),
+        )
+        .route(
+            "/dags/{dag_id}/runs/{run_id}/tasks/{task_id}/logs/raw",
+            get(task_log_raw),
         )
         .route("/dags/{dag_id}/tasks/{task_id}/history", get(task_history))
         .route("/dags/{dag_id}/calendar", get(calendar))
@@ -117,7 +128,8 @@ type ApiResult<T> = Result<Json<T>, ApiError>;
     ),
     paths(
         health, list_dags, get_dag, patch_dag, grid, list_runs, trigger_run, get_run,
-        clear_run, stop_run, get_task_instance, clear_task, mark_task, task_logs, task_history,
+        clear_run, stop_run, get_task_instance, clear_task, mark_task, task_logs, task_log_stream,
+        task_log_raw, task_history,
         calendar
     ),
     modifiers(&BearerAuth),
@@ -1185,17 +1197,7 @@ async fn task_logs(
 ) -> ApiResult<LogsJson> {
     let run = service::find_run(&state, &dag_id, &run_id).await?;
     let ti = task_instance(&state, &run, &task_id).await?;
-    let latest = ti.try_number.max(1);
-    let try_number = match p.try_number {
-        None => latest,
-        Some(t) if (1..=latest).contains(&t) => t,
-        Some(t) => {
-            return Err(WebError::BadRequest(format!(
-                "invalid try {t}: task '{task_id}' has tries 1 to {latest}"
-            ))
-            .into())
-        }
-    };
+    let try_number = pick_try(&ti, p.try_number)?;
     let after = p.after_id.unwrap_or(0).max(0);
     let n = match p.limit {
         None => 1000,
@@ -1226,20 +1228,345 @@ async fn task_logs(
     Ok(Json(LogsJson {
         next_after_id: lines.last().map_or(after, |l| l.id),
         more: lines.len() as i64 == n,
-        lines: lines
-            .into_iter()
-            .map(|l| LogLineJson {
-                id: l.id,
-                try_number: l.try_number,
-                timestamp: l.timestamp,
-                stream: l.stream,
-                line: l.line,
-            })
-            .collect(),
+        lines: lines.into_iter().map(line_json).collect(),
         try_number,
         state: state_now,
         live: current && !ti.state.is_terminal(),
     }))
+}
+
+/// The try `asked` for of `ti` (default: the current or last one).
+fn pick_try(ti: &TaskInstanceRow, asked: Option<u32>) -> Result<u32, WebError> {
+    let latest = ti.try_number.max(1);
+    match asked {
+        None => Ok(latest),
+        Some(t) if (1..=latest).contains(&t) => Ok(t),
+        Some(t) => Err(WebError::BadRequest(format!(
+            "invalid try {t}: task '{}' has tries 1 to {latest}",
+            ti.task_id
+        ))),
+    }
+}
+
+/// How a try stands.
+struct TryStatus {
+    state: TaskState,
+    /// Its outcome is recorded, or the task instance is done with it.
+    ended: bool,
+    /// When it ended, as recorded.
+    end_date: Option<DateTime<Utc>>,
+}
+
+/// How the try `try_number` of `task_id` stands.
+async fn try_status(
+    state: &WebState,
+    run: i64,
+    task_id: &str,
+    try_number: u32,
+) -> Result<TryStatus, WebError> {
+    let ti = state
+        .store()
+        .task_instance(run, task_id)
+        .await?
+        .ok_or_else(|| WebError::NotFound(format!("task '{task_id}' is gone from its run")))?;
+    if ti.try_number == try_number && ti.state.is_active() {
+        return Ok(TryStatus {
+            state: ti.state,
+            ended: false,
+            end_date: None,
+        });
+    }
+    let ended = state
+        .store()
+        .task_tries(run, Some(task_id))
+        .await?
+        .into_iter()
+        .find(|t| t.try_number == try_number);
+    let (state, ended, end_date) = match ended {
+        Some(t) => (t.state, true, t.end_date),
+        // Not started yet (waiting to run) or done without a try.
+        None if ti.try_number <= try_number => (ti.state, ti.state.is_terminal(), ti.end_date),
+        // An older try whose outcome was not recorded: it is over.
+        None => (ti.state, true, None),
+    };
+    Ok(TryStatus {
+        state,
+        ended,
+        end_date,
+    })
+}
+
+fn line_json(l: goflow_store::LogLine) -> LogLineJson {
+    LogLineJson {
+        id: l.id,
+        try_number: l.try_number,
+        timestamp: l.timestamp,
+        stream: l.stream,
+        line: l.line,
+    }
+}
+
+/// How often the stream looks for new lines while the try runs.
+const STREAM_POLL: Duration = Duration::from_millis(250);
+/// How long one stream lasts at most; `EventSource` then reconnects with
+/// `Last-Event-ID` and goes on.
+const STREAM_MAX: Duration = Duration::from_secs(3600);
+/// How long after a try ended its last lines may still be stored (the
+/// scheduler records the outcome, then the try's last lines): the stream
+/// waits that long after the end before it says `end`.
+const STREAM_END_GRACE: Duration = Duration::from_millis(500);
+/// A try that ended this many seconds ago has stored all its lines.
+const STREAM_SETTLED_SECS: i64 = 10;
+/// Lines read per query by the stream and the raw download.
+const STREAM_BATCH: i64 = 1000;
+
+/// `?try=N&after_id=M` of the log stream and download.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct LogStreamParams {
+    /// The try (default: the current or last one).
+    #[serde(rename = "try")]
+    #[param(rename = "try")]
+    try_number: Option<u32>,
+    /// Only lines after this id (default 0: from the start). A
+    /// `Last-Event-ID` header, as a reconnecting `EventSource` sends,
+    /// takes precedence.
+    after_id: Option<i64>,
+}
+
+/// The `end` event of a log stream.
+#[derive(Serialize, Deserialize, ToSchema)]
+pub(crate) struct LogEndJson {
+    try_number: u32,
+    /// How the try ended.
+    #[schema(value_type = String, example = "success")]
+    state: TaskState,
+}
+
+/// A log being followed: the events due, and where to read next.
+struct LogFollower {
+    state: WebState,
+    run: i64,
+    task_id: String,
+    try_number: u32,
+    after: i64,
+    deadline: tokio::time::Instant,
+    due: VecDeque<Event>,
+    /// Read again at once: the last read was a full batch.
+    hurry: bool,
+    /// When this stream first saw the try ended.
+    ended_seen: Option<tokio::time::Instant>,
+    first: bool,
+    done: bool,
+}
+
+impl LogFollower {
+    /// Reads what is new: lines, then `end` once the try has ended and
+    /// every line was read. The state is read before the lines, so the
+    /// lines a try wrote before it ended are all sent before `end`.
+    async fn step(&mut self) {
+        if !self.hurry && !self.first {
+            tokio::time::sleep(STREAM_POLL).await;
+        }
+        self.first = false;
+        if tokio::time::Instant::now() >= self.deadline {
+            self.done = true;
+            return;
+        }
+        let read = async {
+            let status = try_status(&self.state, self.run, &self.task_id, self.try_number).await?;
+            let lines = self
+                .state
+                .store()
+                .read_logs(
+                    self.run,
+                    &self.task_id,
+                    Some(self.try_number),
+                    self.after,
+                    STREAM_BATCH,
+                )
+                .await?;
+            Ok::<_, WebError>((status, lines))
+        };
+        let (status, lines) = match read.await {
+            Ok(r) => r,
+            Err(e) => {
+                // The client reconnects and resumes after the last id.
+                tracing::warn!(error = %e, task = %self.task_id, "log stream stopped");
+                self.done = true;
+                return;
+            }
+        };
+        self.hurry = lines.len() as i64 == STREAM_BATCH;
+        for l in lines {
+            self.after = l.id;
+            let id = l.id.to_string();
+            match Event::default().id(id).json_data(line_json(l)) {
+                Ok(e) => self.due.push_back(e),
+                Err(e) => tracing::warn!(error = %e, "unserializable log line"),
+            }
+        }
+        if !status.ended || self.hurry {
+            return;
+        }
+        // Seen ended for the grace, or ended long before (the recorded end
+        // may be the worker's, so the grace is counted from when the
+        // outcome was seen here).
+        let seen = *self
+            .ended_seen
+            .get_or_insert_with(tokio::time::Instant::now);
+        let settled = seen.elapsed() >= STREAM_END_GRACE
+            || status
+                .end_date
+                .is_none_or(|e| Utc::now() - e >= chrono::Duration::seconds(STREAM_SETTLED_SECS));
+        if settled {
+            let end = LogEndJson {
+                try_number: self.try_number,
+                state: status.state,
+            };
+            if let Ok(e) = Event::default().event("end").json_data(end) {
+                self.due.push_back(e);
+            }
+            self.done = true;
+        }
+    }
+}
+
+/// Follows one try's log as Server-Sent Events: each line after
+/// `after_id` (or `Last-Event-ID`) as an event whose `id` is the line's
+/// and whose `data` is the line as JSON (see `LogLineJson`); then, once
+/// the try has ended and every line was sent, an `end` event whose data is
+/// `{"try_number", "state"}` (see `LogEndJson`), and the stream closes. A
+/// stream lasts an hour at most; `EventSource` reconnects and resumes.
+#[utoipa::path(get, path = "/dags/{dag_id}/runs/{run_id}/tasks/{task_id}/logs/stream", tag = "tasks",
+    params(("dag_id" = String, Path, description = "The DAG id"), ("run_id" = String, Path, description = "The run id"),
+           ("task_id" = String, Path, description = "The task id"), LogStreamParams,
+           ("Last-Event-ID" = Option<i64>, Header, description = "Resume after this line id (sent by a reconnecting EventSource)")),
+    responses((status = 200, content_type = "text/event-stream", body = String,
+               description = "Events: unnamed ones carry a `LogLineJson` and the line id as `id`; a final `end` event carries a `LogEndJson`"),
+              (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn task_log_stream(
+    State(state): State<WebState>,
+    ApiPath((dag_id, run_id, task_id)): ApiPath<(String, String, String)>,
+    ApiQuery(p): ApiQuery<LogStreamParams>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let last_event = match headers.get("last-event-id") {
+        None => None,
+        Some(v) => Some(
+            v.to_str()
+                .ok()
+                .and_then(|v| v.trim().parse::<i64>().ok())
+                .ok_or_else(|| {
+                    WebError::BadRequest("invalid Last-Event-ID: expected a line id".to_owned())
+                })?,
+        ),
+    };
+    let run = service::find_run(&state, &dag_id, &run_id).await?;
+    let ti = task_instance(&state, &run, &task_id).await?;
+    let try_number = pick_try(&ti, p.try_number)?;
+    let follower = LogFollower {
+        state,
+        run: run.id,
+        task_id,
+        try_number,
+        after: last_event.or(p.after_id).unwrap_or(0).max(0),
+        deadline: tokio::time::Instant::now() + STREAM_MAX,
+        due: VecDeque::from([Event::default()
+            .retry(Duration::from_secs(1))
+            .comment("following")]),
+        hurry: false,
+        ended_seen: None,
+        first: true,
+        done: false,
+    };
+    let events = futures::stream::unfold(follower, |mut f| async move {
+        loop {
+            if let Some(e) = f.due.pop_front() {
+                return Some((Ok::<_, Infallible>(e), f));
+            }
+            if f.done {
+                return None;
+            }
+            f.step().await;
+        }
+    });
+    Ok(Sse::new(events)
+        .keep_alive(KeepAlive::default())
+        .into_response())
+}
+
+/// A safe file name part: what is not a letter, digit, `.`, `-` or `_`
+/// becomes `_`.
+fn file_part(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+/// Every line of one try as a text file to download, in order; stderr and
+/// system lines are prefixed with `[stderr] ` and `[system] `.
+#[utoipa::path(get, path = "/dags/{dag_id}/runs/{run_id}/tasks/{task_id}/logs/raw", tag = "tasks",
+    params(("dag_id" = String, Path, description = "The DAG id"), ("run_id" = String, Path, description = "The run id"),
+           ("task_id" = String, Path, description = "The task id"), LogStreamParams),
+    responses((status = 200, content_type = "text/plain", body = String,
+               description = "The try's log, as an attachment named `<dag>_<run>_<task>_try<N>.log`"),
+              (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn task_log_raw(
+    State(state): State<WebState>,
+    ApiPath((dag_id, run_id, task_id)): ApiPath<(String, String, String)>,
+    ApiQuery(p): ApiQuery<LogStreamParams>,
+) -> Result<Response, ApiError> {
+    let run = service::find_run(&state, &dag_id, &run_id).await?;
+    let ti = task_instance(&state, &run, &task_id).await?;
+    let try_number = pick_try(&ti, p.try_number)?;
+    let mut text = String::new();
+    let mut after = p.after_id.unwrap_or(0).max(0);
+    loop {
+        let lines = state
+            .store()
+            .read_logs(run.id, &task_id, Some(try_number), after, MAX_LOG_LINES)
+            .await
+            .map_err(WebError::from)?;
+        let full = lines.len() as i64 == MAX_LOG_LINES;
+        for l in lines {
+            after = l.id;
+            match l.stream {
+                LogStream::Stdout => {}
+                LogStream::Stderr => text.push_str("[stderr] "),
+                LogStream::System => text.push_str("[system] "),
+            }
+            text.push_str(&l.line);
+            text.push('\n');
+        }
+        if !full {
+            break;
+        }
+    }
+    let name = format!(
+        "{}_{}_{}_try{try_number}.log",
+        file_part(&dag_id),
+        file_part(&run_id),
+        file_part(&task_id)
+    );
+    Ok((
+        [
+            (header::CONTENT_TYPE, "text/plain; charset=utf-8".to_owned()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"{name}\""),
+            ),
+            (header::CACHE_CONTROL, "no-store".to_owned()),
+        ],
+        text,
+    )
+        .into_response())
 }
 
 /// A task's latest finished tries across runs (duration, CPU, memory),
@@ -1305,10 +1632,21 @@ mod tests {
             "/api/v1/dags",
             "/api/v1/dags/{dag_id}",
             "/api/v1/dags/{dag_id}/runs/{run_id}/tasks/{task_id}/logs",
+            "/api/v1/dags/{dag_id}/runs/{run_id}/tasks/{task_id}/logs/stream",
+            "/api/v1/dags/{dag_id}/runs/{run_id}/tasks/{task_id}/logs/raw",
             "/api/v1/health",
         ] {
             assert!(paths.contains_key(p), "missing {p}: {:?}", paths.keys());
         }
         assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
+    }
+
+    #[test]
+    fn download_names_keep_only_safe_characters() {
+        assert_eq!(
+            file_part("manual__2026-01-01T06:00:00+00:00"),
+            "manual__2026-01-01T06_00_00_00_00"
+        );
+        assert_eq!(file_part("a\"b/c d"), "a_b_c_d");
     }
 }

@@ -29,7 +29,7 @@ const DAGS_PER_PAGE: i64 = 50;
 const GRID_RUNS: i64 = 25;
 /// Run marks per DAG in the list.
 const RECENT_MARKS: u32 = 10;
-/// Log lines rendered with the page (the rest follows by polling).
+/// Log lines rendered with the page (the rest follows from the stream).
 const LOG_PAGE: i64 = 5000;
 /// Tries in a task's performance charts.
 const HISTORY: i64 = 50;
@@ -851,40 +851,60 @@ async fn logs_page(
     let tries = state.store().task_tries(run.id, Some(&task_id)).await?;
     let this_try = tries.iter().find(|t| t.try_number == try_number);
     let current = try_number == ti.try_number;
-    let live = current && !ti.state.is_terminal();
+    // A try not started yet is followed too: its lines come once it runs.
+    let live = (current || ti.try_number == 0) && !ti.state.is_terminal();
     let (state_shown, error) = match (current, this_try) {
         (true, _) => (ti.state, ti.last_error.clone()),
         (false, Some(t)) => (t.state, t.error.clone()),
         (false, None) => (ti.state, None),
     };
     let last_id = lines.last().map_or(0, |l| l.id);
+    // A live try, or a long log whose first page only was rendered: the
+    // page follows the rest.
+    let more = lines.len() as i64 == LOG_PAGE;
+    let follow = live || more;
     let api = format!(
-        "/api/v1/dags/{}/runs/{}/tasks/{}/logs?try={try_number}",
+        "/api/v1/dags/{}/runs/{}/tasks/{}/logs",
         seg(&dag_id),
         seg(&run_id),
         seg(&task_id)
     );
     let page_href = logs_href(&dag_id, &run_id, &task_id);
+    let raw_name = format!("{dag_id}_{run_id}_{task_id}_try{try_number}.log");
     let body = html! {
         div.title-row {
             h1 { "Logs of " (task_id) }
             span #log-state { (badge(state_shown.as_str())) }
         }
         p { "Run " a href=(run_href(&dag_id, &run_id)) { (run_id) } " of DAG " a href=(dag_href(&dag_id)) { (dag_id) } " · " a href=(perf_href(&dag_id, &task_id)) { "performance over runs" } }
-        @if ti.try_number > 1 {
-            nav.tries {
-                "Try: "
-                @for t in 1..=ti.try_number {
-                    @if t == try_number { strong { (t) } } @else { a href={ (page_href) "?try=" (t) } { (t) } }
-                    " "
+        div.log-tools {
+            @if ti.try_number >= 1 {
+                nav.tries #log-tries aria-label="Tries" {
+                    "Try: "
+                    @for t in 1..=ti.try_number {
+                        @let ended = tries.iter().find(|x| x.try_number == t).map(|x| x.state);
+                        @let shown = ended.unwrap_or(ti.state);
+                        @if t == try_number {
+                            strong.try aria-current="page" data-try=(t) title=(shown.as_str()) { (t) }
+                        } @else {
+                            a.try href={ (page_href) "?try=" (t) } data-try=(t) title=(shown.as_str()) { (t) }
+                        }
+                        " "
+                    }
                 }
             }
+            label.small.hide-system {
+                input #hide-system type="checkbox";
+                " Hide goflow's own lines"
+            }
+            a #log-download href={ (api) "/raw?try=" (try_number) } download=(raw_name) { "Download raw" }
         }
         @if let Some(e) = &error { p.flash.error { (e) } }
         @if ti.try_number == 0 {
             p.empty { "This task has not run yet in this run." }
         }
-        pre #log data-src=(api) data-after=(last_id) data-live=(if live { "true" } else { "false" }) {
+        pre #log data-src={ (api) "?try=" (try_number) } data-stream={ (api) "/stream?try=" (try_number) }
+            data-after=(last_id) data-live=(if follow { "true" } else { "false" }) data-follow="none" {
             @for l in &lines {
                 span class={ "line " (l.stream.as_str()) } {
                     span.ts { (l.timestamp.format("%H:%M:%S%.3f")) } " " (l.line) "\n"
@@ -892,9 +912,10 @@ async fn logs_page(
             }
         }
         p.muted #log-status {
-            @if live { "Following the log while the task runs…" }
-            @else if lines.is_empty() { "No log lines." }
-            @else { (lines.len()) " lines." }
+            @if live { "Following…" }
+            @else if follow { "Loading the rest of the log…" }
+            @else if lines.is_empty() { "Finished: " (state_shown.as_str()) ". No log lines." }
+            @else { "Finished: " (state_shown.as_str()) ". " (lines.len()) " lines." }
         }
     };
     Ok(layout(

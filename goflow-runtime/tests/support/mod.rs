@@ -41,6 +41,7 @@ pub fn act_as_goflow_binary(registry: impl FnOnce() -> Registry) {
         }
     };
     let registry = registry();
+    let _telemetry = goflow_runtime::cli::init_tracing_for(&cli);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
