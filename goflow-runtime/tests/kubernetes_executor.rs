@@ -1861,7 +1861,10 @@ async fn a_restarted_scheduler_adopts_the_job_of_its_running_try() {
         task_id: "source".into(),
         try_number: 1,
     };
-    server.set_log(&pod_name(&name), "before the restart\ndone\n");
+    server.set_log(
+        &pod_name(&name),
+        "before the restart\n2026-05-02T06:00:01.5Z  WARN source: careful\ndone\n",
+    );
     // (Posted once the new executor registered the try again.)
     let deadline = tokio::time::Instant::now() + WAIT;
     while post_result(&task_api, &try_ref, &ok_result(json!(21))).await != StatusCode::NO_CONTENT {
@@ -1902,8 +1905,41 @@ async fn a_restarted_scheduler_adopts_the_job_of_its_running_try() {
     assert_eq!(tries[0].executor, Some(ExecutorKind::Kubernetes));
     assert_eq!(
         output(store.clone()).await,
-        ["before the restart", "done"],
+        [
+            "before the restart",
+            "2026-05-02T06:00:01.5Z  WARN source: careful",
+            "done"
+        ],
         "the new process stores the rest of the output, not all of it again"
+    );
+    // The worker's `tracing` line keeps its level; goflow's own lines say
+    // where the try ran and that it was adopted.
+    let all = store
+        .read_logs(run.id, "source", Some(1), 0, 100)
+        .await
+        .unwrap();
+    let warned = all.iter().find(|l| l.line.contains("careful")).unwrap();
+    assert_eq!(warned.level, Some(goflow_store::LogLevel::Warn));
+    let system: Vec<&str> = all
+        .iter()
+        .filter(|l| l.stream == LogStream::System)
+        .map(|l| l.line.as_str())
+        .collect();
+    assert!(
+        system
+            .iter()
+            .any(|l| l.starts_with("INFO try 1 started on kubernetes (Job ")),
+        "{system:#?}"
+    );
+    assert!(
+        system
+            .iter()
+            .any(|l| l.starts_with("INFO try 1 adopted by scheduler k8s-sched")),
+        "{system:#?}"
+    );
+    assert!(
+        system.iter().any(|l| l.starts_with("INFO try 1 succeeded")),
+        "{system:#?}"
     );
     assert_eq!(
         store.get_output(run.id, "source").await.unwrap(),

@@ -370,6 +370,22 @@ async fn lost_tries_do_not_use_retries_and_have_their_own_cap() {
             .filter(|t| t.error.as_deref().is_some_and(|e| e.contains("lost")))
             .collect();
         assert_eq!(lost.len(), 2, "{tries:?}");
+        // Each lost try's log says so, and that it did not use a retry.
+        let first_log: Vec<String> = store
+            .read_logs(run, "healthy", Some(1), 0, 100)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|l| l.line)
+            .collect();
+        assert!(
+            first_log.iter().any(|l| l
+                .starts_with("WARN try 1 lost: the scheduler running this try stopped")
+                && l.contains(
+                    "tried again at once (lost 1 of at most 3; lost tries do not use retries)"
+                )),
+            "{first_log:#?}"
+        );
         last.stop().await;
 
         // A task that is lost every time still ends, after its cap.
@@ -922,16 +938,18 @@ async fn outputs_and_logs_over_their_limits_are_refused_with_a_message() {
             .with_executor(Arc::new(Chatty { lines: 20 })),
         );
         assert_eq!(s.next_finished().await.state, RunState::Success);
-        let lines: Vec<String> = store
+        let all = store
             .read_logs(run, "chatty", Some(1), 0, 1000)
             .await
-            .unwrap()
-            .into_iter()
-            .map(|l| l.line)
+            .unwrap();
+        let printed: Vec<&str> = all
+            .iter()
+            .filter(|l| l.stream == goflow_store::LogStream::Stdout)
+            .map(|l| l.line.as_str())
             .collect();
         // Five lines of 10 bytes and a newline fit in 55 bytes.
         assert_eq!(
-            &lines[..5],
+            printed,
             [
                 "line 0000",
                 "line 0001",
@@ -940,11 +958,15 @@ async fn outputs_and_logs_over_their_limits_are_refused_with_a_message() {
                 "line 0004"
             ]
         );
-        assert_eq!(lines.len(), 6, "{lines:?}");
+        let dropped = all
+            .iter()
+            .find(|l| l.line.contains("log limit reached"))
+            .expect("a line says what was dropped");
+        assert_eq!(dropped.stream, goflow_store::LogStream::System);
         assert!(
-            lines[5].contains("15 lines (150 bytes)") && lines[5].contains("55 bytes"),
+            dropped.line.contains("15 lines (150 bytes)") && dropped.line.contains("55 bytes"),
             "{}",
-            lines[5]
+            dropped.line
         );
         s.stop().await;
     }
