@@ -21,7 +21,6 @@ use goflow::runtime::executor::{Executor, Launch, TryKey};
 use goflow::runtime::task_api::TaskApi;
 use stats_alloc::{StatsAlloc, INSTRUMENTED_SYSTEM};
 use tokio::runtime::Runtime;
-use tokio::sync::mpsc;
 
 /// Counts heap bytes, for the memory figure.
 #[global_allocator]
@@ -100,7 +99,7 @@ async fn create_jobs(
     server: &FakeApiServer,
     dag: &Arc<Dag>,
     count: u32,
-    events: &mpsc::UnboundedSender<goflow::runtime::executor::ExecutorEvent>,
+    events: &goflow::runtime::executor::EventSender,
 ) -> Duration {
     let before = server.jobs_created();
     let start = Instant::now();

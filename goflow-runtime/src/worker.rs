@@ -528,15 +528,26 @@ async fn execute(
     // `JoinError` and still reported in the result. The timeout is the
     // executor's to enforce; this one is a safety net for a body that
     // yields.
-    let handle = tokio::spawn(async move {
-        let fut = body(ctx, &inputs);
-        match timeout {
-            Some(limit) => tokio::time::timeout(limit, fut)
-                .await
-                .unwrap_or_else(|_| Err(TaskError::timed_out(limit))),
-            None => fut.await,
-        }
-    });
+    // The worker's lines carry the try, as the scheduler's do.
+    let span = tracing::info_span!(
+        "try",
+        dag = %task.dag_id,
+        run = %request.run_id,
+        task = %request.task_id,
+        r#try = i64::from(request.try_number)
+    );
+    let handle = tokio::spawn(tracing::Instrument::instrument(
+        async move {
+            let fut = body(ctx, &inputs);
+            match timeout {
+                Some(limit) => tokio::time::timeout(limit, fut)
+                    .await
+                    .unwrap_or_else(|_| Err(TaskError::timed_out(limit))),
+                None => fut.await,
+            }
+        },
+        span,
+    ));
     let result = match handle.await {
         Ok(result) => result,
         Err(e) if e.is_panic() => Err(TaskError::panicked(crate::panic_message(&*e.into_panic()))),

@@ -12,19 +12,20 @@ use std::time::Duration;
 
 use chrono::Utc;
 use goflow_core::{
-    Dag, DagBuilder, DataInterval, ExecutorKind, Inputs, RunState, RunType, TaskContext, TaskError,
-    TaskFuture, TaskOptions, TaskOutput, TaskSpec, TaskState,
+    DagBuilder, ExecutorKind, Inputs, RunState, TaskContext, TaskError, TaskFuture, TaskOptions,
+    TaskOutput, TaskSpec, TaskState,
 };
-use goflow_runtime::db;
 use goflow_runtime::executor::{
     Adoption, EventSender, Executor, ExecutorEvent, Launch, TryKey, TryMetrics,
 };
 use goflow_runtime::metrics::Metrics;
-use goflow_runtime::scheduler::{RunFinished, Scheduler, SchedulerConfig, SchedulerError};
+use goflow_runtime::scheduler::{Scheduler, SchedulerConfig, SchedulerError};
 use goflow_runtime::Registry;
 use goflow_store::testing::{databases, TestDb};
 use goflow_store::{Store, StoreOptions};
-use tokio::sync::{mpsc, oneshot};
+use running::{config, scheduler, trigger, Running};
+
+mod running;
 
 fn ok(_: TaskContext, _: &Inputs) -> TaskFuture {
     Box::pin(async {
@@ -43,93 +44,6 @@ fn spec(id: &str, run: fn(TaskContext, &Inputs) -> TaskFuture) -> TaskSpec {
         data_upstream: Vec::new(),
         run,
     }
-}
-
-fn config(id: &str) -> SchedulerConfig {
-    SchedulerConfig {
-        id: id.into(),
-        heartbeat_interval: Duration::from_millis(200),
-        stale_after: Duration::from_secs(2),
-        poll_interval: Duration::from_millis(100),
-        ..SchedulerConfig::default()
-    }
-}
-
-/// A scheduler running in the background until killed (aborted as a crash
-/// would: no clean-up) or stopped.
-struct Running {
-    stop: Option<oneshot::Sender<()>>,
-    task: Option<tokio::task::JoinHandle<Result<(), SchedulerError>>>,
-    finished: mpsc::UnboundedReceiver<RunFinished>,
-}
-
-impl Running {
-    fn start(scheduler: Scheduler) -> Running {
-        let mut scheduler = scheduler;
-        let finished = scheduler.finished_runs();
-        let (stop, rx) = oneshot::channel::<()>();
-        let task = tokio::spawn(scheduler.run(async {
-            let _ = rx.await;
-        }));
-        Running {
-            stop: Some(stop),
-            task: Some(task),
-            finished,
-        }
-    }
-
-    async fn next_finished(&mut self) -> RunFinished {
-        tokio::time::timeout(Duration::from_secs(30), self.finished.recv())
-            .await
-            .expect("a run finishes within 30s")
-            .expect("the scheduler is running")
-    }
-
-    fn kill(mut self) {
-        if let Some(task) = self.task.take() {
-            task.abort();
-        }
-    }
-
-    async fn stop(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(task) = self.task.take() {
-            task.await.unwrap().unwrap();
-        }
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        if let Some(task) = self.task.take() {
-            task.abort();
-        }
-    }
-}
-
-fn scheduler(store: &Store, dag: &Dag, config: SchedulerConfig) -> Scheduler {
-    let registry = Arc::new(Registry::from_dags([dag.clone()]).unwrap());
-    Scheduler::new(store.clone(), registry, config)
-}
-
-async fn trigger(store: &Store, dag: &Dag) -> i64 {
-    let rows = db::sync_registry(
-        store,
-        &Registry::from_dags([dag.clone()]).unwrap(),
-        Utc::now(),
-    )
-    .await
-    .unwrap();
-    let new = db::new_run(
-        dag,
-        rows[dag.id().as_str()].version,
-        RunType::Manual,
-        DataInterval::at(Utc::now()),
-        serde_json::json!({}),
-    );
-    store.create_run(&new, Utc::now()).await.unwrap().id
 }
 
 /// Waits until `check` holds of the run's task instances.

@@ -4,20 +4,18 @@
 //! how it ended, when the retry is due, that it was stopped or lost.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
 use goflow_core::{
-    Dag, DagBuilder, DataInterval, Inputs, RunState, RunType, TaskContext, TaskError, TaskFuture,
-    TaskOptions, TaskOutput, TaskSpec, TaskState,
+    DagBuilder, Inputs, RunState, TaskContext, TaskError, TaskFuture, TaskOptions, TaskOutput,
+    TaskSpec, TaskState,
 };
-use goflow_runtime::db;
-use goflow_runtime::scheduler::{RunFinished, Scheduler, SchedulerConfig};
-use goflow_runtime::Registry;
 use goflow_store::testing::{databases, TestDb};
 use goflow_store::{LogLevel, LogLine, LogStream, Store};
-use tokio::sync::{mpsc, oneshot};
+use running::{config, scheduler, trigger, Running};
+
+mod running;
 
 fn spec(id: &str, options: TaskOptions, run: fn(TaskContext, &Inputs) -> TaskFuture) -> TaskSpec {
     TaskSpec {
@@ -27,74 +25,6 @@ fn spec(id: &str, options: TaskOptions, run: fn(TaskContext, &Inputs) -> TaskFut
         data_upstream: Vec::new(),
         run,
     }
-}
-
-struct Running {
-    stop: Option<oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<()>,
-    finished: mpsc::UnboundedReceiver<RunFinished>,
-}
-
-impl Running {
-    fn start(store: &Store, dag: &Dag, id: &str) -> Running {
-        let registry = Arc::new(Registry::from_dags([dag.clone()]).unwrap());
-        let mut scheduler = Scheduler::new(
-            store.clone(),
-            registry,
-            SchedulerConfig {
-                id: id.into(),
-                heartbeat_interval: Duration::from_millis(200),
-                stale_after: Duration::from_secs(2),
-                poll_interval: Duration::from_millis(100),
-                ..SchedulerConfig::default()
-            },
-        );
-        let finished = scheduler.finished_runs();
-        let (stop, rx) = oneshot::channel::<()>();
-        let task = tokio::spawn(async move {
-            scheduler
-                .run(async {
-                    let _ = rx.await;
-                })
-                .await
-                .unwrap();
-        });
-        Running {
-            stop: Some(stop),
-            task,
-            finished,
-        }
-    }
-
-    async fn next_finished(&mut self) -> RunFinished {
-        tokio::time::timeout(Duration::from_secs(30), self.finished.recv())
-            .await
-            .expect("a run finishes within 30s")
-            .unwrap()
-    }
-
-    async fn stop(mut self) {
-        let _ = self.stop.take().unwrap().send(());
-        (&mut self.task).await.unwrap();
-    }
-}
-
-async fn trigger(store: &Store, dag: &Dag) -> i64 {
-    let rows = db::sync_registry(
-        store,
-        &Registry::from_dags([dag.clone()]).unwrap(),
-        Utc::now(),
-    )
-    .await
-    .unwrap();
-    let new = db::new_run(
-        dag,
-        rows[dag.id().as_str()].version,
-        RunType::Manual,
-        DataInterval::at(Utc::now()),
-        serde_json::json!({}),
-    );
-    store.create_run(&new, Utc::now()).await.unwrap().id
 }
 
 async fn log(store: &Store, run: i64, task: &str, try_number: u32) -> Vec<LogLine> {
@@ -138,7 +68,7 @@ async fn an_in_process_tasks_tracing_events_and_goflows_lines_make_its_log() {
             .build()
             .unwrap();
         let run = trigger(&store, &dag).await;
-        let mut s = Running::start(&store, &dag, "logs-1");
+        let mut s = Running::start(scheduler(&store, &dag, config("logs-1")));
         assert_eq!(s.next_finished().await.state, RunState::Success);
         let lines = log(&store, run, "chatty", 1).await;
         let shown: Vec<(LogStream, Option<LogLevel>, String)> = lines
@@ -234,7 +164,7 @@ async fn a_retried_or_stopped_try_says_so_in_its_log() {
         .build()
         .unwrap();
     let run = trigger(&store, &dag).await;
-    let mut s = Running::start(&store, &dag, "logs-2");
+    let mut s = Running::start(scheduler(&store, &dag, config("logs-2")));
     for _ in 0..200 {
         let stuck = store.task_instance(run, "stuck").await.unwrap().unwrap();
         if stuck.state == TaskState::Running {

@@ -12,7 +12,7 @@ use goflow_core::{RunState, TaskState};
 use crate::conn::{transaction, AnyConnection};
 use crate::model::{micros, parse, StopRequest};
 use crate::schema::{dag_runs, task_instances as ti};
-use crate::store::{find_run, QUEUED, RUNNING};
+use crate::store::{find_run, task_states, QUEUED, RUNNING};
 use crate::{Result, Store, StoreError};
 
 /// A stop request found by [`Store::stop_requests`].
@@ -49,26 +49,11 @@ impl Store {
         self.run("request_stop", move |conn| {
             transaction(conn, |c| {
                 find_run(c, run)?;
-                let found: Vec<(String, String)> = ti::table
-                    .filter(ti::dag_run_id.eq(run))
-                    .filter(ti::task_id.eq_any(&task_ids))
-                    .select((ti::task_id, ti::state))
-                    .load(c)?;
-                if let Some(missing) = task_ids
-                    .iter()
-                    .find(|t| !found.iter().any(|(f, _)| f == *t))
-                {
-                    return Err(StoreError::TaskNotFound {
-                        run,
-                        task_id: missing.clone(),
-                    });
-                }
-                let mut idle = Vec::new();
-                for (task, state) in &found {
-                    if !parse::<TaskState>("task_instances", "state", state)?.is_active() {
-                        idle.push(task.clone());
-                    }
-                }
+                let idle: Vec<String> = task_states(c, run, &task_ids)?
+                    .into_iter()
+                    .filter(|(_, state)| !state.is_active())
+                    .map(|(task, _)| task)
+                    .collect();
                 if !idle.is_empty() {
                     return Err(StoreError::TasksNotActive { run, tasks: idle });
                 }

@@ -1650,6 +1650,25 @@ fn set_executors(
 /// holds any of them (queued or running), before they are changed by hand.
 /// Returns how many task instances that is.
 pub(crate) fn check_idle(conn: &mut AnyConnection, run: i64, task_ids: &[String]) -> Result<usize> {
+    let found = task_states(conn, run, task_ids)?;
+    let active: Vec<String> = found
+        .iter()
+        .filter(|(_, state)| state.is_active())
+        .map(|(task, _)| task.clone())
+        .collect();
+    if !active.is_empty() {
+        return Err(StoreError::TasksActive { run, tasks: active });
+    }
+    Ok(found.len())
+}
+
+/// The states of `task_ids` in run `run`; [`StoreError::TaskNotFound`]
+/// names the first the run does not have.
+pub(crate) fn task_states(
+    conn: &mut AnyConnection,
+    run: i64,
+    task_ids: &[String],
+) -> Result<Vec<(String, TaskState)>> {
     let found: Vec<(String, String)> = ti::table
         .filter(ti::dag_run_id.eq(run))
         .filter(ti::task_id.eq_any(task_ids))
@@ -1664,16 +1683,10 @@ pub(crate) fn check_idle(conn: &mut AnyConnection, run: i64, task_ids: &[String]
             task_id: missing.clone(),
         });
     }
-    let mut active = Vec::new();
-    for (task, state) in &found {
-        if parse::<TaskState>("task_instances", "state", state)?.is_active() {
-            active.push(task.clone());
-        }
-    }
-    if !active.is_empty() {
-        return Err(StoreError::TasksActive { run, tasks: active });
-    }
-    Ok(found.len())
+    found
+        .into_iter()
+        .map(|(task, state)| Ok((task, parse("task_instances", "state", &state)?)))
+        .collect()
 }
 
 fn clear_tx(conn: &mut AnyConnection, run: i64, task_ids: &[String], now: i64) -> Result<usize> {
