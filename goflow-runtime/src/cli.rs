@@ -718,6 +718,9 @@ impl Command {
     /// The log filter used when `RUST_LOG` is not set.
     pub fn default_log_filter(&self) -> &'static str {
         match self {
+            // A test run shows what its tasks log (`tracing`, at INFO),
+            // beside its report.
+            Command::Dags(DagsCommand::Test(_)) => "info",
             // Warnings only: the command's own output is the report.
             Command::Dags(_) => "warn",
             // A worker's stderr is the task's log: keep the task's own

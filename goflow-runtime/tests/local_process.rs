@@ -913,7 +913,13 @@ mod stopping {
         loop {
             match tokio::time::timeout(Duration::from_secs(30), rx.recv()).await {
                 Ok(Some(ExecutorEvent::Started { handle: h, .. })) => handle = h,
-                Ok(Some(ExecutorEvent::Log { .. })) => break,
+                // The task's own first line: the worker runs it. (goflow's
+                // line naming the command comes before the worker is up.)
+                Ok(Some(ExecutorEvent::Log {
+                    stream: LogStream::Stdout,
+                    ..
+                })) => break,
+                Ok(Some(ExecutorEvent::Log { .. })) => {}
                 other => panic!("the worker did not start: {other:?}"),
             }
         }
