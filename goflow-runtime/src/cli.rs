@@ -737,10 +737,6 @@ impl Command {
     }
 }
 
-/// Sends `tracing` output to stderr in `format`, filtered by `RUST_LOG`
-/// (or `default`), and exports the spans over OTLP when the environment
-/// asks for it (see [`telemetry`](crate::telemetry)). The guard returned
-/// flushes the traces when dropped.
 /// Sets up `tracing` for a parsed command line as `main` does: the
 /// command's default filter, `--log-format`, OTLP traces when asked for.
 /// Keep the guard while the command runs.
@@ -748,6 +744,10 @@ pub fn init_tracing_for(cli: &Cli) -> TelemetryGuard {
     init_tracing(cli.command.default_log_filter(), cli.log_format)
 }
 
+/// Sends `tracing` output to stderr in `format`, filtered by `RUST_LOG`
+/// (or `default`), and exports the spans over OTLP when the environment
+/// asks for it (see [`crate::telemetry`]). The guard returned
+/// flushes the traces when dropped.
 fn init_tracing(default: &str, format: LogFormat) -> TelemetryGuard {
     use tracing_subscriber::prelude::*;
 
