@@ -231,6 +231,34 @@ async fn tasks_that_name_no_executor_are_adopted_by_the_default_executor_after_a
     }
 }
 
+/// Runs `dag`'s run `run` under scheduler `id` on an executor that cannot
+/// adopt, crashing the scheduler while each of the first two tries runs;
+/// returns the third scheduler.
+async fn after_crashes(
+    store: &Store,
+    dag: &goflow_core::Dag,
+    run: i64,
+    id: &str,
+    cluster: &Arc<Cluster>,
+) -> Running {
+    let start = || {
+        Running::start(scheduler(store, dag, config(id)).with_executor(fake(
+            ExecutorKind::InProcess,
+            false,
+            cluster,
+        )))
+    };
+    for crash in 1..=2u32 {
+        let s = start();
+        wait_for(store, run, "the try to run", |t| {
+            t[0].state == TaskState::Running && t[0].try_number == crash
+        })
+        .await;
+        s.kill();
+    }
+    start()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lost_tries_do_not_use_retries_and_have_their_own_cap() {
     for TestDb { store, .. } in databases().await {
@@ -241,27 +269,7 @@ async fn lost_tries_do_not_use_retries_and_have_their_own_cap() {
         let run = trigger(&store, &dag).await;
         // Two crashes while the try runs, on an executor that cannot adopt:
         // each try is lost, and tried again at once.
-        for crash in 1..=2u32 {
-            let s = Running::start(
-                scheduler(&store, &dag, config("lost-1")).with_executor(fake(
-                    ExecutorKind::InProcess,
-                    false,
-                    &cluster,
-                )),
-            );
-            wait_for(&store, run, "the try to run", |t| {
-                t[0].state == TaskState::Running && t[0].try_number == crash
-            })
-            .await;
-            s.kill();
-        }
-        let mut last = Running::start(
-            scheduler(&store, &dag, config("lost-1")).with_executor(fake(
-                ExecutorKind::InProcess,
-                false,
-                &cluster,
-            )),
-        );
+        let mut last = after_crashes(&store, &dag, run, "lost-1", &cluster).await;
         wait_for(&store, run, "the third try to run", |t| {
             t[0].state == TaskState::Running && t[0].try_number == 3
         })
@@ -307,27 +315,7 @@ async fn lost_tries_do_not_use_retries_and_have_their_own_cap() {
         doomed.options.max_lost_tries = Some(1);
         let dag = DagBuilder::new("doomed").task(doomed).build().unwrap();
         let run = trigger(&store, &dag).await;
-        for crash in 1..=2u32 {
-            let s = Running::start(
-                scheduler(&store, &dag, config("lost-2")).with_executor(fake(
-                    ExecutorKind::InProcess,
-                    false,
-                    &cluster,
-                )),
-            );
-            wait_for(&store, run, "the try to run", |t| {
-                t[0].state == TaskState::Running && t[0].try_number == crash
-            })
-            .await;
-            s.kill();
-        }
-        let mut last = Running::start(
-            scheduler(&store, &dag, config("lost-2")).with_executor(fake(
-                ExecutorKind::InProcess,
-                false,
-                &cluster,
-            )),
-        );
+        let mut last = after_crashes(&store, &dag, run, "lost-2", &cluster).await;
         assert_eq!(last.next_finished().await.state, RunState::Failed);
         let ti = store.task_instance(run, "doomed").await.unwrap().unwrap();
         assert_eq!(ti.state, TaskState::Failed);

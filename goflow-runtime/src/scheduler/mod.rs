@@ -1293,7 +1293,10 @@ impl Scheduler {
         result: &Result<goflow_core::TaskOutput, TaskError>,
     ) -> Option<Result<goflow_core::TaskOutput, TaskError>> {
         let out = result.as_ref().ok()?;
-        let size = serde_json::to_vec(&out.value).map_or(0, |v| v.len()) as u64;
+        // Counted, not kept: the store writes the JSON once, later.
+        let mut size = JsonSize(0);
+        let _ = serde_json::to_writer(&mut size, &out.value);
+        let size = size.0;
         (size > self.config.max_output_bytes).then(|| {
             Err(TaskError::fatal(format!(
                 "the task's output is {size} bytes of JSON, over the limit of {} bytes \
@@ -1352,6 +1355,20 @@ impl Scheduler {
                 });
             }
         }
+        Ok(())
+    }
+}
+
+/// Counts the bytes written to it, keeping none.
+struct JsonSize(u64);
+
+impl std::io::Write for JsonSize {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0 += buf.len() as u64;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
         Ok(())
     }
 }
