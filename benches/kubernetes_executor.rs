@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, Criterion, Throughput};
-use goflow::core::{
+use goflow::model::{
     Dag, DagBuilder, DataInterval, ExecutorKind, Inputs, RunId, RunType, TaskContext, TaskFuture,
     TaskOptions, TaskOutput, TaskSpec,
 };
@@ -32,7 +32,7 @@ fn live_heap() -> i64 {
     s.bytes_allocated as i64 - s.bytes_deallocated as i64
 }
 
-fn noop(_: TaskContext, _: &goflow::core::Inputs) -> TaskFuture {
+fn noop(_: TaskContext, _: &goflow::model::Inputs) -> TaskFuture {
     Box::pin(async {
         Ok(TaskOutput {
             value: serde_json::Value::Null,
@@ -69,16 +69,17 @@ fn launch(dag: &Arc<Dag>, n: u32) -> Launch {
             task: 0,
             try_number: 1,
         },
-        ctx: TaskContext {
-            dag_id: dag.id().clone(),
-            run_id: RunId::new(format!("manual__2026-01-01T00:00:00+00:00-{n}")).unwrap(),
-            task_id: dag.tasks()[0].id.clone(),
-            try_number: 1,
-            max_tries: u32::MAX,
-            run_type: RunType::Manual,
-            data_interval: DataInterval::at(chrono::Utc::now()),
-            conf: serde_json::json!({}),
-        },
+        ctx: TaskContext::builder(
+            dag.id().clone(),
+            RunId::new(format!("manual__2026-01-01T00:00:00+00:00-{n}")).unwrap(),
+            dag.tasks()[0].id.clone(),
+        )
+        .try_number(1)
+        .max_tries(u32::MAX)
+        .run_type(RunType::Manual)
+        .data_interval(DataInterval::at(chrono::Utc::now()))
+        .conf(serde_json::json!({}))
+        .build(),
         dag: Arc::clone(dag),
         inputs: Inputs::new(),
     }

@@ -8,7 +8,7 @@
 use std::sync::Arc;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use goflow::core::{Dag, DataInterval, Outcome, RunId, RunProgress, RunType};
+use goflow::model::{Dag, DataInterval, Outcome, RunId, RunProgress, RunType};
 use goflow::runtime::runner::{run_dag, RunParams};
 
 mod common;

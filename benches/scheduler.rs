@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use clap::Parser;
-use goflow::core::{DataInterval, ExecutorKind, RunType};
+use goflow::model::{DataInterval, ExecutorKind, RunType};
 use goflow::runtime::cli::Cli;
 use goflow::runtime::executor::LocalProcessExecutor;
 use goflow::runtime::scheduler::{Scheduler, SchedulerConfig};

@@ -181,8 +181,8 @@ async fn write_report(ctx: &TaskContext, report: Report) -> Result<String, TaskE
 /// Runs last, whatever happened upstream (trigger rule `all_done`).
 #[task(trigger_rule = "all_done")]
 fn archive(ctx: &TaskContext) -> String {
-    info!(run = %ctx.run_id, "archived");
-    format!("run {} of {} archived", ctx.run_id, ctx.dag_id)
+    info!(run = %ctx.run_id(), "archived");
+    format!("run {} of {} archived", ctx.run_id(), ctx.dag_id())
 }
 
 /// Daily sales per region, merged into a Markdown report.

@@ -29,11 +29,14 @@
 //! wiring at compile time: passing `values` (a `Vec<u32>`) where a task
 //! expects a `String` does not compile.
 
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
 #[doc(inline)]
 pub use goflow_core::{
     AlertSettings, Backoff, Branch, Dag, DagBuilder, DagId, DataInterval, ExecutorKind, Inputs,
-    KubernetesOptions, RunId, RunState, RunType, Schedule, TaskContext, TaskData, TaskDef,
-    TaskError, TaskErrorKind, TaskId, TaskOptions, TaskOutput, TaskState, TriggerRule,
+    KubernetesOptions, RunId, RunState, RunType, Schedule, TaskContext, TaskContextBuilder,
+    TaskData, TaskDef, TaskError, TaskErrorKind, TaskId, TaskOptions, TaskOutput, TaskState,
+    TriggerRule,
 };
 #[doc(inline)]
 pub use goflow_macros::{dag, main, task};
@@ -44,8 +47,13 @@ pub use goflow_macros::{dag, main, task};
 /// to the scheduler's stdout instead, which no try owns.
 pub use tracing;
 
-/// The model crate, for what the facade does not re-export.
-pub use goflow_core as core;
+/// Dates and times, as [`TaskContext`] hands them out: one chrono version
+/// for goflow and the tasks.
+pub use chrono;
+
+/// The model crate, for what the facade does not re-export. (Not named
+/// `core`: under `use goflow::*;` that would shadow the `core` crate.)
+pub use goflow_core as model;
 /// The runtime crate: registry, CLI, runners.
 pub use goflow_runtime as runtime;
 
@@ -58,6 +66,8 @@ pub mod prelude {
 /// Paths used by the code the macros generate. Not a public API.
 #[doc(hidden)]
 pub mod __private {
+    pub use goflow_core::authoring;
+    pub use goflow_core::task;
     pub use goflow_core::{
         schedule, AlertSettings, Backoff, Dag, DagBuilder, ExecutorKind, Inputs, KubernetesOptions,
         Schedule, TaskContext, TaskData, TaskDef, TaskError, TaskFuture, TaskOptions, TaskOutput,

@@ -1,9 +1,7 @@
 //! Compile-time checks of the authoring macros: every mistake in
 //! `tests/ui/fail` must fail with the message pinned in its `.stderr`.
 //!
-//! Pinned with `--all-features` (the README's test command): rustc's list
-//! of "other types that implement `Deserialize`" in `not_serializable`
-//! depends on which features of serde_json the build turns on.
+//! Pinned with rustc 1.95 (other versions word some errors differently).
 //! Re-pin with `TRYBUILD=overwrite cargo test --all-features --test ui`.
 
 #[test]

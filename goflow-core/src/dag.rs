@@ -8,7 +8,7 @@ use chrono_tz::Tz;
 
 use crate::alerts::AlertSettings;
 use crate::id::check_dns1123_label;
-use crate::{DagId, Error, Schedule, TaskFn, TaskId, TaskOptions};
+use crate::{DagId, Error, Schedule, TaskError, TaskFn, TaskId, TaskOptions};
 
 /// How a task depends on an upstream task.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -170,6 +170,46 @@ impl Dag {
     pub fn downstream(&self, i: usize) -> &[usize] {
         &self.downstream[i]
     }
+    /// Checks a branch task's choice: every id in `follow` must name a
+    /// direct downstream of task `i`. A typo would otherwise skip every
+    /// downstream and let the run succeed, so it fails the branch task,
+    /// naming the unknown ids and the valid ones.
+    pub fn check_branch(&self, i: usize, follow: &[String]) -> Result<(), TaskError> {
+        let downstream: Vec<&str> = self.downstream[i]
+            .iter()
+            .map(|&d| self.tasks[d].id.as_str())
+            .collect();
+        let unknown: Vec<&str> = follow
+            .iter()
+            .map(String::as_str)
+            .filter(|t| !downstream.contains(t))
+            .collect();
+        if unknown.is_empty() {
+            return Ok(());
+        }
+        let quoted = |ids: &[&str]| {
+            ids.iter()
+                .map(|t| format!("`{t}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let valid = if downstream.is_empty() {
+            "it has no downstream tasks".to_owned()
+        } else {
+            format!("its direct downstreams are {}", quoted(&downstream))
+        };
+        Err(TaskError::fatal(format!(
+            "branch task `{}` chose {}, which {}; {valid}",
+            self.tasks[i].id,
+            quoted(&unknown),
+            if unknown.len() == 1 {
+                "is not a direct downstream"
+            } else {
+                "are not direct downstreams"
+            },
+        )))
+    }
+
     /// Task indices in a topological order (upstreams first), ties in
     /// declaration order.
     pub fn topological_order(&self) -> &[usize] {
@@ -510,6 +550,45 @@ pub(crate) mod tests {
         assert_eq!(order, ["a", "b", "c", "d"]);
         let a = dag.index_of("a").unwrap();
         assert_eq!(dag.downstream(a).len(), 2);
+    }
+
+    #[test]
+    fn a_branch_may_only_choose_its_direct_downstreams() {
+        let dag = DagBuilder::new("branchy")
+            .task(spec("route", &[]))
+            .task(spec("big_report", &["route"]))
+            .task(spec("small_report", &["route"]))
+            .task(spec("publish", &["big_report"]))
+            .build()
+            .unwrap();
+        let route = dag.index_of("route").unwrap();
+        let follow = |ids: &[&str]| ids.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert!(dag.check_branch(route, &follow(&["big_report"])).is_ok());
+        assert!(dag.check_branch(route, &follow(&[])).is_ok());
+        let err = dag
+            .check_branch(route, &follow(&["big_reprot"]))
+            .unwrap_err();
+        assert!(!err.is_retryable());
+        assert_eq!(
+            err.to_string(),
+            "branch task `route` chose `big_reprot`, which is not a direct downstream; \
+             its direct downstreams are `big_report`, `small_report`"
+        );
+        // Only direct downstreams count.
+        let err = dag
+            .check_branch(route, &follow(&["publish", "small_report", "x"]))
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "branch task `route` chose `publish`, `x`, which are not direct downstreams; \
+             its direct downstreams are `big_report`, `small_report`"
+        );
+        let leaf = dag.index_of("publish").unwrap();
+        assert!(dag
+            .check_branch(leaf, &follow(&["route"]))
+            .unwrap_err()
+            .to_string()
+            .ends_with("it has no downstream tasks"));
     }
 
     #[test]

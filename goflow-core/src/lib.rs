@@ -8,6 +8,8 @@
 //! Users reach these types through the `goflow` crate.
 
 pub mod alerts;
+pub mod authoring;
+mod context;
 pub mod dag;
 pub mod due;
 pub mod duration;
@@ -21,6 +23,7 @@ pub mod task;
 pub mod trigger;
 
 pub use alerts::{Alert, AlertKind, AlertSettings};
+pub use context::{TaskContext, TaskContextBuilder};
 pub use dag::{Dag, DagBuilder, EdgeKind, TaskNode, TaskSpec, Upstream};
 pub use error::{Error, Result};
 pub use id::{DagId, RunId, TaskId};
@@ -29,8 +32,7 @@ pub use run::{Finish, Outcome, RunProgress, TaskStatus};
 pub use schedule::{DataInterval, Schedule};
 pub use state::{RunState, RunType, TaskState};
 pub use task::{
-    Branch, Inputs, TaskContext, TaskData, TaskDef, TaskError, TaskErrorKind, TaskFn, TaskFuture,
-    TaskOutput,
+    Branch, Inputs, TaskData, TaskDef, TaskError, TaskErrorKind, TaskFn, TaskFuture, TaskOutput,
 };
 pub use trigger::{TriggerRule, Verdict};
 

@@ -1,76 +1,18 @@
-//! What a task sees and returns: its context, its inputs, its output, its
-//! errors, and the trait `#[task]` implements.
+//! What a task returns: its output, its errors, its inputs, and the trait
+//! `#[task]` implements.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::error::Error as StdError;
 use std::fmt;
 use std::future::Future;
+use std::ops::{Deref, DerefMut};
 use std::pin::Pin;
 
-use chrono::{DateTime, Utc};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use crate::{DagId, DataInterval, RunId, RunType, TaskId, TaskOptions};
-
-/// What a running task knows about itself and its run.
-///
-/// A task takes `ctx: &TaskContext` as a parameter to read it.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct TaskContext {
-    /// The DAG.
-    pub dag_id: DagId,
-    /// The run.
-    pub run_id: RunId,
-    /// This task.
-    pub task_id: TaskId,
-    /// Which try this is, from 1.
-    pub try_number: u32,
-    /// The most tries this task instance gets.
-    pub max_tries: u32,
-    /// How the run came to be.
-    pub run_type: RunType,
-    /// The run's data interval; its start is the logical date.
-    pub data_interval: DataInterval,
-    /// The run's configuration (`--conf` JSON), `{}` when none was given.
-    pub conf: serde_json::Value,
-}
-
-impl TaskContext {
-    /// The run's logical date (the seed's `execution_date`): the start of
-    /// its data interval.
-    pub fn logical_date(&self) -> DateTime<Utc> {
-        self.data_interval.start
-    }
-
-    /// Alias of [`TaskContext::logical_date`], as the seed names it.
-    pub fn execution_date(&self) -> DateTime<Utc> {
-        self.data_interval.start
-    }
-
-    /// The span of data this run covers.
-    pub fn data_interval(&self) -> DataInterval {
-        self.data_interval
-    }
-
-    /// Whether this is a retry rather than the first try.
-    pub fn is_retry(&self) -> bool {
-        self.try_number > 1
-    }
-
-    /// Reads `key` of the run's conf as a `T`; `Ok(None)` when absent.
-    pub fn param<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, TaskError> {
-        match self.conf.get(key) {
-            None | Some(serde_json::Value::Null) => Ok(None),
-            Some(v) => T::deserialize(v).map(Some).map_err(|e| {
-                TaskError::fatal(format!(
-                    "conf key {key:?} cannot be read as {}: {e}",
-                    std::any::type_name::<T>()
-                ))
-            }),
-        }
-    }
-}
+use crate::{TaskContext, TaskOptions};
 
 /// Why a try ended without success.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -99,11 +41,51 @@ pub enum TaskErrorKind {
 /// A task's failure (or decision to skip itself).
 ///
 /// Any error type converts into it with `?`, and stays reachable through
-/// [`TaskError::source_error`] and [`TaskError::downcast_ref`].
+/// [`TaskError::source_error`] and [`TaskError::downcast_ref`]. A task may
+/// also return its own error type: see [`IntoTaskError`] for which ones.
 pub struct TaskError {
     kind: TaskErrorKind,
     message: String,
-    source: Option<Box<dyn StdError + Send + Sync + 'static>>,
+    source: Option<Box<dyn HeldError>>,
+}
+
+/// Where a [`TaskError`] keeps the task's own error.
+trait HeldError: Send + Sync + 'static {
+    fn error(&self) -> &(dyn StdError + Send + Sync + 'static);
+}
+
+/// A `std::error::Error` kept as it is.
+struct Owned<E>(E);
+
+impl<E: StdError + Send + Sync + 'static> HeldError for Owned<E> {
+    fn error(&self) -> &(dyn StdError + Send + Sync + 'static) {
+        &self.0
+    }
+}
+
+/// A handle to an error (`Box<dyn Error + Send + Sync>`, `anyhow::Error`):
+/// the error it points to is the one shown and downcast.
+struct Behind<D>(D);
+
+impl<D> HeldError for Behind<D>
+where
+    D: Deref<Target = dyn StdError + Send + Sync + 'static> + Send + Sync + 'static,
+{
+    fn error(&self) -> &(dyn StdError + Send + Sync + 'static) {
+        &*self.0
+    }
+}
+
+/// `error`'s message followed by those of its causes: `a: b: c`.
+fn message_with_causes(error: &(dyn StdError + 'static)) -> String {
+    let mut message = error.to_string();
+    let mut cause = error.source();
+    while let Some(c) = cause {
+        message.push_str(": ");
+        message.push_str(&c.to_string());
+        cause = c.source();
+    }
+    message
 }
 
 impl TaskError {
@@ -194,31 +176,144 @@ impl TaskError {
         )
     }
 
-    /// The task's own error, if it returned one.
+    /// The task's own error, if it returned one that can be kept (see
+    /// [`IntoTaskError`]).
     pub fn source_error(&self) -> Option<&(dyn StdError + Send + Sync + 'static)> {
-        self.source.as_deref()
+        self.source.as_deref().map(HeldError::error)
     }
 
-    /// The task's own error as an `E`, if it is one.
+    /// The task's own error as an `E`, if it is one or one of its causes
+    /// is (as with `anyhow::Error::downcast_ref`, an error given context
+    /// is still found).
     pub fn downcast_ref<E: StdError + 'static>(&self) -> Option<&E> {
-        self.source.as_deref().and_then(|e| e.downcast_ref::<E>())
+        let mut error: Option<&(dyn StdError + 'static)> = Some(self.source_error()?);
+        while let Some(e) = error {
+            if let Some(found) = e.downcast_ref::<E>() {
+                return Some(found);
+            }
+            error = e.source();
+        }
+        None
+    }
+
+    /// A failure caused by `error`, kept as the source.
+    fn caused_by(error: Box<dyn HeldError>) -> Self {
+        Self {
+            kind: TaskErrorKind::Failed,
+            message: message_with_causes(error.error()),
+            source: Some(error),
+        }
     }
 }
 
 impl<E: StdError + Send + Sync + 'static> From<E> for TaskError {
     fn from(e: E) -> Self {
-        let mut message = e.to_string();
-        let mut cause = e.source();
-        while let Some(c) = cause {
-            message.push_str(": ");
-            message.push_str(&c.to_string());
-            cause = c.source();
-        }
-        Self {
-            kind: TaskErrorKind::Failed,
-            message,
-            source: Some(Box::new(e)),
-        }
+        Self::caused_by(Box::new(Owned(e)))
+    }
+}
+
+/// An error type a task may return: a task returning `Result<T, E>` (or an
+/// alias of it, such as `io::Result<T>` or `anyhow::Result<T>`) fails with
+/// the `Err` converted by this trait. Implemented for:
+///
+/// - every `std::error::Error + Send + Sync + 'static`: kept, so
+///   [`TaskError::downcast_ref`] finds it;
+/// - what dereferences (mutably) to `dyn Error + Send + Sync`:
+///   `anyhow::Error`, `Box<dyn Error + Send + Sync>`; the error behind it
+///   is kept;
+/// - `Box<dyn Error>` and `Box<dyn Error + Send>`: their message and
+///   causes only (they cannot cross threads, so they cannot be kept);
+/// - `String`, `&str` and `Cow<str>`: the message;
+/// - [`TaskError`] itself, to fail with a chosen kind
+///   ([`TaskError::fatal`], [`TaskError::skip`], ...).
+///
+/// The message of a kept or boxed error is followed by its causes:
+/// `reading config: file not found`.
+///
+/// `Via` only tells the implementations apart; it is inferred.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be a task's error type",
+    label = "not an error type",
+    note = "a task's error must implement `std::error::Error + Send + Sync + 'static`, or be `anyhow::Error`, `Box<dyn Error>` (with or without `+ Send + Sync`), `String`, `&str` or `goflow::TaskError`"
+)]
+pub trait IntoTaskError<Via> {
+    /// The failure this error stands for.
+    fn into_task_error(self) -> TaskError;
+}
+
+/// The markers telling [`IntoTaskError`]'s implementations apart.
+#[doc(hidden)]
+pub mod via {
+    /// A `std::error::Error + Send + Sync + 'static`.
+    pub enum StdError {}
+    /// A handle to a `dyn Error + Send + Sync`.
+    pub enum Handle {}
+    /// A boxed error that cannot be kept.
+    pub enum Local {}
+    /// A message.
+    pub enum Message {}
+    /// A `TaskError`.
+    pub enum Itself {}
+}
+
+#[diagnostic::do_not_recommend]
+impl<E: StdError + Send + Sync + 'static> IntoTaskError<via::StdError> for E {
+    fn into_task_error(self) -> TaskError {
+        TaskError::from(self)
+    }
+}
+
+#[diagnostic::do_not_recommend]
+impl<D> IntoTaskError<via::Handle> for D
+where
+    // `DerefMut` leaves out `Arc<dyn Error + Send + Sync>`, an error
+    // itself: one implementation per type, so `Via` can be inferred.
+    D: DerefMut<Target = dyn StdError + Send + Sync + 'static> + Send + Sync + 'static,
+{
+    fn into_task_error(self) -> TaskError {
+        TaskError::caused_by(Box::new(Behind(self)))
+    }
+}
+
+#[diagnostic::do_not_recommend]
+impl IntoTaskError<via::Local> for Box<dyn StdError> {
+    fn into_task_error(self) -> TaskError {
+        TaskError::msg(message_with_causes(&*self))
+    }
+}
+
+#[diagnostic::do_not_recommend]
+impl IntoTaskError<via::Local> for Box<dyn StdError + Send> {
+    fn into_task_error(self) -> TaskError {
+        TaskError::msg(message_with_causes(&*self))
+    }
+}
+
+#[diagnostic::do_not_recommend]
+impl IntoTaskError<via::Message> for String {
+    fn into_task_error(self) -> TaskError {
+        TaskError::msg(self)
+    }
+}
+
+#[diagnostic::do_not_recommend]
+impl IntoTaskError<via::Message> for &str {
+    fn into_task_error(self) -> TaskError {
+        TaskError::msg(self)
+    }
+}
+
+#[diagnostic::do_not_recommend]
+impl IntoTaskError<via::Message> for Cow<'_, str> {
+    fn into_task_error(self) -> TaskError {
+        TaskError::msg(self)
+    }
+}
+
+#[diagnostic::do_not_recommend]
+impl IntoTaskError<via::Itself> for TaskError {
+    fn into_task_error(self) -> TaskError {
+        self
     }
 }
 
@@ -332,10 +427,11 @@ pub type TaskFn = fn(TaskContext, &Inputs) -> TaskFuture;
 #[diagnostic::on_unimplemented(
     message = "`{Self}` cannot be a task's output: it must implement `Serialize` and `Deserialize`",
     label = "not serializable",
-    note = "task outputs are passed between tasks (and processes) as JSON; derive `Serialize` and `Deserialize` for it"
+    note = "task outputs are passed between tasks (and processes) as JSON; derive `Serialize` and `Deserialize` for it (and keep it `Send`: no `Rc`, no borrowed data)"
 )]
 pub trait TaskData: Serialize + DeserializeOwned + Send + 'static {}
 
+#[diagnostic::do_not_recommend]
 impl<T: Serialize + DeserializeOwned + Send + 'static> TaskData for T {}
 
 /// Implemented by `#[task]` for a hidden type named like the task
@@ -347,9 +443,107 @@ pub trait TaskDef {
     const NAME: &'static str;
     /// The options given in `#[task(...)]`.
     fn options() -> TaskOptions;
-    /// For branch tasks, the chosen downstreams.
-    fn follow(_output: &Self::Output) -> Option<Vec<String>> {
-        None
+    /// For branch tasks, the chosen downstreams: those of an output that
+    /// is goflow's [`Branch`] (by type: a user's type named `Branch` is
+    /// data), else `None`.
+    fn follow(output: &Self::Output) -> Option<Vec<String>> {
+        let output: &dyn std::any::Any = output;
+        output
+            .downcast_ref::<Branch>()
+            .map(|branch| branch.targets().to_vec())
+    }
+}
+
+/// A type a task may output: every [`TaskData`]. `#[task]` names a
+/// task's output type as `<T as SerializableOutput>::Output` (which is
+/// `T`), so that when `T` cannot be an output the error names `T` and
+/// says why, once: unlike `TaskData`, this trait has no supertraits for
+/// rustc to report one by one.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be a task's output: it must implement `Serialize` and `Deserialize`",
+    label = "not serializable",
+    note = "task outputs are passed between tasks (and processes) as JSON; derive `Serialize` and `Deserialize` for it (and keep it `Send`: no `Rc`, no borrowed data)"
+)]
+pub trait SerializableOutput {
+    /// `Self`.
+    type Output;
+}
+
+#[diagnostic::do_not_recommend]
+impl<T: TaskData> SerializableOutput for T {
+    type Output = T;
+}
+
+/// How `#[task]` reads a task function's return type, by its type rather
+/// than by its name: an alias of `Result` is a `Result`, a user's type
+/// named `Result` or `Branch` is data. Not a public API.
+///
+/// Tasks are not generic, so the generated code names the concrete return
+/// type `R` and asks, in this order:
+///
+/// - [`Probe::<R>::KIND`](returns::Probe): `1` for a
+///   `std::result::Result`, else `0` (the inherent constant of
+///   `Probe<Result<T, E>>` takes precedence over the trait constant of
+///   [`Plain`](returns::Plain); stable Rust has no specialization, but it
+///   does have this);
+/// - [`TaskReturn<R>`](returns::TaskReturn) for
+///   [`Returns<KIND>`](returns::Returns): the output type and the error
+///   type, and how to split a value into them;
+/// - [`SerializableOutput`]: that the output can be stored (with a
+///   message naming the output type);
+/// - [`IntoTaskError`]: the failure an `Err` is.
+///
+/// Whether an output chooses downstreams is also a matter of its type:
+/// see [`TaskDef::follow`].
+#[doc(hidden)]
+pub mod returns {
+    use std::convert::Infallible;
+    use std::marker::PhantomData;
+
+    /// Tells a `Result` return type (`KIND` 1) from any other (0).
+    pub struct Probe<R: ?Sized>(PhantomData<R>);
+
+    impl<T, E> Probe<Result<T, E>> {
+        /// A `Result`: its `Ok` is the output, its `Err` a failure.
+        pub const KIND: u8 = 1;
+    }
+
+    /// The fallback of [`Probe`]: must be in scope where `KIND` is read.
+    pub trait Plain {
+        /// Any other type is the output itself.
+        const KIND: u8 = 0;
+    }
+
+    impl<R: ?Sized> Plain for Probe<R> {}
+
+    /// A kind of return type, as [`Probe`] found it.
+    pub struct Returns<const KIND: u8>;
+
+    /// How a return type `R` of this kind splits into the task's output
+    /// and its error.
+    pub trait TaskReturn<R> {
+        /// What the task outputs on success.
+        type Output;
+        /// What it fails with.
+        type Error;
+        /// The output, or the error.
+        fn split(ret: R) -> Result<Self::Output, Self::Error>;
+    }
+
+    impl<T> TaskReturn<T> for Returns<0> {
+        type Output = T;
+        type Error = Infallible;
+        fn split(ret: T) -> Result<T, Infallible> {
+            Ok(ret)
+        }
+    }
+
+    impl<T, E> TaskReturn<Result<T, E>> for Returns<1> {
+        type Output = T;
+        type Error = E;
+        fn split(ret: Result<T, E>) -> Result<T, E> {
+            ret
+        }
     }
 }
 
@@ -376,6 +570,98 @@ mod tests {
         assert!(TaskError::skip("no data").is_skip());
     }
 
+    #[derive(Debug)]
+    struct ReadFailed(std::io::Error);
+    impl fmt::Display for ReadFailed {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("reading sales.csv")
+        }
+    }
+    impl StdError for ReadFailed {
+        fn source(&self) -> Option<&(dyn StdError + 'static)> {
+            Some(&self.0)
+        }
+    }
+
+    fn convert<E: IntoTaskError<V>, V>(e: E) -> TaskError {
+        e.into_task_error()
+    }
+
+    #[test]
+    fn every_error_type_converts() {
+        let e = convert(ReadFailed(std::io::Error::other("disk full")));
+        assert_eq!(e.to_string(), "reading sales.csv: disk full");
+        assert!(e.downcast_ref::<ReadFailed>().is_some());
+        assert!(
+            e.downcast_ref::<std::io::Error>().is_some(),
+            "causes are searched too"
+        );
+
+        let boxed: Box<dyn StdError + Send + Sync> = Box::new(DiskFull);
+        let e = convert(boxed);
+        assert_eq!(e.to_string(), "disk full");
+        assert!(
+            e.downcast_ref::<DiskFull>().is_some(),
+            "the boxed error is kept"
+        );
+
+        let local: Box<dyn StdError> = Box::new(ReadFailed(std::io::Error::other("gone")));
+        let e = convert(local);
+        assert_eq!(e.to_string(), "reading sales.csv: gone");
+        assert!(e.source_error().is_none());
+        let local: Box<dyn StdError + Send> = Box::new(DiskFull);
+        assert_eq!(convert(local).to_string(), "disk full");
+
+        assert_eq!(convert(String::from("owned")).to_string(), "owned");
+        assert_eq!(convert("borrowed").to_string(), "borrowed");
+        let e = convert(TaskError::skip("nothing to do"));
+        assert!(e.is_skip(), "a TaskError keeps its kind");
+        assert!(convert(DiskFull).is_retryable());
+    }
+
+    #[test]
+    fn return_types_are_told_apart_by_type() {
+        use returns::{Plain as _, Probe};
+        type Outcome<T> = std::result::Result<T, String>;
+        #[allow(dead_code)]
+        struct Result<T>(T);
+        assert_eq!(Probe::<std::result::Result<u8, String>>::KIND, 1);
+        assert_eq!(Probe::<Outcome<u8>>::KIND, 1);
+        assert_eq!(Probe::<std::io::Result<()>>::KIND, 1);
+        assert_eq!(
+            Probe::<Result<u8>>::KIND,
+            0,
+            "a type named `Result` is data"
+        );
+        assert_eq!(Probe::<Vec<u8>>::KIND, 0);
+        assert_eq!(Probe::<Branch>::KIND, 0);
+    }
+
+    #[test]
+    fn only_goflows_branch_follows() {
+        #[derive(Serialize, Deserialize)]
+        struct Branch(Vec<String>);
+        struct Routes;
+        impl TaskDef for Routes {
+            type Output = super::Branch;
+            const NAME: &'static str = "routes";
+            fn options() -> TaskOptions {
+                TaskOptions::default()
+            }
+        }
+        struct Named;
+        impl TaskDef for Named {
+            type Output = Branch;
+            const NAME: &'static str = "named";
+            fn options() -> TaskOptions {
+                TaskOptions::default()
+            }
+        }
+        let chosen = Routes::follow(&super::Branch::to(["a"]));
+        assert_eq!(chosen, Some(vec!["a".to_string()]));
+        assert_eq!(Named::follow(&Branch(vec!["a".into()])), None);
+    }
+
     #[test]
     fn inputs_name_what_is_wrong() {
         let mut inputs = Inputs::new();
@@ -389,22 +675,5 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("missing"));
-    }
-
-    #[test]
-    fn params_from_conf() {
-        let ctx = TaskContext {
-            dag_id: DagId::new("d").unwrap(),
-            run_id: RunId::new("r").unwrap(),
-            task_id: TaskId::new("t").unwrap(),
-            try_number: 1,
-            max_tries: 1,
-            run_type: RunType::Manual,
-            data_interval: DataInterval::at(Utc::now()),
-            conf: serde_json::json!({"limit": 10, "name": "x"}),
-        };
-        assert_eq!(ctx.param::<u32>("limit").unwrap(), Some(10));
-        assert_eq!(ctx.param::<u32>("absent").unwrap(), None);
-        assert!(ctx.param::<u32>("name").is_err());
     }
 }

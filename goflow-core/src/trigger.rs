@@ -27,13 +27,20 @@ pub enum TriggerRule {
     NoneFailed,
     /// No upstream was skipped.
     NoneSkipped,
+    /// No upstream failed and at least one succeeded: the join after a
+    /// branch, where the branches not taken are skipped.
+    NoneFailedMinOneSuccess,
+    /// Every upstream was skipped.
+    AllSkipped,
+    /// At least one upstream succeeded or failed; runs as soon as one has.
+    OneDone,
     /// Runs regardless of its upstreams, as soon as the run starts.
     Always,
 }
 
 impl TriggerRule {
     /// Every rule, for listings and error messages.
-    pub const ALL: [TriggerRule; 8] = [
+    pub const ALL: [TriggerRule; 11] = [
         TriggerRule::AllSuccess,
         TriggerRule::AllFailed,
         TriggerRule::AllDone,
@@ -41,6 +48,9 @@ impl TriggerRule {
         TriggerRule::OneFailed,
         TriggerRule::NoneFailed,
         TriggerRule::NoneSkipped,
+        TriggerRule::NoneFailedMinOneSuccess,
+        TriggerRule::AllSkipped,
+        TriggerRule::OneDone,
         TriggerRule::Always,
     ];
 
@@ -54,6 +64,9 @@ impl TriggerRule {
             TriggerRule::OneFailed => "one_failed",
             TriggerRule::NoneFailed => "none_failed",
             TriggerRule::NoneSkipped => "none_skipped",
+            TriggerRule::NoneFailedMinOneSuccess => "none_failed_min_one_success",
+            TriggerRule::AllSkipped => "all_skipped",
+            TriggerRule::OneDone => "one_done",
             TriggerRule::Always => "always",
         }
     }
@@ -134,6 +147,35 @@ impl TriggerRule {
                     Verdict::Wait
                 }
             }
+            TriggerRule::NoneFailedMinOneSuccess => {
+                if c.failed > 0 {
+                    Verdict::UpstreamFailed
+                } else if !all_done {
+                    Verdict::Wait
+                } else if c.success > 0 {
+                    Verdict::Run
+                } else {
+                    Verdict::Skip
+                }
+            }
+            TriggerRule::AllSkipped => {
+                if c.success > 0 || c.failed > 0 {
+                    Verdict::Skip
+                } else if all_done {
+                    Verdict::Run
+                } else {
+                    Verdict::Wait
+                }
+            }
+            TriggerRule::OneDone => {
+                if c.success > 0 || c.failed > 0 {
+                    Verdict::Run
+                } else if all_done {
+                    Verdict::Skip
+                } else {
+                    Verdict::Wait
+                }
+            }
             TriggerRule::Always => Verdict::Run,
         }
     }
@@ -155,7 +197,8 @@ impl FromStr for TriggerRule {
                 what: "trigger rule",
                 value: s.to_owned(),
                 expected: "all_success, all_failed, all_done, one_success, one_failed, \
-                           none_failed, none_skipped, always",
+                           none_failed, none_skipped, none_failed_min_one_success, \
+                           all_skipped, one_done, always",
             })
     }
 }
@@ -257,6 +300,19 @@ mod tests {
             (NoneSkipped, 2, 1, 0, Run),
             (NoneSkipped, 1, 0, 1, Skip),
             (NoneSkipped, 2, 0, 0, Wait),
+            (NoneFailedMinOneSuccess, 1, 0, 2, Run),
+            (NoneFailedMinOneSuccess, 3, 0, 0, Run),
+            (NoneFailedMinOneSuccess, 1, 0, 1, Wait),
+            (NoneFailedMinOneSuccess, 0, 0, 3, Skip),
+            (NoneFailedMinOneSuccess, 1, 1, 0, UpstreamFailed),
+            (AllSkipped, 0, 0, 3, Run),
+            (AllSkipped, 0, 0, 2, Wait),
+            (AllSkipped, 1, 0, 1, Skip),
+            (AllSkipped, 0, 1, 0, Skip),
+            (OneDone, 1, 0, 0, Run),
+            (OneDone, 0, 1, 0, Run),
+            (OneDone, 0, 0, 2, Wait),
+            (OneDone, 0, 0, 3, Skip),
             (Always, 0, 0, 0, Run),
             (Always, 0, 3, 0, Run),
         ];

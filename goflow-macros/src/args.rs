@@ -170,23 +170,68 @@ pub fn duration(meta: &Meta, errors: &mut Errors) -> Option<std::time::Duration>
     }
 }
 
-pub fn duration_tokens(d: std::time::Duration) -> TokenStream {
+/// A `Duration` expression; `p` is the path of goflow's `__private`.
+pub fn duration_tokens(p: &TokenStream, d: std::time::Duration) -> TokenStream {
     let secs = d.as_secs();
     let nanos = d.subsec_nanos();
-    quote!(::goflow::__private::std::time::Duration::new(#secs, #nanos))
+    quote!(#p::std::time::Duration::new(#secs, #nanos))
 }
 
-fn opt<T: ToTokens>(v: Option<T>) -> TokenStream {
+fn opt<T: ToTokens>(p: &TokenStream, v: Option<T>) -> TokenStream {
     match v {
-        Some(v) => quote!(::goflow::__private::std::option::Option::Some(#v)),
-        None => quote!(::goflow::__private::std::option::Option::None),
+        Some(v) => quote!(#p::std::option::Option::Some(#v)),
+        None => quote!(#p::std::option::Option::None),
     }
 }
 
-fn opt_string(v: &Option<String>) -> TokenStream {
-    opt(v
-        .as_ref()
-        .map(|s| quote!(::goflow::__private::std::string::String::from(#s))))
+fn opt_string(p: &TokenStream, v: &Option<String>) -> TokenStream {
+    opt(
+        p,
+        v.as_ref()
+            .map(|s| quote!(#p::std::string::String::from(#s))),
+    )
+}
+
+/// `crate = path` (or `crate = "path"`, as serde spells it): where the
+/// generated code finds goflow, for a crate that re-exports it (`crate =
+/// crate::flow` after `mod flow { pub use goflow::*; }`).
+pub fn crate_path(meta: &Meta, errors: &mut Errors) -> Option<syn::Path> {
+    const EXPECTED: &str =
+        "`crate` expects the path of the goflow crate: `crate = ::flow` or `crate = crate::flow`";
+    match value_of(meta, errors)? {
+        Expr::Path(p) if p.qself.is_none() && p.attrs.is_empty() => Some(p.path.clone()),
+        Expr::Lit(ExprLit {
+            lit: Lit::Str(s), ..
+        }) => match s.parse::<syn::Path>() {
+            Ok(path) => Some(path),
+            Err(_) => {
+                errors.at(s.span(), EXPECTED);
+                None
+            }
+        },
+        other => {
+            errors.at(other.span(), EXPECTED);
+            None
+        }
+    }
+}
+
+/// The path generated code names goflow by: `crate = ...` when given;
+/// else the name the crate's Cargo.toml depends on goflow under (`flow`
+/// for `flow = { package = "goflow", ... }`); else `::goflow`.
+pub fn goflow_path(explicit: Option<&syn::Path>) -> TokenStream {
+    if let Some(path) = explicit {
+        return quote!(#path);
+    }
+    match proc_macro_crate::crate_name("goflow") {
+        Ok(proc_macro_crate::FoundCrate::Name(name)) if name != "goflow" => {
+            let name = syn::Ident::new(&name, Span::call_site());
+            quote!(::#name)
+        }
+        // `Itself` is goflow's own examples and doc tests, which name it
+        // `goflow`; an error is a build without Cargo's environment.
+        _ => quote!(::goflow),
+    }
 }
 
 /// Task options as written in `#[task(...)]` or `#[dag(defaults(...))]`.
@@ -215,7 +260,7 @@ pub struct TaskOptionArgs {
 /// The option names `#[task]` accepts, for "unknown option" messages.
 pub const TASK_OPTIONS: &str = "retries, retry_delay, backoff, max_retry_delay, timeout, \
     trigger_rule, pool, priority, executor, max_lost_tries, image, cpu, cpu_limit, memory, memory_limit, env, \
-    service_account, node_selector";
+    service_account, node_selector, crate";
 
 impl TaskOptionArgs {
     /// Takes `meta` if it is a task option; returns false if it is not one.
@@ -306,34 +351,42 @@ impl TaskOptionArgs {
         true
     }
 
-    /// A `TaskOptions` expression.
-    pub fn to_tokens(&self) -> TokenStream {
-        let p = quote!(::goflow::__private);
-        let retries = opt(self.retries);
-        let retry_delay = opt(self.retry_delay.map(duration_tokens));
-        let max_retry_delay = opt(self.max_retry_delay.map(duration_tokens));
-        let timeout = opt(self.timeout.map(duration_tokens));
-        let backoff = opt(self.backoff.map(|b| match b {
-            goflow_core::Backoff::Fixed => quote!(#p::Backoff::Fixed),
-            goflow_core::Backoff::Exponential => quote!(#p::Backoff::Exponential),
-        }));
-        let trigger_rule = opt(self.trigger_rule.map(|r| {
-            let variant = syn::Ident::new(&to_camel(r.as_str()), Span::call_site());
-            quote!(#p::TriggerRule::#variant)
-        }));
-        let executor = opt(self.executor.map(|e| {
-            let variant = syn::Ident::new(&to_camel(e.as_str()), Span::call_site());
-            quote!(#p::ExecutorKind::#variant)
-        }));
-        let pool = opt_string(&self.pool);
-        let max_lost_tries = opt(self.max_lost_tries);
-        let priority = opt(self.priority_weight);
-        let image = opt_string(&self.image);
-        let cpu = opt_string(&self.cpu);
-        let cpu_limit = opt_string(&self.cpu_limit);
-        let memory = opt_string(&self.memory);
-        let memory_limit = opt_string(&self.memory_limit);
-        let service_account = opt_string(&self.service_account);
+    /// A `TaskOptions` expression; `p` is the path of goflow's `__private`.
+    pub fn to_tokens_in(&self, p: &TokenStream) -> TokenStream {
+        let retries = opt(p, self.retries);
+        let retry_delay = opt(p, self.retry_delay.map(|d| duration_tokens(p, d)));
+        let max_retry_delay = opt(p, self.max_retry_delay.map(|d| duration_tokens(p, d)));
+        let timeout = opt(p, self.timeout.map(|d| duration_tokens(p, d)));
+        let backoff = opt(
+            p,
+            self.backoff.map(|b| match b {
+                goflow_core::Backoff::Fixed => quote!(#p::Backoff::Fixed),
+                goflow_core::Backoff::Exponential => quote!(#p::Backoff::Exponential),
+            }),
+        );
+        let trigger_rule = opt(
+            p,
+            self.trigger_rule.map(|r| {
+                let variant = syn::Ident::new(&to_camel(r.as_str()), Span::call_site());
+                quote!(#p::TriggerRule::#variant)
+            }),
+        );
+        let executor = opt(
+            p,
+            self.executor.map(|e| {
+                let variant = syn::Ident::new(&to_camel(e.as_str()), Span::call_site());
+                quote!(#p::ExecutorKind::#variant)
+            }),
+        );
+        let pool = opt_string(p, &self.pool);
+        let max_lost_tries = opt(p, self.max_lost_tries);
+        let priority = opt(p, self.priority_weight);
+        let image = opt_string(p, &self.image);
+        let cpu = opt_string(p, &self.cpu);
+        let cpu_limit = opt_string(p, &self.cpu_limit);
+        let memory = opt_string(p, &self.memory);
+        let memory_limit = opt_string(p, &self.memory_limit);
+        let service_account = opt_string(p, &self.service_account);
         let pairs = |v: &[(String, String)]| {
             let items = v.iter().map(|(k, val)| {
                 quote!((#p::std::string::String::from(#k), #p::std::string::String::from(#val)))

@@ -8,26 +8,39 @@
 //! notify("done");               // id `notify`; a literal argument is a constant
 //! total >> notify;              // ordering only; `a >> [b, c]` and chains work too
 //! ```
+//!
+//! What the macro can see, it checks here and reports with
+//! `syn::Error`s on the user's tokens: statements a DAG body cannot hold,
+//! arguments naming a value rather than a task's output, tasks declared
+//! further down, unknown tasks in edges, cycles. What only the type
+//! checker knows (a task's inputs, defined elsewhere) it checks in the
+//! generated code through `goflow_core::authoring`, whose module docs
+//! tell how each message stays goflow's and stays on the user's call.
 
 use std::collections::HashMap;
 
-use proc_macro2::{Span, TokenStream};
+use proc_macro2::{Delimiter, Group, Span, TokenStream};
 use quote::{format_ident, quote, quote_spanned, ToTokens};
 use syn::ext::IdentExt;
 use syn::spanned::Spanned;
+use syn::visit::Visit;
 use syn::{Expr, ExprLit, ItemFn, Lit, Meta, Pat, Stmt};
 
 use crate::args::{self, Errors, TaskOptionArgs};
 
 const DAG_OPTIONS: &str = "id, schedule, tz, start, end, catchup, max_active_runs, \
-    max_active_tasks, namespace, tags, description, defaults(...), alerts(...)";
+    max_active_tasks, namespace, tags, description, defaults(...), alerts(...), crate";
 
 const ALERT_OPTIONS: &str = "enabled, task_failed, task_retry, run_failed, recovery, \
     missed_schedule, missed_grace, deadline, stop_at_deadline, channels";
 
 struct Node {
     id: String,
+    /// The task function, as written.
     path: syn::Path,
+    /// The call, for spans: its first token and its parentheses.
+    call_start: Span,
+    parens: Span,
     args: Vec<Arg>,
 }
 
@@ -60,6 +73,8 @@ struct DagArgs {
     description: Option<String>,
     defaults: TaskOptionArgs,
     alerts: Option<AlertArgs>,
+    /// `crate = path`: where goflow is, when renamed or re-exported.
+    krate: Option<syn::Path>,
 }
 
 /// `alerts(task_retry = true, deadline = "2h", channels = ["slack"])`.
@@ -125,8 +140,7 @@ fn parse_alerts(meta: &Meta, errors: &mut Errors) -> AlertArgs {
 
 impl AlertArgs {
     /// An `AlertSettings` expression: the defaults, with what was set.
-    fn to_tokens(&self) -> TokenStream {
-        let p = quote!(::goflow::__private);
+    fn to_tokens(&self, p: &TokenStream) -> TokenStream {
         let mut sets = Vec::new();
         for (field, v) in [
             ("enabled", self.enabled),
@@ -143,11 +157,11 @@ impl AlertArgs {
             }
         }
         if let Some(d) = self.missed_grace {
-            let d = args::duration_tokens(d);
+            let d = args::duration_tokens(p, d);
             sets.push(quote!(__goflow_alerts.missed_grace = #d;));
         }
         if let Some(d) = self.deadline {
-            let d = args::duration_tokens(d);
+            let d = args::duration_tokens(p, d);
             sets.push(quote!(__goflow_alerts.deadline = #p::std::option::Option::Some(#d);));
         }
         if let Some(c) = &self.channels {
@@ -199,6 +213,7 @@ fn parse_args(attr: TokenStream, errors: &mut Errors) -> DagArgs {
             }
             "description" => a.description = args::string(meta, errors).map(|(s, _)| s),
             "alerts" => a.alerts = Some(parse_alerts(meta, errors)),
+            "crate" => a.krate = args::crate_path(meta, errors),
             "defaults" => match meta {
                 Meta::List(list) => match args::parse_metas(list.tokens.clone()) {
                     Ok(inner) => {
@@ -305,26 +320,300 @@ fn validate_args(a: &DagArgs, fn_name: &str, fn_span: Span, errors: &mut Errors)
     id
 }
 
-fn parse_body(func: &ItemFn, errors: &mut Errors) -> (Vec<Node>, Vec<OrderEdge>) {
-    let mut nodes: Vec<Node> = Vec::new();
-    let mut index: HashMap<String, usize> = HashMap::new();
-    let mut pending_edges: Vec<Expr> = Vec::new();
-    // All binding names first, so that a data argument naming a task bound
-    // later gets a clear message instead of "cannot find value".
-    let declared_later: Vec<String> = func
-        .block
-        .stmts
-        .iter()
-        .filter_map(|s| match s {
-            Stmt::Local(l) => match &l.pat {
-                Pat::Ident(p) => Some(p.ident.unraw().to_string()),
-                _ => None,
-            },
+/// What a DAG body may hold, for the messages about what it may not.
+const ALLOWED: &str = "a DAG body only wires tasks: `let name = task(args);`, `task(args);` \
+    and ordering edges `a >> b;`";
+
+/// Why: the body is not run as written.
+const NOT_RUN: &str = "#[dag] reads the body when compiling; it does not run with the DAG";
+
+/// What a statement of the body names.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Named {
+    /// A task, by its id: `let rows = extract();` or `notify();`.
+    Task,
+    /// Anything else bound by a `let`: `let limit = 10;` (an error).
+    Value,
+}
+
+/// The name a statement defines, if any.
+fn statement_name(stmt: &Stmt) -> Option<(String, Named)> {
+    match stmt {
+        Stmt::Local(local) => {
+            let Pat::Ident(pat) = &local.pat else {
+                return None;
+            };
+            let named = match local.init.as_ref().map(|init| &*init.expr) {
+                Some(Expr::Call(call)) if matches!(&*call.func, Expr::Path(_)) => Named::Task,
+                Some(_) => Named::Value,
+                None => return None,
+            };
+            Some((pat.ident.unraw().to_string(), named))
+        }
+        Stmt::Expr(Expr::Call(call), _) => match &*call.func {
+            Expr::Path(p) => p
+                .path
+                .segments
+                .last()
+                .map(|s| (s.ident.unraw().to_string(), Named::Task)),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// `name` of a run parameter or a value in a DAG body: what to do instead.
+fn not_an_output(name: &str) -> String {
+    format!(
+        "`{name}` is not a task's output: a DAG body only wires tasks together, it holds no values; \
+         pass a run parameter through the run's conf and read it in the task with \
+         `ctx.param(\"{name}\")`, write a constant in the call itself (`task(10)`), \
+         or make a task return it"
+    )
+}
+
+/// The body being read: every name its statements define, and the tasks
+/// found so far.
+struct Body {
+    /// Each statement's name, by position.
+    names: Vec<Option<(String, Named)>>,
+    nodes: Vec<Node>,
+    /// Task id -> index in `nodes`.
+    index: HashMap<String, usize>,
+}
+
+impl Body {
+    fn named(&self, name: &str) -> Option<(Named, usize)> {
+        self.names.iter().enumerate().find_map(|(pos, n)| match n {
+            Some((n, named)) if n == name => Some((*named, pos)),
             _ => None,
         })
-        .collect();
+    }
 
-    for stmt in &func.block.stmts {
+    /// The task ids of the whole body, declared before or after.
+    fn task_ids(&self) -> impl Iterator<Item = &str> {
+        self.names.iter().filter_map(|n| match n {
+            Some((name, Named::Task)) => Some(name.as_str()),
+            _ => None,
+        })
+    }
+
+    /// One argument of the call in statement `pos`.
+    fn argument(&self, arg: &Expr, pos: usize, errors: &mut Errors) -> Option<Arg> {
+        let Some(name) = single_ident(arg) else {
+            // A constant: it must not compute with outputs or values.
+            let mut names = IdentPaths::default();
+            names.visit_expr(arg);
+            for (name, span) in names.0 {
+                match self.named(&name) {
+                    Some((Named::Task, _)) => {
+                        errors.at(
+                            span,
+                            format!(
+                                "`{name}` is a task's output, which a DAG body can only pass on as it is \
+                                 (`task({name})`): outputs exist only when tasks run; \
+                                 to compute with it, do so in a task"
+                            ),
+                        );
+                        return None;
+                    }
+                    Some((Named::Value, _)) => {
+                        errors.at(span, not_an_output(&name));
+                        return None;
+                    }
+                    None => {}
+                }
+            }
+            return Some(Arg::Const(arg.clone()));
+        };
+        if let Some(&node) = self.index.get(&name) {
+            return Some(Arg::Upstream {
+                node,
+                span: arg.span(),
+            });
+        }
+        match self.named(&name) {
+            Some((Named::Value, _)) => {
+                errors.at(arg.span(), not_an_output(&name));
+                return None;
+            }
+            Some((Named::Task, at)) if at == pos => {
+                errors.at(
+                    arg.span(),
+                    format!("`{name}` is this task's own id; a task cannot take its own output"),
+                );
+                return None;
+            }
+            Some((Named::Task, later)) if later > pos => {
+                errors.at(
+                    arg.span(),
+                    format!(
+                        "`{name}` is a task declared further down; a task can only take the outputs of tasks declared before it"
+                    ),
+                );
+                return None;
+            }
+            _ => {}
+        }
+        // The function of a task bound to another name: `total(extract)`
+        // after `let sales = extract();`.
+        let bound: Vec<&str> = self
+            .nodes
+            .iter()
+            .filter(|n| n.path.segments.last().is_some_and(|s| s.ident == name))
+            .map(|n| n.id.as_str())
+            .collect();
+        if !bound.is_empty() {
+            errors.at(
+                arg.span(),
+                format!(
+                    "`{name}` is a task function; pass its output by the name its call is bound to: `{}`",
+                    bound.join("` or `")
+                ),
+            );
+            return None;
+        }
+        // Not a task: a constant (`LIMIT`, `Mode::Fast`), unless it looks
+        // like a misspelt task id; constants are not lowercase.
+        if name.starts_with(|c: char| c.is_lowercase()) {
+            if let Some(near) = closest(&name, self.task_ids()) {
+                errors.at(
+                    arg.span(),
+                    format!("`{name}` is not a task of this DAG; did you mean `{near}`?"),
+                );
+                return None;
+            }
+        }
+        Some(Arg::Const(arg.clone()))
+    }
+}
+
+/// The single-identifier paths in an expression: the names it uses.
+#[derive(Default)]
+struct IdentPaths(Vec<(String, Span)>);
+
+impl<'ast> Visit<'ast> for IdentPaths {
+    fn visit_expr_path(&mut self, e: &'ast syn::ExprPath) {
+        if let Some(name) = single_ident(&Expr::Path(e.clone())) {
+            self.0.push((name, e.span()));
+        }
+    }
+}
+
+/// The name among `known` nearest to `name`, if near enough to be a typo.
+fn closest<'a>(name: &str, known: impl Iterator<Item = &'a str>) -> Option<&'a str> {
+    let limit = (name.chars().count() / 3).max(1);
+    known
+        .filter(|k| *k != name)
+        .map(|k| (edit_distance(name, k), k))
+        .filter(|(d, _)| *d <= limit)
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, k)| k)
+}
+
+/// Levenshtein distance, by characters.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let above = row[j + 1];
+            row[j + 1] = if ca == *cb {
+                diagonal
+            } else {
+                1 + diagonal.min(above).min(row[j])
+            };
+            diagonal = above;
+        }
+    }
+    row[b.len()]
+}
+
+/// The message for a statement a DAG body cannot hold: what it is, then
+/// what a body holds.
+fn unsupported(stmt: &Stmt, body: &Body) -> (Span, String) {
+    let macro_name = |mac: &syn::Macro| {
+        mac.path
+            .segments
+            .last()
+            .map(|s| s.ident.to_string())
+            .unwrap_or_default()
+    };
+    let control = |what: &str| {
+        format!(
+            "`{what}` cannot be used here: {ALLOWED}. {NOT_RUN}: to choose between tasks \
+             when it runs, return a `Branch` from a task, or use trigger rules"
+        )
+    };
+    let work = |what: String| {
+        format!(
+            "{what} cannot be used here: {ALLOWED}. {NOT_RUN}: do this work in a #[task] function"
+        )
+    };
+    match stmt {
+        Stmt::Macro(m) => (
+            m.mac.path.span(),
+            work(format!("`{}!`", macro_name(&m.mac))),
+        ),
+        Stmt::Item(item) => (
+            item.span(),
+            format!(
+                "an item cannot be declared here: {ALLOWED}; declare it outside the #[dag] function"
+            ),
+        ),
+        Stmt::Local(_) => (stmt.span(), ALLOWED.to_owned()),
+        Stmt::Expr(e, _) => {
+            let message = match e {
+                Expr::If(_) => control("if"),
+                Expr::Match(_) => control("match"),
+                Expr::ForLoop(_) => control("for"),
+                Expr::While(_) => control("while"),
+                Expr::Loop(_) => control("loop"),
+                Expr::Macro(m) => work(format!("`{}!`", macro_name(&m.mac))),
+                Expr::Path(p) if p.path.get_ident().is_some() => {
+                    let name = p
+                        .path
+                        .get_ident()
+                        .map(|i| i.unraw().to_string())
+                        .unwrap_or_default();
+                    if body.named(&name).is_some() {
+                        format!("`{name};` does nothing: {ALLOWED}")
+                    } else {
+                        format!(
+                            "`{name};` does nothing: {ALLOWED}; to add the task, call it: `{name}();`"
+                        )
+                    }
+                }
+                Expr::Binary(b) => format!(
+                    "`{}` cannot be used here: {ALLOWED}; only `>>` orders tasks",
+                    b.op.to_token_stream()
+                ),
+                Expr::MethodCall(_) => format!(
+                    "a method call cannot be used here: {ALLOWED}. Task options go in \
+                     `#[task(...)]`, or for every task of the DAG in `#[dag(defaults(...))]`"
+                ),
+                Expr::Assign(_) => format!("an assignment cannot be used here: {ALLOWED}"),
+                Expr::Block(_) | Expr::Unsafe(_) => {
+                    format!("a block cannot be used here: {ALLOWED}")
+                }
+                _ => format!("this cannot be used here: {ALLOWED}"),
+            };
+            (e.span(), message)
+        }
+    }
+}
+
+fn parse_body(func: &ItemFn, errors: &mut Errors) -> (Vec<Node>, Vec<OrderEdge>) {
+    let mut body = Body {
+        names: func.block.stmts.iter().map(statement_name).collect(),
+        nodes: Vec::new(),
+        index: HashMap::new(),
+    };
+    let mut pending_edges: Vec<Expr> = Vec::new();
+
+    for (pos, stmt) in func.block.stmts.iter().enumerate() {
         let (id, id_span, call) = match stmt {
             Stmt::Local(local) => {
                 let Pat::Ident(pat) = &local.pat else {
@@ -349,9 +638,14 @@ fn parse_body(func: &ItemFn, errors: &mut Errors) -> (Vec<Node>, Vec<OrderEdge>)
                     continue;
                 };
                 let Expr::Call(call) = &*init.expr else {
+                    let name = pat.ident.unraw();
                     errors.at(
                         init.expr.span(),
-                        "expected a task call such as `extract()` or `total(rows)`",
+                        format!(
+                            "`let {name} = ...` must bind a task call, as in `let rows = extract();`: \
+                             a DAG body only wires tasks, it holds no values; to give a task a \
+                             constant, write it in the call: `task(10)`"
+                        ),
                     );
                     continue;
                 };
@@ -372,10 +666,8 @@ fn parse_body(func: &ItemFn, errors: &mut Errors) -> (Vec<Node>, Vec<OrderEdge>)
                 continue;
             }
             other => {
-                errors.at(
-                    other.span(),
-                    "a DAG body holds only task calls (`let name = task(args);` or `task(args);`) and ordering edges (`a >> b;`)",
-                );
+                let (span, message) = unsupported(other, &body);
+                errors.at(span, message);
                 continue;
             }
         };
@@ -383,10 +675,14 @@ fn parse_body(func: &ItemFn, errors: &mut Errors) -> (Vec<Node>, Vec<OrderEdge>)
             errors.at(call.func.span(), "expected the name of a #[task] function");
             continue;
         };
+        if func_path.qself.is_some() {
+            errors.at(call.func.span(), "expected the name of a #[task] function");
+            continue;
+        }
         if let Err(reason) = goflow_core::id::check_task_id(&id) {
             errors.at(id_span, format!("task id {id:?} is not valid: it {reason}"));
         }
-        if index.contains_key(&id) {
+        if body.index.contains_key(&id) {
             errors.at(
                 id_span,
                 format!(
@@ -397,24 +693,21 @@ fn parse_body(func: &ItemFn, errors: &mut Errors) -> (Vec<Node>, Vec<OrderEdge>)
         }
         let mut args_out = Vec::new();
         for arg in &call.args {
-            match single_ident(arg) {
-                Some(name) if index.contains_key(&name) => args_out.push(Arg::Upstream {
-                    node: index[&name],
-                    span: arg.span(),
-                }),
-                Some(name) if declared_later.contains(&name) => errors.at(
-                    arg.span(),
-                    format!(
-                        "`{name}` is a task declared further down; a task can only take the outputs of tasks declared before it"
-                    ),
-                ),
-                _ => args_out.push(Arg::Const(arg.clone())),
+            if let Some(arg) = body.argument(arg, pos, errors) {
+                args_out.push(arg);
             }
         }
-        index.insert(id.clone(), nodes.len());
-        nodes.push(Node {
+        body.index.insert(id.clone(), body.nodes.len());
+        body.nodes.push(Node {
             id,
             path: func_path.path.clone(),
+            call_start: func_path
+                .path
+                .segments
+                .first()
+                .map(|s| s.ident.span())
+                .unwrap_or_else(|| call.span()),
+            parens: call.paren_token.span.join(),
             args: args_out,
         });
     }
@@ -424,7 +717,7 @@ fn parse_body(func: &ItemFn, errors: &mut Errors) -> (Vec<Node>, Vec<OrderEdge>)
         let tokens = expr.to_token_stream();
         let groups: Vec<Vec<usize>> = shr_operands(&expr)
             .into_iter()
-            .map(|operand| resolve_group(operand, &index, errors))
+            .map(|operand| resolve_group(operand, &body, errors))
             .collect();
         for pair in groups.windows(2) {
             for &from in &pair[0] {
@@ -438,7 +731,7 @@ fn parse_body(func: &ItemFn, errors: &mut Errors) -> (Vec<Node>, Vec<OrderEdge>)
             }
         }
     }
-    (nodes, edges)
+    (body.nodes, edges)
 }
 
 fn single_ident(e: &Expr) -> Option<String> {
@@ -461,7 +754,7 @@ fn shr_operands(e: &Expr) -> Vec<&Expr> {
     }
 }
 
-fn resolve_group(e: &Expr, index: &HashMap<String, usize>, errors: &mut Errors) -> Vec<usize> {
+fn resolve_group(e: &Expr, body: &Body, errors: &mut Errors) -> Vec<usize> {
     let items: Vec<&Expr> = match e {
         Expr::Array(a) => a.elems.iter().collect(),
         other => vec![other],
@@ -469,18 +762,26 @@ fn resolve_group(e: &Expr, index: &HashMap<String, usize>, errors: &mut Errors) 
     let mut out = Vec::new();
     for item in items {
         match single_ident(item) {
-            Some(name) => match index.get(&name) {
+            Some(name) => match body.index.get(&name) {
                 Some(i) => out.push(*i),
+                None if matches!(body.named(&name), Some((Named::Value, _))) => errors.at(
+                    item.span(),
+                    format!("`{name}` is not a task: ordering edges link the tasks of this DAG"),
+                ),
                 None => {
-                    let mut known: Vec<&str> = index.keys().map(String::as_str).collect();
+                    let mut known: Vec<&str> = body.index.keys().map(String::as_str).collect();
                     known.sort_unstable();
-                    errors.at(
-                        item.span(),
-                        format!(
-                            "unknown task `{name}` in an ordering edge; the tasks of this DAG are: {}",
-                            known.join(", ")
+                    let known_list = known.join(", ");
+                    let message = match closest(&name, known.iter().copied()) {
+                        Some(near) => format!(
+                            "unknown task `{name}` in an ordering edge; did you mean `{near}`? \
+                             The tasks of this DAG are: {known_list}"
                         ),
-                    )
+                        None => format!(
+                            "unknown task `{name}` in an ordering edge; the tasks of this DAG are: {known_list}"
+                        ),
+                    };
+                    errors.at(item.span(), message)
                 }
             },
             None => errors.at(
@@ -593,27 +894,44 @@ pub fn expand(attr: TokenStream, item: TokenStream) -> TokenStream {
         check_graph(&id, &nodes, &edges, &mut errors);
     }
 
-    let p = quote!(::goflow::__private);
+    let krate = args::goflow_path(dag_args.krate.as_ref());
     let name = &sig.ident;
     let vis = &func.vis;
     let attrs = &func.attrs;
+    // Everything generated names goflow through one import, next to the
+    // function (its signature names `Dag`): a wrong `crate = path` is one
+    // error, on that path.
+    let p = format_ident!("__goflow_private_{}", fn_name);
+    let import = quote! {
+        #[allow(unused_imports)]
+        use #krate::__private as #p;
+    };
     if !errors.is_empty() {
         let err = errors.to_compile_error();
         return quote! {
             #err
+            #import
             #(#attrs)*
             #vis fn #name() -> #p::Dag {
                 #p::std::unreachable!("this DAG did not compile")
             }
         };
     }
+    let p = p.into_token_stream();
 
     const EXPECT: &str = "goflow: #[dag] validated this at compile time; please report a bug";
-    let runners = nodes.iter().map(|n| runner(n, &nodes));
-    let tasks = nodes.iter().map(|n| {
+    let checks = nodes
+        .iter()
+        .enumerate()
+        .map(|(index, n)| input_count_check(index, n, &p));
+    let runners = nodes
+        .iter()
+        .enumerate()
+        .map(|(index, n)| runner(index, n, &nodes, &p));
+    let tasks = nodes.iter().enumerate().map(|(index, n)| {
         let runner = runner_ident(n);
         let tid = &n.id;
-        let path = &n.path;
+        let path = task_alias(index);
         let data: Vec<&str> = n
             .args
             .iter()
@@ -672,15 +990,17 @@ pub fn expand(attr: TokenStream, item: TokenStream) -> TokenStream {
         .clone()
         .or_else(|| doc_description(&func))
         .map(|d| quote!(.description(#d)));
-    let defaults = dag_args.defaults.to_tokens();
+    let defaults = dag_args.defaults.to_tokens_in(&p);
     let alerts = dag_args.alerts.as_ref().map(|a| {
-        let a = a.to_tokens();
+        let a = a.to_tokens(&p);
         quote!(.alerts(#a))
     });
 
     quote! {
+        #import
         #(#attrs)*
         #vis fn #name() -> #p::Dag {
+            #(#checks)*
             #(#runners)*
             let __goflow_tz = #p::schedule::parse_tz(#tz).expect(#EXPECT);
             #p::DagBuilder::new(#id)
@@ -718,57 +1038,167 @@ fn runner_ident(n: &Node) -> syn::Ident {
     format_ident!("__goflow_task_{}", n.id)
 }
 
-/// The node's entry point: read each upstream output as that upstream's
-/// declared output type, then call the task. Handing a `Vec<Sale>` to a
-/// parameter of type `Summary` is then a type error at the argument.
-fn runner(n: &Node, nodes: &[Node]) -> TokenStream {
-    let p = quote!(::goflow::__private);
-    let ident = runner_ident(n);
+/// The task function's name as written, `total` or `more::finish`.
+fn written(path: &syn::Path) -> String {
+    path.segments
+        .iter()
+        .map(|s| s.ident.to_string())
+        .collect::<Vec<_>>()
+        .join("::")
+}
+
+/// The name, in the generated function, of the task of node `k`: the task
+/// function's path is looked up in the type namespace once, here, so a
+/// name that is not a task is reported once.
+fn task_alias(k: usize) -> syn::Ident {
+    format_ident!("__GoflowTask{}", k)
+}
+
+/// What stands for node `k`'s task in the generated function, and the
+/// checks of what only the type checker knows about its call, all spanned
+/// on the user's call:
+///
+/// - the task function, named in the value namespace, where it is a
+///   function: a name that is none gets rustc's "cannot find value", with
+///   its suggestion of a function with a similar name;
+/// - the alias of the task's hidden type (see `task_alias`);
+/// - in a constant, that the task takes as many inputs as the call gives:
+///   the constant panics with "`ping` takes 0 upstream outputs, 1 given".
+///   The constant is named like the task function, so that rustc's label
+///   reads "evaluation of `pipeline::ping` failed here".
+fn input_count_check(index: usize, n: &Node, p: &TokenStream) -> TokenStream {
     let path = &n.path;
+    let alias = task_alias(index);
+    let a = quote!(#p::authoring);
+    let given = n.args.len();
+    let task = written(path);
+    let plural = |k: usize| if k == 1 { "" } else { "s" };
+    let message = |takes: usize| {
+        format!(
+            "`{task}` takes {takes} upstream output{}, {given} given",
+            plural(takes)
+        )
+    };
+    // `::core::panic!(...)` spanned from the call's first token to its
+    // closing parenthesis: the error underlines the whole call.
+    let panic = |message: String| {
+        let mut args = Group::new(Delimiter::Parenthesis, quote!(#message));
+        args.set_span(n.parens);
+        quote_spanned!(n.call_start=> ::core::panic! #args)
+    };
+    let arms = (0..=goflow_core::authoring::MAX_INPUTS)
+        .filter(|&k| k != given)
+        .map(|k| {
+            let panic = panic(message(k));
+            quote!(#k => #panic,)
+        });
+    let other = panic(format!(
+        "`{task}` takes more than {} upstream outputs, {given} given",
+        goflow_core::authoring::MAX_INPUTS
+    ));
+    let constant = path
+        .segments
+        .last()
+        .map(|s| s.ident.clone())
+        .unwrap_or_else(|| format_ident!("task"));
+    quote! {
+        let _ = #path;
+        #[allow(non_camel_case_types)]
+        type #alias = #path;
+        {
+            #[allow(non_upper_case_globals)]
+            const #constant: () = match <#alias as #a::Signature>::INPUTS {
+                #given => {}
+                #(#arms)*
+                _ => #other,
+            };
+        }
+    }
+}
+
+/// The node's entry point: read each upstream output as that upstream's
+/// declared output type and check it is the task's parameter type, then
+/// call the task. Handing a `Vec<Sale>` to a parameter of type `Summary`
+/// is then a type error at the argument.
+///
+/// When the call gives the task more or fewer inputs than it takes,
+/// `input_count_check` reports it; the entry point then still type-checks
+/// (`Given<false>`: see `goflow_core::authoring`), so that rustc does not
+/// report the mistake a second time.
+fn runner(index: usize, n: &Node, nodes: &[Node], p: &TokenStream) -> TokenStream {
+    let a = quote!(#p::authoring);
+    let ident = runner_ident(n);
+    let given = n.args.len();
+    // Spans "expected due to this" on the task's name in the call.
+    let name_span = n
+        .path
+        .segments
+        .last()
+        .map(|s| s.ident.span())
+        .unwrap_or(n.call_start);
+    let path = task_alias(index);
+    let path = quote_spanned!(name_span=> #path);
     let mut lets = Vec::new();
     let mut call_args = Vec::new();
     for (k, arg) in n.args.iter().enumerate() {
         let var = format_ident!("__goflow_in{}", k);
         match arg {
             Arg::Upstream { node, span } => {
-                let up = &nodes[*node];
-                let up_path = &up.path;
-                let up_id = &up.id;
+                let up_path = task_alias(*node);
+                let up_path = quote_spanned!(name_span=> #up_path);
+                let up_id = &nodes[*node].id;
+                let out = format_ident!("__goflow_out{}", k);
+                let found = syn::Ident::new(&out.to_string(), *span);
+                let expected = quote_spanned!(name_span=>
+                    <__GoflowGiven as #a::Input<#path, <#up_path as #p::TaskDef>::Output, #k>>::Type
+                );
                 lets.push(quote! {
-                    let #var = match __goflow_inputs.read::<<#up_path as #p::TaskDef>::Output>(#up_id) {
+                    let #out = match __goflow_inputs.read::<<#up_path as #p::TaskDef>::Output>(#up_id) {
                         #p::std::result::Result::Ok(v) => v,
                         #p::std::result::Result::Err(e) => {
                             return #p::std::boxed::Box::pin(async move { #p::std::result::Result::Err(e) });
                         }
                     };
+                    let #var: #expected = #found;
                 });
-                call_args.push(syn::Ident::new(&var.to_string(), *span).into_token_stream());
             }
             Arg::Const(expr) => {
                 // String literals become whatever string type the task takes.
+                let own = format_ident!("__goflow_const{}", k);
+                let found = syn::Ident::new(&own.to_string(), expr.span());
                 let value = match expr {
                     Expr::Lit(ExprLit {
                         lit: Lit::Str(_), ..
                     }) => {
-                        quote_spanned!(expr.span()=> #p::std::convert::Into::into(#expr))
+                        quote_spanned!(expr.span()=> #p::std::convert::Into::into(#found))
                     }
-                    _ => quote!(#expr),
+                    _ => quote!(#found),
                 };
-                lets.push(quote!(let #var = #value;));
-                call_args.push(syn::Ident::new(&var.to_string(), expr.span()).into_token_stream());
+                lets.push(quote! {
+                    let #own = #expr;
+                    let #var = #a::constant::<__GoflowGiven, #path, _, _, #k>(
+                        #a::witness(&#own),
+                        move || #value,
+                    );
+                });
             }
         }
+        call_args.push(var);
     }
-    let invoke = quote_spanned!(path.span()=> #path::__goflow_invoke);
     quote! {
         #[allow(non_snake_case, clippy::let_unit_value)]
         fn #ident(
             __goflow_ctx: #p::TaskContext,
             __goflow_inputs: &#p::Inputs,
         ) -> #p::TaskFuture {
+            type __GoflowGiven = #a::Given<{ #given == <#path as #a::Signature>::INPUTS }>;
             #(#lets)*
             #p::std::boxed::Box::pin(async move {
-                let __goflow_out = #invoke(__goflow_ctx, #(#call_args),*).await?;
+                let __goflow_out = <__GoflowGiven as #a::Call<#path, _>>::call(
+                    __goflow_ctx,
+                    (#(#call_args,)*),
+                )
+                .await?;
                 let __goflow_follow = <#path as #p::TaskDef>::follow(&__goflow_out);
                 let __goflow_value = #p::serde_json::to_value(&__goflow_out)
                     .map_err(<#p::TaskError as #p::std::convert::From<_>>::from)?;

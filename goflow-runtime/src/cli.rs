@@ -193,7 +193,8 @@ fn parse_size(s: &str) -> Result<u64, String> {
 pub struct BackfillArgs {
     /// The DAG's id.
     pub dag_id: String,
-    /// The first logical date, in the DAG's time zone.
+    /// The first date, in the DAG's time zone: runs start with the first
+    /// interval that starts at or after it.
     #[arg(long)]
     pub from: String,
     /// The last logical date (included; a bare date includes the whole
@@ -363,9 +364,11 @@ pub struct ListArgs {
 pub struct TestArgs {
     /// The DAG's id.
     pub dag_id: String,
-    /// The run's logical date in the DAG's time zone: `2026-01-01`,
-    /// `2026-01-01T06:00`, or RFC 3339 with an offset. Defaults to the
-    /// latest complete data interval.
+    /// The run's date, in the DAG's time zone (`2026-01-01`,
+    /// `2026-01-01T06:00`, or RFC 3339 with an offset): the run covers the
+    /// first interval of the schedule that starts at or after it, as in
+    /// `dags trigger` and `dags backfill`. Defaults to the latest complete
+    /// data interval.
     #[arg(long)]
     pub date: Option<String>,
     /// The run's configuration, a JSON object tasks read with
@@ -383,8 +386,10 @@ pub struct TriggerArgs {
     /// `ctx.param(...)`.
     #[arg(long)]
     pub conf: Option<String>,
-    /// The run's logical date in the DAG's time zone: `2026-01-01`,
-    /// `2026-01-01T06:00`, or RFC 3339 with an offset. Defaults to now.
+    /// The run's date, in the DAG's time zone (`2026-01-01`,
+    /// `2026-01-01T06:00`, or RFC 3339 with an offset): the run covers the
+    /// first interval of the schedule that starts at or after it, as in
+    /// `dags test` and `dags backfill`. Defaults to now, an empty interval.
     #[arg(long)]
     pub date: Option<String>,
 }

@@ -2,6 +2,8 @@
 //! runner behind `dags test`, and (in later milestones) the scheduler,
 //! executors, store and web UI. Use it through the `goflow` crate.
 
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
 pub mod alerts;
 pub mod calendar;
 pub mod cli;

@@ -312,16 +312,18 @@ impl<'o> Run<'o> {
     fn spawn_try(&mut self, task: usize) {
         let node = &self.dag.tasks()[task];
         let try_number = self.progress.status(task).tries;
-        let ctx = TaskContext {
-            dag_id: self.dag.id().clone(),
-            run_id: self.params.run_id.clone(),
-            task_id: node.id.clone(),
-            try_number,
-            max_tries: node.options.retry_policy().max_tries(),
-            run_type: self.params.run_type,
-            data_interval: self.params.data_interval,
-            conf: self.params.conf.clone(),
-        };
+        let ctx = TaskContext::builder(
+            self.dag.id().clone(),
+            self.params.run_id.clone(),
+            node.id.clone(),
+        )
+        .try_number(try_number)
+        .max_tries(node.options.retry_policy().max_tries())
+        .run_type(self.params.run_type)
+        .data_interval(self.params.data_interval)
+        .conf(self.params.conf.clone())
+        .tz(self.dag.tz())
+        .build();
         let inputs = self.inputs_of(task);
         let body = node.run;
         let timeout = node.options.timeout;
@@ -371,6 +373,17 @@ impl<'o> Run<'o> {
             .take()
             .map(|s| s.elapsed())
             .unwrap_or_default();
+        let result = match result {
+            Ok(out) => match out
+                .follow
+                .as_deref()
+                .map(|f| self.dag.check_branch(task, f))
+            {
+                Some(Err(e)) => Err(e),
+                _ => Ok(out),
+            },
+            Err(e) => Err(e),
+        };
         let (change, finish) = self
             .progress
             .finish(&self.dag, task, Outcome::of(&result))?;

@@ -93,10 +93,10 @@ impl TryRef {
     /// The try a launch is for.
     pub fn of(launch: &Launch) -> Self {
         TryRef {
-            dag_id: launch.ctx.dag_id.to_string(),
-            run_id: launch.ctx.run_id.to_string(),
-            task_id: launch.ctx.task_id.to_string(),
-            try_number: launch.ctx.try_number,
+            dag_id: launch.ctx.dag_id().to_string(),
+            run_id: launch.ctx.run_id().to_string(),
+            task_id: launch.ctx.task_id().to_string(),
+            try_number: launch.ctx.try_number(),
         }
     }
 

@@ -658,12 +658,16 @@ fn check_payload(
     request: &TaskRunRequest,
 ) -> Result<(), WorkerError> {
     let checks = [
-        ("dag_id", ctx.dag_id.to_string(), dag_id.to_owned()),
-        ("run_id", ctx.run_id.to_string(), request.run_id.clone()),
-        ("task_id", ctx.task_id.to_string(), request.task_id.clone()),
+        ("dag_id", ctx.dag_id().to_string(), dag_id.to_owned()),
+        ("run_id", ctx.run_id().to_string(), request.run_id.clone()),
+        (
+            "task_id",
+            ctx.task_id().to_string(),
+            request.task_id.clone(),
+        ),
         (
             "try_number",
-            ctx.try_number.to_string(),
+            ctx.try_number().to_string(),
             request.try_number.to_string(),
         ),
     ];

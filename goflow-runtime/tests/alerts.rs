@@ -40,12 +40,12 @@ fn ok() -> TaskFuture {
 
 /// Fails when the run's conf says `{"fail": true}`, with a multi-line error.
 fn load(ctx: TaskContext, _: &Inputs) -> TaskFuture {
-    let fail = ctx.conf["fail"].as_bool().unwrap_or(false);
+    let fail = ctx.conf()["fail"].as_bool().unwrap_or(false);
     Box::pin(async move {
         if fail {
             Err(TaskError::msg(format!(
                 "reading the warehouse\nconnection refused (try {})",
-                ctx.try_number
+                ctx.try_number()
             )))
         } else {
             ok().await

@@ -224,7 +224,9 @@ fn execute(ctx: TaskContext, sleep_ms: (u64, u64)) -> TaskFuture {
         );
         let prefix = format!(
             "{} {} {} {exec} {incarnation}",
-            ctx.run_id, ctx.task_id, ctx.try_number
+            ctx.run_id(),
+            ctx.task_id(),
+            ctx.try_number()
         );
         append(&path, &format!("{prefix} start {}\n", now_ns()))?;
         let mut left = sleep_ms.0 + task_random() % (sleep_ms.1 - sleep_ms.0 + 1);

@@ -52,7 +52,7 @@ fn obey_conf(ctx: TaskContext, _: &Inputs) -> TaskFuture {
 /// Fails its first try.
 fn flaky(ctx: TaskContext, _: &Inputs) -> TaskFuture {
     Box::pin(async move {
-        if ctx.try_number == 1 {
+        if ctx.try_number() == 1 {
             return Err(TaskError::msg("connection reset"));
         }
         Ok(TaskOutput {
@@ -161,7 +161,7 @@ async fn dags_test_runs_every_task_and_prints_a_summary() {
     assert_eq!(result.unwrap(), ExitCode::SUCCESS, "{out}");
     assert!(
         out.starts_with(
-            "dag etl  run test__2026-02-03T05:00:00+00:00  \
+            "dag etl  run test__2026-02-03T05:00:00Z  \
              data interval 2026-02-03T06:00:00+01:00 .. 2026-02-04T06:00:00+01:00\n"
         ),
         "{out}"
@@ -177,7 +177,7 @@ async fn dags_test_runs_every_task_and_prints_a_summary() {
         .lines()
         .last()
         .unwrap()
-        .starts_with("run test__2026-02-03T05:00:00+00:00 success in "));
+        .starts_with("run test__2026-02-03T05:00:00Z success in "));
 }
 
 #[tokio::test]
@@ -190,7 +190,7 @@ async fn dags_test_defaults_to_the_latest_complete_interval() {
     );
     // A manual DAG has no intervals: the run covers the instant `now`.
     let (_, out) = cli(&["dags", "test", "adhoc"]).await;
-    assert!(out.contains("run test__2026-03-10T12:00:00+00:00"), "{out}");
+    assert!(out.contains("run test__2026-03-10T12:00:00Z"), "{out}");
 }
 
 #[tokio::test]

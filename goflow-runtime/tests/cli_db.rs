@@ -176,10 +176,10 @@ use TaskState::{Failed, Pending, Queued, Running, Scheduled, Success, UpstreamFa
 /// extract and audit succeed, transform fails, load is upstream_failed.
 async fn failed_run(db: &TestDb) -> (Store, RunRow) {
     let out = ok(db, &["dags", "trigger", "etl", "--date", "2026-03-01"]).await;
-    assert!(out.contains("manual__2026-02-28T23:00:00Z"), "{out}");
+    assert!(out.contains("manual__2026-03-01T05:00:00Z"), "{out}");
     let store = db.store.clone();
     let run = store
-        .find_run("etl", "manual__2026-02-28T23:00:00Z")
+        .find_run("etl", "manual__2026-03-01T05:00:00Z")
         .await
         .unwrap()
         .unwrap();
@@ -483,8 +483,8 @@ async fn clearing_a_failed_task_puts_it_and_its_run_back_in_line() {
         let out = ok(&db, &["tasks", "clear", "etl", &run.run_id, "transform"]).await;
         assert_eq!(
             out,
-            "cleared 1 task instance of run manual__2026-02-28T23:00:00Z of DAG etl: transform\n\
-             run manual__2026-02-28T23:00:00Z is queued again\n"
+            "cleared 1 task instance of run manual__2026-03-01T05:00:00Z of DAG etl: transform\n\
+             run manual__2026-03-01T05:00:00Z is queued again\n"
         );
         assert_eq!(
             states(&store, run.id).await,
@@ -518,7 +518,7 @@ async fn clearing_downstream_includes_every_downstream() {
         )
         .await;
         assert!(
-            out.starts_with("cleared 3 task instances of run manual__2026-02-28T23:00:00Z of DAG etl: extract, transform, load\n"),
+            out.starts_with("cleared 3 task instances of run manual__2026-03-01T05:00:00Z of DAG etl: extract, transform, load\n"),
             "{out}"
         );
         assert_eq!(
@@ -553,7 +553,7 @@ async fn clearing_unknown_tasks_is_refused_and_running_ones_are_stopped() {
         .await;
         assert_eq!(
             err.to_string(),
-            "run \"manual__2026-02-28T23:00:00Z\" of DAG etl has no task \"nosuch\"; \
+            "run \"manual__2026-03-01T05:00:00Z\" of DAG etl has no task \"nosuch\"; \
              it has: extract, transform, load, audit"
         );
         assert_eq!(err.exit_code(), ExitCode::from(2));
@@ -574,7 +574,7 @@ async fn clearing_unknown_tasks_is_refused_and_running_ones_are_stopped() {
         // cleared at once.
         let out = ok(&db, &["dags", "trigger", "etl", "--date", "2026-03-02"]).await;
         let other_run = store
-            .find_run("etl", "manual__2026-03-01T23:00:00Z")
+            .find_run("etl", "manual__2026-03-02T05:00:00Z")
             .await
             .unwrap()
             .unwrap_or_else(|| panic!("{out}"));
@@ -631,7 +631,7 @@ async fn clearing_unknown_tasks_is_refused_and_running_ones_are_stopped() {
         let err = fails(&db, &["tasks", "kill", "etl", &other_run.run_id, "load"]).await;
         assert_eq!(
             err.to_string(),
-            "cannot stop load of run \"manual__2026-03-01T23:00:00Z\" of DAG etl: \
+            "cannot stop load of run \"manual__2026-03-02T05:00:00Z\" of DAG etl: \
              not queued or running"
         );
         assert_eq!(err.exit_code(), ExitCode::from(2));
@@ -661,7 +661,7 @@ async fn clearing_unknown_tasks_is_refused_and_running_ones_are_stopped() {
         // `dags stop` covers every unfinished task; a finished run is refused.
         let out = ok(&db, &["dags", "stop", "etl", &other_run.run_id]).await;
         assert!(
-            out.contains("stopping run manual__2026-03-01T23:00:00Z"),
+            out.contains("stopping run manual__2026-03-02T05:00:00Z"),
             "{out}"
         );
         let requested: Vec<(String, Option<TaskState>)> = store
@@ -683,7 +683,7 @@ async fn clearing_unknown_tasks_is_refused_and_running_ones_are_stopped() {
         let err = fails(&db, &["dags", "stop", "etl", &run.run_id]).await;
         assert_eq!(
             err.to_string(),
-            "run \"manual__2026-02-28T23:00:00Z\" of DAG etl is failed already: only a queued \
+            "run \"manual__2026-03-01T05:00:00Z\" of DAG etl is failed already: only a queued \
              or running run can be stopped"
         );
         assert_eq!(err.exit_code(), ExitCode::from(2));
@@ -917,7 +917,7 @@ async fn read_only_commands_read_a_read_only_sqlite_file() {
     assert_eq!(runs.0, 0, "dags runs: {}{}", runs.1, runs.2);
     assert!(
         runs.1
-            .contains("\"run_id\": \"manual__2026-02-28T23:00:00Z\""),
+            .contains("\"run_id\": \"manual__2026-03-01T05:00:00Z\""),
         "{}",
         runs.1
     );
@@ -926,7 +926,7 @@ async fn read_only_commands_read_a_read_only_sqlite_file() {
     assert_eq!(dry.0, 0, "db clean --dry-run: {}{}", dry.1, dry.2);
     assert!(dry.1.contains("no finished run to delete"), "{}", dry.1);
     assert_eq!(in_process.unwrap(), ExitCode::SUCCESS, "{out}");
-    assert!(out.contains("manual__2026-02-28T23:00:00Z"), "{out}");
+    assert!(out.contains("manual__2026-03-01T05:00:00Z"), "{out}");
     assert_eq!(
         std::fs::read(&file).unwrap(),
         before,

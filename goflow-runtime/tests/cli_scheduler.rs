@@ -125,6 +125,81 @@ async fn backfill_runs_every_interval_of_the_range() {
     }
 }
 
+/// `--date D` picks the same interval in `dags test`, `dags trigger` and
+/// `dags backfill --from D --to D`: the first one of the schedule that
+/// starts at or after D in the DAG's zone (06:00 Paris, 05:00 UTC in
+/// winter), with one run id format per run type.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_date_means_the_same_interval_in_test_trigger_and_backfill() {
+    let interval = |runs: Vec<goflow_store::RunRow>| -> Vec<(String, String, String)> {
+        runs.into_iter()
+            .map(|r| {
+                (
+                    r.run_id,
+                    r.data_interval.start.to_rfc3339(),
+                    r.data_interval.end.to_rfc3339(),
+                )
+            })
+            .collect()
+    };
+    let at = |run_id: &str| {
+        vec![(
+            run_id.to_owned(),
+            "2026-01-02T05:00:00+00:00".to_owned(),
+            "2026-01-03T05:00:00+00:00".to_owned(),
+        )]
+    };
+    for db in databases().await {
+        for date in ["2026-01-02", "2026-01-02T06:00", "2026-01-02T05:00:00Z"] {
+            let (result, out) = cli(&db.url, &["dags", "test", "daily", "--date", date]).await;
+            assert_eq!(result.unwrap(), ExitCode::SUCCESS, "{out}");
+            assert!(
+                out.starts_with(
+                    "dag daily  run test__2026-01-02T05:00:00Z  \
+                     data interval 2026-01-02T06:00:00+01:00 .. 2026-01-03T06:00:00+01:00\n"
+                ),
+                "{date}: {out}"
+            );
+        }
+        // Past the day's tick, the next day's interval.
+        let (_, out) = cli(
+            &db.url,
+            &["dags", "test", "daily", "--date", "2026-01-02T07:00"],
+        )
+        .await;
+        assert!(out.contains("run test__2026-01-03T05:00:00Z"), "{out}");
+
+        let (result, out) = cli(
+            &db.url,
+            &["dags", "trigger", "daily", "--date", "2026-01-02"],
+        )
+        .await;
+        assert_eq!(result.unwrap(), ExitCode::SUCCESS, "{out}");
+        let runs = db.store.list_runs("daily", 100, 0).await.unwrap();
+        assert_eq!(interval(runs), at("manual__2026-01-02T05:00:00Z"));
+
+        let backfill = |dag: &'static str| {
+            [
+                "dags",
+                "backfill",
+                dag,
+                "--from",
+                "2026-01-02",
+                "--to",
+                "2026-01-02",
+            ]
+        };
+        // The manual run holds that logical date already.
+        let (result, out) = cli(&db.url, &backfill("daily")).await;
+        assert_eq!(result.unwrap(), ExitCode::SUCCESS, "{out}");
+        assert!(out.contains("0 new runs, 1 already there"), "{out}");
+        let (result, out) = cli(&db.url, &backfill("shaky")).await;
+        assert_eq!(result.unwrap(), ExitCode::SUCCESS, "{out}");
+        let runs = db.store.list_runs("shaky", 100, 0).await.unwrap();
+        assert_eq!(interval(runs), at("backfill__2026-01-02T05:00:00Z"));
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_interval_fails_the_backfill() {
     for db in databases().await {

@@ -31,7 +31,7 @@ fn work(ctx: TaskContext, inputs: &Inputs) -> TaskFuture {
     Box::pin(async move {
         // Long enough that kills land mid-task.
         tokio::time::sleep(Duration::from_millis(100)).await;
-        if ctx.conf.get("fail").is_some() {
+        if ctx.conf().get("fail").is_some() {
             return Err(TaskError::msg("asked to fail"));
         }
         Ok(TaskOutput {

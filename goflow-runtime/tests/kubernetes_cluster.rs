@@ -73,7 +73,7 @@ fn flaky(ctx: TaskContext, inputs: &Inputs) -> TaskFuture {
     let rows = inputs.read::<Vec<u64>>("extract");
     Box::pin(async move {
         let rows = rows?;
-        if ctx.try_number == 1 {
+        if ctx.try_number() == 1 {
             eprintln!("try 1 fails on purpose");
             return Err(TaskError::msg("flaky on purpose"));
         }
@@ -718,16 +718,17 @@ fn launch_try(dag: &Arc<Dag>, task: &str, run_id: &str, try_number: u32) -> Laun
             task: index,
             try_number,
         },
-        ctx: TaskContext {
-            dag_id: dag.id().clone(),
-            run_id: goflow_core::RunId::new(run_id).unwrap(),
-            task_id: dag.tasks()[index].id.clone(),
-            try_number,
-            max_tries: 3,
-            run_type: RunType::Manual,
-            data_interval: DataInterval::at(Utc::now()),
-            conf: json!({}),
-        },
+        ctx: TaskContext::builder(
+            dag.id().clone(),
+            goflow_core::RunId::new(run_id).unwrap(),
+            dag.tasks()[index].id.clone(),
+        )
+        .try_number(try_number)
+        .max_tries(3)
+        .run_type(RunType::Manual)
+        .data_interval(DataInterval::at(Utc::now()))
+        .conf(json!({}))
+        .build(),
         dag: Arc::clone(dag),
         inputs: Inputs::new(),
     }
@@ -1022,7 +1023,7 @@ async fn cancel_deletes_the_job_and_its_pod() {
     let job = goflow_runtime::executor::kubernetes::job_name(
         &instance,
         "cluster-ops",
-        launch.ctx.run_id.as_str(),
+        launch.ctx.run_id().as_str(),
         "long",
         1,
     );

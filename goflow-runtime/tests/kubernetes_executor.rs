@@ -589,7 +589,7 @@ fn pod(job: &str, phase: &str, task_state: Value) -> Value {
         },
         // As admitted: a LimitRange filled in the task's resources and a
         // mesh injected a sidecar with its own.
-        "spec": {"containers": [
+        "spec": {"nodeName": "node-a", "containers": [
             {"name": "task", "image": "x", "resources": {
                 "requests": {"cpu": "100m", "memory": "128Mi"},
                 "limits": {"memory": "512Mi"}}},
@@ -647,7 +647,7 @@ fn double(ctx: TaskContext, inputs: &Inputs) -> TaskFuture {
     let n = inputs.read::<u64>("source");
     Box::pin(async move {
         let n = n?;
-        println!("doubling {n} in try {}", ctx.try_number);
+        println!("doubling {n} in try {}", ctx.try_number());
         out(json!(n * 2))
     })
 }
@@ -707,16 +707,17 @@ fn launch_of(dag: &Arc<Dag>, task: &str, try_number: u32, inputs: Inputs) -> Lau
             task: index,
             try_number,
         },
-        ctx: TaskContext {
-            dag_id: dag.id().clone(),
-            run_id: RunId::new(RUN_ID).unwrap(),
-            task_id: dag.tasks()[index].id.clone(),
-            try_number,
-            max_tries: 3,
-            run_type: RunType::Manual,
-            data_interval: DataInterval::at(Utc::now()),
-            conf: json!({}),
-        },
+        ctx: TaskContext::builder(
+            dag.id().clone(),
+            RunId::new(RUN_ID).unwrap(),
+            dag.tasks()[index].id.clone(),
+        )
+        .try_number(try_number)
+        .max_tries(3)
+        .run_type(RunType::Manual)
+        .data_interval(DataInterval::at(Utc::now()))
+        .conf(json!({}))
+        .build(),
         dag: Arc::clone(dag),
         inputs,
     }
@@ -1006,6 +1007,20 @@ async fn creates_the_job_and_watches_it_to_success() {
         .map(|(_, l)| l.as_str())
         .collect();
     assert_eq!(stdout, ["doubling 21 in try 2", "bye"]);
+    // Where the try ran, once, in the try's own log.
+    let placed: Vec<&str> = events
+        .logs
+        .iter()
+        .filter(|(s, l)| *s == LogStream::System && l.contains("running on node"))
+        .map(|(_, l)| l.as_str())
+        .collect();
+    assert_eq!(
+        placed,
+        [format!(
+            "INFO pod {} of Job {name} running on node node-a",
+            pod_name(&name)
+        )]
+    );
 
     // The log was copied before the Job was deleted, with propagation.
     let requests = api.requests();

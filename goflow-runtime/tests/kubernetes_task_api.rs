@@ -32,7 +32,7 @@ fn double(ctx: TaskContext, inputs: &Inputs) -> TaskFuture {
     let n = inputs.read::<u64>("source");
     Box::pin(async move {
         Ok(TaskOutput {
-            value: json!({"doubled": n? * 2, "try": ctx.try_number, "conf": ctx.conf}),
+            value: json!({"doubled": n? * 2, "try": ctx.try_number(), "conf": ctx.conf()}),
             follow: None,
         })
     })
@@ -97,16 +97,17 @@ fn launch(dag: &Arc<Dag>, task: &str, try_number: u32) -> Launch {
             task: index,
             try_number,
         },
-        ctx: TaskContext {
-            dag_id: dag.id().clone(),
-            run_id: RunId::new(RUN).unwrap(),
-            task_id: dag.tasks()[index].id.clone(),
-            try_number,
-            max_tries: 2,
-            run_type: RunType::Scheduled,
-            data_interval: DataInterval::at(Utc::now()),
-            conf: json!({"region": "north"}),
-        },
+        ctx: TaskContext::builder(
+            dag.id().clone(),
+            RunId::new(RUN).unwrap(),
+            dag.tasks()[index].id.clone(),
+        )
+        .try_number(try_number)
+        .max_tries(2)
+        .run_type(RunType::Scheduled)
+        .data_interval(DataInterval::at(Utc::now()))
+        .conf(json!({"region": "north"}))
+        .build(),
         dag: Arc::clone(dag),
         inputs,
     }
@@ -431,7 +432,12 @@ async fn the_worker_runs_a_task_through_the_api_end_to_end() {
 
     // A task this binary does not have: the reason is posted as the result.
     let mut ghost = launch(&dag, "fail", 1);
-    ghost.ctx.task_id = goflow_core::TaskId::new("ghost").unwrap();
+    ghost.ctx = TaskContext::builder(
+        ghost.ctx.dag_id().clone(),
+        ghost.ctx.run_id().clone(),
+        goflow_core::TaskId::new("ghost").unwrap(),
+    )
+    .build();
     let (try_ref, token, _events) = register(&api, &ghost);
     let client = TaskApiClient::new(&base, token, try_ref.clone()).unwrap();
     let err = run_task_via_api(&registry, &request("ghost", 1), &client, &mut Vec::new())
@@ -575,7 +581,7 @@ async fn the_web_server_serves_the_task_api_beside_its_own_routes() {
     assert_eq!(response.status(), StatusCode::OK);
     let payload: LaunchPayload =
         serde_json::from_slice(&response.into_body().collect().await.unwrap().to_bytes()).unwrap();
-    assert_eq!(payload.context.task_id.as_str(), "double");
+    assert_eq!(payload.context.task_id().as_str(), "double");
     assert_eq!(get(None).await.unwrap().status(), StatusCode::UNAUTHORIZED);
     let other = api.token_for(&TryRef {
         try_number: 2,

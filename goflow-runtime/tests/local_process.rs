@@ -17,8 +17,9 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use clap::Parser;
 use goflow_core::{
-    Dag, DagBuilder, DataInterval, ExecutorKind, Inputs, RunId, RunType, TaskContext, TaskError,
-    TaskErrorKind, TaskFn, TaskFuture, TaskOptions, TaskOutput, TaskSpec,
+    Dag, DagBuilder, DataInterval, ExecutorKind, Inputs, RunId, RunType, TaskContext,
+    TaskContextBuilder, TaskError, TaskErrorKind, TaskFn, TaskFuture, TaskOptions, TaskOutput,
+    TaskSpec,
 };
 use goflow_runtime::cli::{run, Cli, CliError};
 use goflow_runtime::executor::{
@@ -60,7 +61,7 @@ fn double(ctx: TaskContext, inputs: &Inputs) -> TaskFuture {
         eprintln!("a warning on stderr");
         tracing::warn!(n, "an odd number of rows");
         Ok(TaskOutput {
-            value: json!({"doubled": n * 2, "run": ctx.run_id.as_str(), "try": ctx.try_number, "leaked": leaked}),
+            value: json!({"doubled": n * 2, "run": ctx.run_id().as_str(), "try": ctx.try_number(), "leaked": leaked}),
             follow: Some(vec!["fail".to_owned()]),
         })
     })
@@ -135,7 +136,7 @@ fn burn(_: TaskContext, _: &Inputs) -> TaskFuture {
 /// writes `<its own pid> <the grandchild's pid>` to the file named by the
 /// run's `pid_file` conf, and sleeps.
 fn family(ctx: TaskContext, _: &Inputs) -> TaskFuture {
-    let pid_file = ctx.conf["pid_file"].as_str().map(PathBuf::from);
+    let pid_file = ctx.conf()["pid_file"].as_str().map(PathBuf::from);
     Box::pin(async move {
         let pid_file = pid_file.ok_or_else(|| TaskError::fatal("no pid_file in the conf"))?;
         let grandchild = std::process::Command::new("sh")
@@ -289,17 +290,15 @@ fn executor() -> LocalProcessExecutor {
     .env(WORKER_ENV, "1")
 }
 
-fn context(dag: &Dag, task: &str) -> TaskContext {
-    TaskContext {
-        dag_id: dag.id().clone(),
-        run_id: RunId::new("manual__1").unwrap(),
-        task_id: dag.task(task).unwrap().id.clone(),
-        try_number: 2,
-        max_tries: 3,
-        run_type: RunType::Manual,
-        data_interval: DataInterval::at(Utc::now()),
-        conf: json!({}),
-    }
+fn context(dag: &Dag, task: &str) -> TaskContextBuilder {
+    TaskContext::builder(
+        dag.id().clone(),
+        RunId::new("manual__1").unwrap(),
+        dag.task(task).unwrap().id.clone(),
+    )
+    .try_number(2)
+    .max_tries(3)
+    .logical_date(Utc::now())
 }
 
 fn launch_of(dag: Dag, task: &str, inputs: Inputs) -> Launch {
@@ -309,7 +308,7 @@ fn launch_of(dag: Dag, task: &str, inputs: Inputs) -> Launch {
             task: dag.index_of(task).unwrap(),
             try_number: 2,
         },
-        ctx: context(&dag, task),
+        ctx: context(&dag, task).build(),
         dag: Arc::new(dag),
         inputs,
     }
@@ -659,7 +658,7 @@ async fn tasks_run(args: &[&str], payload: &LaunchPayload) -> (Result<ExitCode, 
 
 fn payload(task: &str, inputs: serde_json::Value) -> LaunchPayload {
     LaunchPayload {
-        context: context(&dag(), task),
+        context: context(&dag(), task).build(),
         inputs: serde_json::from_value(inputs).unwrap(),
     }
 }
@@ -816,7 +815,9 @@ mod stopping {
 
     fn family_launch(pid_file: &Path) -> Launch {
         let mut launch = launch_of(dag(), "family", Inputs::new());
-        launch.ctx.conf = json!({ "pid_file": pid_file });
+        launch.ctx = context(&dag(), "family")
+            .conf(json!({ "pid_file": pid_file }))
+            .build();
         launch
     }
 
@@ -1000,7 +1001,7 @@ mod stopping {
         let later = executor().stop_grace(Duration::from_millis(500));
         let mut other_try = launch.clone();
         other_try.key.try_number = 3;
-        other_try.ctx.try_number = 3;
+        other_try.ctx = context(&dag(), "sleep").try_number(3).build();
         for (what, launch, handle) in [
             // The pid was reused: another start time.
             (

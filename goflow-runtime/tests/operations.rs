@@ -430,12 +430,12 @@ static RESTARTS: AtomicU32 = AtomicU32::new(0);
 
 fn sleepy(ctx: TaskContext, _: &Inputs) -> TaskFuture {
     Box::pin(async move {
-        if ctx.try_number == 1 {
+        if ctx.try_number() == 1 {
             tokio::time::sleep(Duration::from_secs(3600)).await;
         }
         RESTARTS.fetch_add(1, Ordering::SeqCst);
         Ok(TaskOutput {
-            value: serde_json::json!(ctx.try_number),
+            value: serde_json::json!(ctx.try_number()),
             follow: None,
         })
     })
@@ -907,12 +907,12 @@ static SECOND_GATE: AtomicU32 = AtomicU32::new(0);
 
 fn waits_for_its_second_try(ctx: TaskContext, _: &Inputs) -> TaskFuture {
     Box::pin(async move {
-        if ctx.try_number == 1 {
+        if ctx.try_number() == 1 {
             std::future::pending::<()>().await;
         }
         SECOND_GATE.fetch_add(1, Ordering::SeqCst);
         Ok(TaskOutput {
-            value: serde_json::json!(ctx.try_number),
+            value: serde_json::json!(ctx.try_number()),
             follow: None,
         })
     })

@@ -136,12 +136,12 @@ async fn tasks_see_their_context() {
     let seen: TaskContext =
         serde_json::from_value(report.task("whoami").unwrap().output.clone().unwrap()).unwrap();
     let p = params();
-    assert_eq!(seen.dag_id.as_str(), "ctx");
-    assert_eq!(seen.task_id.as_str(), "whoami");
-    assert_eq!(seen.run_id, p.run_id);
-    assert_eq!((seen.try_number, seen.max_tries), (1, 3));
-    assert_eq!(seen.run_type, RunType::Test);
-    assert_eq!(seen.data_interval, p.data_interval);
+    assert_eq!(seen.dag_id().as_str(), "ctx");
+    assert_eq!(seen.task_id().as_str(), "whoami");
+    assert_eq!(seen.run_id(), &p.run_id);
+    assert_eq!((seen.try_number(), seen.max_tries()), (1, 3));
+    assert_eq!(seen.run_type(), RunType::Test);
+    assert_eq!(seen.data_interval(), p.data_interval);
     assert_eq!(seen.param::<u32>("limit").unwrap(), Some(10));
 }
 
@@ -175,7 +175,7 @@ async fn max_active_tasks_bounds_concurrency_and_priority_orders_starts() {
     static STARTS: Mutex<Vec<String>> = Mutex::new(Vec::new());
     fn busy(ctx: TaskContext, _: &Inputs) -> TaskFuture {
         Box::pin(async move {
-            STARTS.lock().unwrap().push(ctx.task_id.to_string());
+            STARTS.lock().unwrap().push(ctx.task_id().to_string());
             let now = ACTIVE.fetch_add(1, Ordering::SeqCst) + 1;
             PEAK.fetch_max(now, Ordering::SeqCst);
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -208,10 +208,10 @@ async fn max_active_tasks_bounds_concurrency_and_priority_orders_starts() {
 async fn retries_back_off_exponentially() {
     fn flaky(ctx: TaskContext, _: &Inputs) -> TaskFuture {
         Box::pin(async move {
-            if ctx.try_number < 3 {
-                return Err(TaskError::msg(format!("flaky on try {}", ctx.try_number)));
+            if ctx.try_number() < 3 {
+                return Err(TaskError::msg(format!("flaky on try {}", ctx.try_number())));
             }
-            output(json!(ctx.try_number))
+            output(json!(ctx.try_number()))
         })
     }
     let options = TaskOptions {

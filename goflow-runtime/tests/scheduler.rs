@@ -197,8 +197,8 @@ static FLAKY_TRIES: AtomicU32 = AtomicU32::new(0);
 fn flaky(ctx: TaskContext, _: &Inputs) -> TaskFuture {
     FLAKY_TRIES.fetch_add(1, Ordering::SeqCst);
     Box::pin(async move {
-        if ctx.try_number < 3 {
-            Err(TaskError::msg(format!("try {} fails", ctx.try_number)))
+        if ctx.try_number() < 3 {
+            Err(TaskError::msg(format!("try {} fails", ctx.try_number())))
         } else {
             Ok(TaskOutput {
                 value: serde_json::json!("ok"),
@@ -302,6 +302,96 @@ async fn trigger_rules_skips_and_branches_are_applied_and_persisted() {
         for (task, state) in want {
             assert_eq!(st[task], state, "{task}");
         }
+        s.stop().await;
+    }
+}
+
+fn choose_typo(_: TaskContext, _: &Inputs) -> TaskFuture {
+    Box::pin(async {
+        Ok(TaskOutput {
+            value: serde_json::Value::Null,
+            follow: Some(vec!["big_reprot".into()]),
+        })
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn airflows_other_trigger_rules_and_a_mistyped_branch() {
+    for TestDb { store, .. } in databases().await {
+        let rule = |id: &str, rule: TriggerRule| {
+            let mut s = spec(id, &[], ok);
+            s.options.trigger_rule = Some(rule);
+            s
+        };
+        // After a branch, the join runs if one branch ran and none failed.
+        let dag = DagBuilder::new("joins")
+            .task(spec("choose", &[], choose_b))
+            .task(spec("a", &[], ok))
+            .task(spec("b", &[], ok))
+            .task(rule("join", TriggerRule::NoneFailedMinOneSuccess))
+            .task(rule("only_skips", TriggerRule::AllSkipped))
+            .task(spec("skipper", &[], skip))
+            .task(rule("after_skips", TriggerRule::AllSkipped))
+            .task(rule(
+                "all_skipped_join",
+                TriggerRule::NoneFailedMinOneSuccess,
+            ))
+            .task(spec("broken", &[], fail))
+            .task(rule("one_done", TriggerRule::OneDone))
+            .order("choose", "a")
+            .order("choose", "b")
+            .order("a", "join")
+            .order("b", "join")
+            .order("a", "only_skips")
+            .order("b", "only_skips")
+            .order("skipper", "after_skips")
+            .order("skipper", "all_skipped_join")
+            .order("broken", "one_done")
+            .order("skipper", "one_done")
+            .build()
+            .unwrap();
+        let run = trigger(&store, &dag, serde_json::json!({})).await;
+        let mut s = Running::start(&store, vec![dag], config("s1"));
+        assert_eq!(s.next_finished().await.state, RunState::Failed);
+        let st = states(&store, run).await;
+        let want = [
+            ("a", TaskState::Skipped),
+            ("b", TaskState::Success),
+            ("join", TaskState::Success),
+            ("only_skips", TaskState::Skipped),
+            ("after_skips", TaskState::Success),
+            ("all_skipped_join", TaskState::Skipped),
+            ("one_done", TaskState::Success),
+        ];
+        for (task, state) in want {
+            assert_eq!(st[task], state, "{task}");
+        }
+        s.stop().await;
+
+        // A branch that names a task that is not its downstream fails,
+        // rather than skipping everything and letting the run succeed.
+        let dag = DagBuilder::new("typo")
+            .task(spec("route", &[], choose_typo))
+            .task(spec("big_report", &[], ok))
+            .task(spec("small_report", &[], ok))
+            .order("route", "big_report")
+            .order("route", "small_report")
+            .build()
+            .unwrap();
+        let run = trigger(&store, &dag, serde_json::json!({})).await;
+        let mut s = Running::start(&store, vec![dag], config("s2"));
+        assert_eq!(s.next_finished().await.state, RunState::Failed);
+        let st = states(&store, run).await;
+        assert_eq!(st["route"], TaskState::Failed);
+        assert_eq!(st["big_report"], TaskState::UpstreamFailed);
+        let route = store.task_instance(run, "route").await.unwrap().unwrap();
+        assert_eq!(
+            route.last_error.as_deref(),
+            Some(
+                "branch task `route` chose `big_reprot`, which is not a direct downstream; \
+                 its direct downstreams are `big_report`, `small_report`"
+            )
+        );
         s.stop().await;
     }
 }
@@ -441,7 +531,7 @@ fn record(ctx: TaskContext, _: &Inputs) -> TaskFuture {
     EXECUTIONS
         .lock()
         .unwrap()
-        .push((ctx.run_id.to_string(), ctx.task_id.to_string()));
+        .push((ctx.run_id().to_string(), ctx.task_id().to_string()));
     Box::pin(async {
         tokio::time::sleep(Duration::from_millis(2)).await;
         Ok(TaskOutput {
@@ -523,11 +613,11 @@ static HANG_FIRST: AtomicU32 = AtomicU32::new(0);
 fn hangs_on_first_try(ctx: TaskContext, _: &Inputs) -> TaskFuture {
     HANG_FIRST.fetch_add(1, Ordering::SeqCst);
     Box::pin(async move {
-        if ctx.try_number == 1 {
+        if ctx.try_number() == 1 {
             tokio::time::sleep(Duration::from_secs(3600)).await;
         }
         Ok(TaskOutput {
-            value: serde_json::json!(ctx.try_number),
+            value: serde_json::json!(ctx.try_number()),
             follow: None,
         })
     })

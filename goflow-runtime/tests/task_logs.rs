@@ -127,7 +127,7 @@ static FAILED_ONCE: AtomicBool = AtomicBool::new(false);
 
 fn fails_once(ctx: TaskContext, _: &Inputs) -> TaskFuture {
     Box::pin(async move {
-        if ctx.try_number == 1 && !FAILED_ONCE.swap(true, Ordering::SeqCst) {
+        if ctx.try_number() == 1 && !FAILED_ONCE.swap(true, Ordering::SeqCst) {
             return Err(TaskError::msg("the warehouse did not answer"));
         }
         Ok(TaskOutput {

@@ -46,15 +46,15 @@ static GATE_OPEN: AtomicBool = AtomicBool::new(false);
 async fn log(ctx: &TaskContext, line: &str) -> Result<(), TaskError> {
     let store = STORE.get().ok_or_else(|| TaskError::msg("no store"))?;
     let run = store
-        .find_run(ctx.dag_id.as_str(), ctx.run_id.as_str())
+        .find_run(ctx.dag_id().as_str(), ctx.run_id().as_str())
         .await
         .map_err(|e| TaskError::msg(e.to_string()))?
         .ok_or_else(|| TaskError::msg("no run"))?;
     store
         .append_logs(vec![NewLogLine {
             run: run.id,
-            task_id: ctx.task_id.as_str().to_owned(),
-            try_number: ctx.try_number,
+            task_id: ctx.task_id().as_str().to_owned(),
+            try_number: ctx.try_number(),
             timestamp: Utc::now(),
             stream: LogStream::Stdout,
             line: line.to_owned(),
@@ -72,7 +72,7 @@ fn output(value: serde_json::Value) -> Result<TaskOutput, TaskError> {
 
 fn extract(ctx: TaskContext, _: &Inputs) -> TaskFuture {
     Box::pin(async move {
-        if ctx.conf["hang"] == serde_json::json!(true) {
+        if ctx.conf()["hang"] == serde_json::json!(true) {
             // Hangs until someone stops it.
             log(&ctx, "waiting for a file that never comes").await?;
             std::future::pending::<()>().await;

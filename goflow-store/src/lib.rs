@@ -39,6 +39,8 @@
 //! - `sqlite` (default): bundled SQLite, no system library needed.
 //! - `postgres`: PostgreSQL through the system libpq.
 
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
 mod alerts;
 mod conn;
 mod error;

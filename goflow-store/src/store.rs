@@ -238,9 +238,13 @@ impl Store {
                 .idle_timeout(None)
                 .max_lifetime(None)
         } else {
+            // No idle connections kept topped up: r2d2 opens those on
+            // its own threads, and a process that exits while one is
+            // half-open (libpq inside OpenSSL) crashes in OpenSSL's exit
+            // handler. Connections are made on demand and reused instead.
             builder
                 .max_size(options.max_connections.max(1))
-                .min_idle(Some(1))
+                .min_idle(Some(0))
         };
         let pool = builder
             .build(Manager { target })

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Local, SecondsFormat, Utc};
 use goflow_core::duration::format as format_duration;
 use goflow_core::schedule::parse_datetime;
-use goflow_core::{Dag, DataInterval, RunId, RunState, RunType, TaskState};
+use goflow_core::{Dag, DataInterval, RunId, RunState, RunType, Schedule, TaskState};
 use serde::Serialize;
 
 use super::{table, CliError, ListArgs, OutputFormat, TestArgs};
@@ -83,7 +83,7 @@ pub(super) async fn test(
     let dag = Arc::clone(registry.get(&args.dag_id)?);
     let conf = parse_conf(args.conf.as_deref())?;
     let data_interval = data_interval(&dag, args.date.as_deref(), now)?;
-    let run_id = RunId::new(format!("test__{}", data_interval.start.to_rfc3339()))
+    let run_id = RunId::new(crate::db::run_id(RunType::Test, data_interval.start))
         .map_err(CliError::InvalidDate)?;
     let params = RunParams {
         run_id,
@@ -135,26 +135,51 @@ pub(super) fn parse_conf(conf: Option<&str>) -> Result<serde_json::Value, CliErr
 /// The data interval of the run: the one containing `--date`, else the
 /// latest complete one, else (manual DAGs, or no interval has ended yet)
 /// the instant `now`.
+/// The data interval `dags test` runs: the one `--date` names (see
+/// [`interval_of_date`]), or the latest complete one.
 fn data_interval(
     dag: &Dag,
     date: Option<&str>,
     now: DateTime<Utc>,
 ) -> Result<DataInterval, CliError> {
-    let start = dag.start_date();
-    let Some(text) = date else {
-        return Ok(dag
+    match date {
+        Some(text) => interval_of_date(dag, text),
+        None => Ok(dag
             .schedule()
-            .latest_complete_interval(start, now)
-            .unwrap_or_else(|| DataInterval::at(now)));
-    };
-    let logical_date = parse_datetime(text, dag.tz()).map_err(CliError::InvalidDate)?;
-    dag.schedule()
-        .interval_for(start, logical_date)
-        .ok_or_else(|| CliError::NoInterval {
-            date: text.to_owned(),
-            dag: dag.id().to_string(),
-            schedule: dag.schedule().to_string(),
-        })
+            .latest_complete_interval(dag.start_date(), now)
+            .unwrap_or_else(|| DataInterval::at(now))),
+    }
+}
+
+/// What `--date` means in `dags test`, `dags trigger` and `dags backfill
+/// --from`: read in the DAG's time zone, it picks the first interval of
+/// the schedule that starts at or after it, whose start is the run's
+/// logical date. A date on a tick is that tick's interval, and a bare
+/// date (`2026-05-02`) is the first interval of that day even when the
+/// schedule ticks at 06:00, as Airflow users read a date. DAGs without a
+/// schedule run at the instant itself.
+pub(super) fn interval_of_date(dag: &Dag, text: &str) -> Result<DataInterval, CliError> {
+    let date = parse_datetime(text, dag.tz()).map_err(CliError::InvalidDate)?;
+    first_interval_from(dag, date).ok_or_else(|| CliError::NoInterval {
+        date: text.to_owned(),
+        dag: dag.id().to_string(),
+        schedule: dag.schedule().to_string(),
+    })
+}
+
+/// The first interval of `dag`'s schedule that starts at or after `date`
+/// (the instant itself for unscheduled DAGs).
+pub(super) fn first_interval_from(dag: &Dag, date: DateTime<Utc>) -> Option<DataInterval> {
+    let schedule = dag.schedule();
+    if matches!(schedule, Schedule::Manual | Schedule::Once) {
+        return Some(DataInterval::at(date));
+    }
+    let start = dag.start_date();
+    let containing = schedule.interval_for(start, date)?;
+    if containing.start >= date {
+        return Some(containing);
+    }
+    schedule.next_interval(start, Some(containing.start))
 }
 
 /// An instant in the DAG's time zone, as RFC 3339.

@@ -6,12 +6,11 @@ use std::process::ExitCode;
 
 use chrono::{DateTime, SecondsFormat, SubsecRound, Utc};
 use goflow_core::duration::format as format_duration;
-use goflow_core::schedule::parse_datetime;
 use goflow_core::{DataInterval, RunState, RunType};
 use goflow_store::{RunRow, StoreError};
 use serde::Serialize;
 
-use super::dags::{in_tz, parse_conf};
+use super::dags::{in_tz, interval_of_date, parse_conf};
 use super::{db, table, CliError, OutputFormat, RunsArgs, TriggerArgs};
 use crate::Registry;
 
@@ -27,10 +26,10 @@ pub(super) async fn trigger(
     // Bad input is refused before the database is touched.
     let dag = registry.get(&args.dag_id)?;
     let conf = parse_conf(args.conf.as_deref())?;
-    let logical_date = match &args.date {
-        Some(text) => parse_datetime(text, dag.tz()).map_err(CliError::InvalidDate)?,
+    let data_interval = match &args.date {
+        Some(text) => interval_of_date(dag, text)?,
         // The store keeps microseconds: so does the run id.
-        None => now.trunc_subsecs(6),
+        None => DataInterval::at(now.trunc_subsecs(6)),
     };
     let (store, dags) = db::open(url, registry, now).await?;
     let version = dags
@@ -39,13 +38,7 @@ pub(super) async fn trigger(
             dag_id: dag.id().to_string(),
         })?
         .version;
-    let new = crate::db::new_run(
-        dag,
-        version,
-        RunType::Manual,
-        DataInterval::at(logical_date),
-        conf,
-    );
+    let new = crate::db::new_run(dag, version, RunType::Manual, data_interval, conf);
     let run = store.create_run(&new, now).await?;
     writeln!(
         out,

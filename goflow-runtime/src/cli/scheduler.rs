@@ -271,12 +271,7 @@ pub(super) async fn backfill(
         });
     }
     let mut intervals = Vec::new();
-    let mut next = dag.schedule().interval_for(dag.start_date(), from);
-    if next.is_some_and(|i| i.start < from) {
-        next = dag
-            .schedule()
-            .next_interval(dag.start_date(), next.map(|i| i.start));
-    }
+    let mut next = super::dags::first_interval_from(&dag, from);
     while let Some(interval) = next.filter(|i| i.start <= to) {
         intervals.push(interval);
         next = dag

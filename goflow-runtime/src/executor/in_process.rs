@@ -149,16 +149,17 @@ mod tests {
                 task: 0,
                 try_number: 1,
             },
-            ctx: TaskContext {
-                dag_id: dag.id().clone(),
-                run_id: RunId::new("r").unwrap(),
-                task_id: dag.tasks()[0].id.clone(),
-                try_number: 1,
-                max_tries: 1,
-                run_type: RunType::Manual,
-                data_interval: DataInterval::at(chrono::Utc::now()),
-                conf: serde_json::json!({}),
-            },
+            ctx: TaskContext::builder(
+                dag.id().clone(),
+                RunId::new("r").unwrap(),
+                dag.tasks()[0].id.clone(),
+            )
+            .try_number(1)
+            .max_tries(1)
+            .run_type(RunType::Manual)
+            .data_interval(DataInterval::at(chrono::Utc::now()))
+            .conf(serde_json::json!({}))
+            .build(),
             dag: Arc::new(dag),
             inputs: Inputs::new(),
         }

@@ -193,7 +193,7 @@ impl Executor for LocalProcessExecutor {
         };
         let args = worker_args(
             launch.dag.id().as_str(),
-            launch.ctx.run_id.as_str(),
+            launch.ctx.run_id().as_str(),
             node.id.as_str(),
             launch.key.try_number,
         );
@@ -294,7 +294,7 @@ async fn run_try(
     let node = &dag.tasks()[key.task];
     let timeout = node.options.timeout;
 
-    let run_id = ctx.run_id.to_string();
+    let run_id = ctx.run_id().to_string();
     let payload = LaunchPayload {
         inputs: node
             .upstream

@@ -813,16 +813,14 @@ impl Scheduler {
         }
         let node = &run.dag.tasks()[task];
         let try_number = run.try_number(task);
-        let ctx = TaskContext {
-            dag_id: run.dag.id().clone(),
-            run_id,
-            task_id: node.id.clone(),
-            try_number,
-            max_tries: run.tries_before_clear[task] + node.options.retry_policy().max_tries(),
-            run_type: run.row.run_type,
-            data_interval: run.row.data_interval,
-            conf: run.row.conf.clone(),
-        };
+        let ctx = TaskContext::builder(run.dag.id().clone(), run_id, node.id.clone())
+            .try_number(try_number)
+            .max_tries(run.tries_before_clear[task] + node.options.retry_policy().max_tries())
+            .run_type(run.row.run_type)
+            .data_interval(run.row.data_interval)
+            .conf(run.row.conf.clone())
+            .tz(run.dag.tz())
+            .build();
         Ok(Some(Launch {
             key: TryKey {
                 run: run.row.id,
@@ -1159,13 +1157,18 @@ impl Scheduler {
                         });
                     }
                     let too_big = self.output_over_limit(result);
+                    let bad_branch = branch_error(&run.dag, key.task, result);
                     let stopped = self.stopping.remove(key).map(|request| {
                         if request.to == TaskState::Pending {
                             clear_after.push((key.run, run.task_id(key.task).to_owned()));
                         }
                         Self::stopped_result(&request, result)
                     });
-                    let result = stopped.as_ref().or(too_big.as_ref()).unwrap_or(result);
+                    let result = stopped
+                        .as_ref()
+                        .or(too_big.as_ref())
+                        .or(bad_branch.as_ref())
+                        .unwrap_or(result);
                     let from = run.state(key.task);
                     let started = run.started_at[key.task];
                     if from.is_active() && run.try_number(key.task) == key.try_number {
@@ -1374,6 +1377,17 @@ impl std::io::Write for JsonSize {
 }
 
 /// A line of goflow's own in try `key`'s log.
+/// The failure that replaces a branch task's success when it chose tasks
+/// that are not its direct downstreams.
+fn branch_error(
+    dag: &goflow_core::Dag,
+    task: usize,
+    result: &Result<goflow_core::TaskOutput, TaskError>,
+) -> Option<Result<goflow_core::TaskOutput, TaskError>> {
+    let follow = result.as_ref().ok()?.follow.as_deref()?;
+    dag.check_branch(task, follow).err().map(Err)
+}
+
 fn system_line(key: &TryKey, task_id: &str, now: DateTime<Utc>, line: String) -> NewLogLine {
     NewLogLine {
         run: key.run,

@@ -666,6 +666,20 @@ impl Shared {
             let client = self.client();
             self.watch_silence(st, &name, Instant::now());
             if let Some(t) = st.tries.get_mut(&name) {
+                if t.phase != Phase::Running {
+                    // Where it runs, for the try's log: the first place
+                    // people look when one node misbehaves.
+                    let node = pod.spec.as_ref().and_then(|s| s.node_name.as_deref());
+                    t.events.send_now(ExecutorEvent::Log {
+                        key: t.key.clone(),
+                        stream: LogStream::System,
+                        line: format!(
+                            "INFO pod {} of Job {name} running on node {}",
+                            pod.metadata.name.as_deref().unwrap_or("?"),
+                            node.unwrap_or("(unknown)")
+                        ),
+                    });
+                }
                 t.phase = Phase::Running;
                 t.waiting = None;
                 if let Some(at) = t.pending_until.take() {

@@ -338,9 +338,9 @@ pub fn job_name_of(launch: &Launch, config: &KubernetesConfig) -> String {
     job_name(
         &config.instance,
         launch.dag.id().as_str(),
-        launch.ctx.run_id.as_str(),
-        launch.ctx.task_id.as_str(),
-        launch.ctx.try_number,
+        launch.ctx.run_id().as_str(),
+        launch.ctx.task_id().as_str(),
+        launch.ctx.try_number(),
     )
 }
 
@@ -403,12 +403,12 @@ pub fn job_manifest(launch: &Launch, params: JobParams<'_>) -> Result<Job, Manif
 
     let name = job_name_of(launch, config);
     let ctx = &launch.ctx;
-    let try_number = ctx.try_number.to_string();
+    let try_number = ctx.try_number().to_string();
     let labels: BTreeMap<String, String> = [
         (LABEL_MANAGED_BY, MANAGED_BY.to_owned()),
         (LABEL_INSTANCE, label_value(&config.instance)),
-        (LABEL_DAG, label_value(ctx.dag_id.as_str())),
-        (LABEL_RUN, label_value(ctx.run_id.as_str())),
+        (LABEL_DAG, label_value(ctx.dag_id().as_str())),
+        (LABEL_RUN, label_value(ctx.run_id().as_str())),
         (LABEL_TASK, label_value(task_id)),
         (LABEL_TRY, try_number.clone()),
     ]
@@ -416,8 +416,8 @@ pub fn job_manifest(launch: &Launch, params: JobParams<'_>) -> Result<Job, Manif
     .map(|(k, v)| (k.to_owned(), v))
     .collect();
     let annotations: BTreeMap<String, String> = [
-        (ANNOTATION_DAG, ctx.dag_id.to_string()),
-        (ANNOTATION_RUN, ctx.run_id.to_string()),
+        (ANNOTATION_DAG, ctx.dag_id().to_string()),
+        (ANNOTATION_RUN, ctx.run_id().to_string()),
         (ANNOTATION_TASK, task_id.to_owned()),
         (ANNOTATION_TRY, try_number.clone()),
     ]
@@ -433,8 +433,8 @@ pub fn job_manifest(launch: &Launch, params: JobParams<'_>) -> Result<Job, Manif
         value_from: None,
     };
     let mut env = vec![
-        value("GOFLOW_DAG_ID", ctx.dag_id.to_string()),
-        value("GOFLOW_RUN_ID", ctx.run_id.to_string()),
+        value("GOFLOW_DAG_ID", ctx.dag_id().to_string()),
+        value("GOFLOW_RUN_ID", ctx.run_id().to_string()),
         value("GOFLOW_TASK_ID", task_id.to_owned()),
         value("GOFLOW_TRY_NUMBER", try_number.clone()),
         value(
@@ -471,8 +471,8 @@ pub fn job_manifest(launch: &Launch, params: JobParams<'_>) -> Result<Job, Manif
     args.extend([
         "tasks".to_owned(),
         "run".to_owned(),
-        ctx.dag_id.to_string(),
-        ctx.run_id.to_string(),
+        ctx.dag_id().to_string(),
+        ctx.run_id().to_string(),
         task_id.to_owned(),
         "--try".to_owned(),
         try_number,
@@ -583,16 +583,17 @@ mod tests {
                 task: 0,
                 try_number: 2,
             },
-            ctx: TaskContext {
-                dag_id: dag.id().clone(),
-                run_id: RunId::new(RUN).unwrap(),
-                task_id: dag.tasks()[0].id.clone(),
-                try_number: 2,
-                max_tries: 3,
-                run_type: RunType::Scheduled,
-                data_interval: DataInterval::at(chrono::Utc::now()),
-                conf: json!({}),
-            },
+            ctx: TaskContext::builder(
+                dag.id().clone(),
+                RunId::new(RUN).unwrap(),
+                dag.tasks()[0].id.clone(),
+            )
+            .try_number(2)
+            .max_tries(3)
+            .run_type(RunType::Scheduled)
+            .data_interval(DataInterval::at(chrono::Utc::now()))
+            .conf(json!({}))
+            .build(),
             dag: Arc::new(dag),
             inputs: Inputs::new(),
         }
