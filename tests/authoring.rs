@@ -455,12 +455,12 @@ fn return_types() {
     with_task_error();
     let alias = with_alias();
     with_io_alias();
-    let d = doubled(alias);
+    doubled(alias);
     user_branch();
     user_result();
     counting::counted();
     let route = fallible_route();
-    route >> d;
+    route >> doubled;
 }
 
 #[test]
@@ -541,7 +541,7 @@ fn alias_outputs_flow_as_their_ok_type() {
     let alias = run(&dag, "alias", &Inputs::new(), serde_json::json!({})).unwrap();
     let mut inputs = Inputs::new();
     inputs.insert("alias", alias.value);
-    let d = run(&dag, "d", &inputs, serde_json::json!({})).unwrap();
+    let d = run(&dag, "doubled", &inputs, serde_json::json!({})).unwrap();
     assert_eq!(d.value, serde_json::json!(20));
 
     let route = run(&dag, "route", &Inputs::new(), serde_json::json!({})).unwrap();

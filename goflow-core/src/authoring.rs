@@ -47,6 +47,10 @@ pub trait Signature: TaskDef {
     const INPUTS: usize;
     /// The types of those parameters, in order, as a tuple.
     type Inputs;
+    /// The task ids its body names in `Branch::to([...])` calls with
+    /// string literals: a branch task's choices, as far as the macro can
+    /// see them.
+    const BRANCH_TARGETS: &'static [&'static str] = &[];
     /// Calls the task function with its inputs.
     fn call(
         ctx: TaskContext,
@@ -194,5 +198,135 @@ mod tests {
         struct NotATask;
         let given: <Given<false> as Input<NotATask, &str, 3>>::Type = "kept";
         assert_eq!(given, "kept");
+    }
+}
+
+/// The message for the first of `targets` that is not in `downstream`, as
+/// UTF-8 in an array of `N` bytes (`N` from [`branch_message_len`]; 0 when
+/// every target is a downstream). `#[dag]` fails the build with it: const
+/// evaluation cannot format, so the message is assembled here.
+pub const fn branch_message<const N: usize>(
+    task: &str,
+    targets: &[&str],
+    downstream: &[&str],
+) -> [u8; N] {
+    let mut out = [0u8; N];
+    if let Some(bad) = unknown_target(targets, downstream) {
+        let mut at = 0;
+        let mut i = 0;
+        while i < 5 + 3 * downstream.len() {
+            let bytes = piece(i, task, bad, downstream).as_bytes();
+            let mut b = 0;
+            while b < bytes.len() && at < N {
+                out[at] = bytes[b];
+                at += 1;
+                b += 1;
+            }
+            i += 1;
+        }
+    }
+    out
+}
+
+/// The length of [`branch_message`]'s message.
+pub const fn branch_message_len(task: &str, targets: &[&str], downstream: &[&str]) -> usize {
+    let Some(bad) = unknown_target(targets, downstream) else {
+        return 0;
+    };
+    let mut len = 0;
+    let mut i = 0;
+    while i < 5 + 3 * downstream.len() {
+        len += piece(i, task, bad, downstream).len();
+        i += 1;
+    }
+    len
+}
+
+/// Piece `i` of "branch task `route` names `big_reprot` in `Branch::to`,
+/// which is not one of its direct downstreams in this DAG: `a`, `b`".
+const fn piece<'a>(i: usize, task: &'a str, bad: &'a str, downstream: &[&'a str]) -> &'a str {
+    match i {
+        0 => "branch task `",
+        1 => task,
+        2 => "` names `",
+        3 => bad,
+        4 if downstream.is_empty() => {
+            "` in `Branch::to`, but it has no direct downstreams in this DAG"
+        }
+        4 => "` in `Branch::to`, which is not one of its direct downstreams in this DAG:",
+        _ => {
+            let (j, r) = ((i - 5) / 3, (i - 5) % 3);
+            match r {
+                0 if j == 0 => " `",
+                0 => ", `",
+                1 => downstream[j],
+                _ => "`",
+            }
+        }
+    }
+}
+
+const fn unknown_target<'a>(targets: &[&'a str], downstream: &[&str]) -> Option<&'a str> {
+    let mut t = 0;
+    while t < targets.len() {
+        let mut found = false;
+        let mut d = 0;
+        while d < downstream.len() {
+            if same(targets[t], downstream[d]) {
+                found = true;
+            }
+            d += 1;
+        }
+        if !found {
+            return Some(targets[t]);
+        }
+        t += 1;
+    }
+    None
+}
+
+const fn same(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    if a.len() != b.len() {
+        return false;
+    }
+    let mut i = 0;
+    while i < a.len() {
+        if a[i] != b[i] {
+            return false;
+        }
+        i += 1;
+    }
+    true
+}
+
+#[cfg(test)]
+mod branch_tests {
+    use super::*;
+
+    fn message(task: &str, targets: &[&str], downstream: &[&str]) -> String {
+        let len = branch_message_len(task, targets, downstream);
+        let bytes = branch_message::<256>(task, targets, downstream);
+        String::from_utf8(bytes[..len].to_vec()).unwrap()
+    }
+
+    #[test]
+    fn names_the_first_unknown_target_and_the_downstreams() {
+        assert_eq!(branch_message_len("route", &["a", "b"], &["b", "a"]), 0);
+        assert_eq!(branch_message_len("route", &[], &[]), 0);
+        assert_eq!(
+            message(
+                "route",
+                &["big_report", "big_reprot"],
+                &["big_report", "small_report"]
+            ),
+            "branch task `route` names `big_reprot` in `Branch::to`, which is not one of its \
+             direct downstreams in this DAG: `big_report`, `small_report`"
+        );
+        assert_eq!(
+            message("route", &["x"], &[]),
+            "branch task `route` names `x` in `Branch::to`, but it has no direct downstreams \
+             in this DAG"
+        );
     }
 }

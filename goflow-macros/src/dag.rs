@@ -920,10 +920,11 @@ pub fn expand(attr: TokenStream, item: TokenStream) -> TokenStream {
     let p = p.into_token_stream();
 
     const EXPECT: &str = "goflow: #[dag] validated this at compile time; please report a bug";
-    let checks = nodes
-        .iter()
-        .enumerate()
-        .map(|(index, n)| input_count_check(index, n, &p));
+    let checks = nodes.iter().enumerate().map(|(index, n)| {
+        let count = input_count_check(index, n, &p);
+        let branch = branch_check(index, n, &downstream_ids(index, &nodes, &edges), &p);
+        quote!(#count #branch)
+    });
     let runners = nodes
         .iter()
         .enumerate()
@@ -1111,6 +1112,62 @@ fn input_count_check(index: usize, n: &Node, p: &TokenStream) -> TokenStream {
                 #given => {}
                 #(#arms)*
                 _ => #other,
+            };
+        }
+    }
+}
+
+/// The ids of the direct downstreams of node `index`: the tasks that take
+/// its output and those ordered after it.
+fn downstream_ids(index: usize, nodes: &[Node], edges: &[OrderEdge]) -> Vec<String> {
+    let mut ids: Vec<String> = Vec::new();
+    let data = nodes.iter().filter(|n| {
+        n.args
+            .iter()
+            .any(|a| matches!(a, Arg::Upstream { node, .. } if *node == index))
+    });
+    let ordered = edges
+        .iter()
+        .filter(|e| e.from == index)
+        .map(|e| &nodes[e.to]);
+    for n in data.chain(ordered) {
+        if !ids.contains(&n.id) {
+            ids.push(n.id.clone());
+        }
+    }
+    ids
+}
+
+/// In a constant, that every task id a branch task names in its body's
+/// `Branch::to([...])` literals is a direct downstream of it in this DAG:
+/// a typo would otherwise skip every downstream and let runs succeed. The
+/// message (assembled by `authoring::branch_message`, since constants
+/// cannot format) underlines the task's call.
+fn branch_check(index: usize, n: &Node, downstream: &[String], p: &TokenStream) -> TokenStream {
+    let alias = task_alias(index);
+    let a = quote!(#p::authoring);
+    let tid = &n.id;
+    let len = format_ident!("__GOFLOW_BRANCH_LEN_{}", index);
+    let bytes = format_ident!("__GOFLOW_BRANCH_MESSAGE_{}", index);
+    let mut args = Group::new(Delimiter::Parenthesis, quote!("{}", message));
+    args.set_span(n.parens);
+    let panic = quote_spanned!(n.call_start=> ::core::panic! #args);
+    quote! {
+        {
+            const #len: usize = #a::branch_message_len(
+                #tid,
+                <#alias as #a::Signature>::BRANCH_TARGETS,
+                &[#(#downstream),*],
+            );
+            const #bytes: [u8; #len] = #a::branch_message::<#len>(
+                #tid,
+                <#alias as #a::Signature>::BRANCH_TARGETS,
+                &[#(#downstream),*],
+            );
+            const _: () = if #len > 0 {
+                if let ::core::result::Result::Ok(message) = ::core::str::from_utf8(&#bytes) {
+                    #panic
+                }
             };
         }
     }

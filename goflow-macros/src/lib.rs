@@ -45,8 +45,10 @@ mod task;
 ///   `TaskError::downcast_ref`. `Err(TaskError::skip(..))` skips the task,
 ///   `Err(TaskError::fatal(..))` fails it without retries.
 /// - Returning `goflow::Branch` makes a branch task: `Branch::to(["a"])`
-///   runs the named direct downstreams and skips the others; naming a task
-///   that is not a direct downstream fails the branch task.
+///   runs the named direct downstreams and skips the others. Naming a task
+///   that is not a direct downstream is a compile error of the `#[dag]`
+///   when the ids are string literals in `Branch::to([...])`, and fails
+///   the branch task when they are computed at run time.
 /// - The function stays a plain function: unit-test it by calling it,
 ///   with `TaskContext::for_test("extract").build()` for the context.
 ///

@@ -241,9 +241,11 @@ pub fn expand(attr: TokenStream, item: TokenStream) -> TokenStream {
     // like its last (`end`): rustc reports a problem with the output or
     // error type once per span, so once.
     let end = quote_spanned!(hi=> >);
+    let branch_targets = branch_targets(&func);
     let signature = quote_spanned! {lo=>
         impl #p::authoring::Signature for #name {
             const INPUTS: usize = #input_count;
+            const BRANCH_TARGETS: &'static [&'static str] = &[#(#branch_targets),*];
             type Inputs = (#(#arg_types,)*);
             #[allow(clippy::manual_async_fn, clippy::let_unit_value)]
             fn call(
@@ -379,4 +381,53 @@ fn edge_spans(tokens: TokenStream) -> (Span, Span) {
     let lo = tokens.next().map_or_else(Span::call_site, |t| t.span());
     let hi = tokens.last().map_or(lo, |t| t.span());
     (lo, hi)
+}
+
+/// The task ids the body names as string literals in `Branch::to([...])`
+/// (or `Branch::to(vec![...])`) calls, for `#[dag]` to check against the
+/// task's direct downstreams. Ids built at run time are not seen here;
+/// the scheduler checks every choice when the task ends.
+fn branch_targets(func: &ItemFn) -> Vec<String> {
+    struct Targets(Vec<String>);
+    impl<'ast> syn::visit::Visit<'ast> for Targets {
+        fn visit_expr_call(&mut self, call: &'ast syn::ExprCall) {
+            let is_branch_to = matches!(&*call.func, syn::Expr::Path(p)
+                if p.path.segments.len() >= 2
+                    && p.path.segments[p.path.segments.len() - 2].ident == "Branch"
+                    && p.path.segments[p.path.segments.len() - 1].ident == "to");
+            if is_branch_to {
+                for arg in &call.args {
+                    self.literals(arg);
+                }
+            }
+            syn::visit::visit_expr_call(self, call);
+        }
+    }
+    impl Targets {
+        fn literals(&mut self, e: &syn::Expr) {
+            match e {
+                syn::Expr::Array(a) => a.elems.iter().for_each(|e| self.literals(e)),
+                syn::Expr::Reference(r) => self.literals(&r.expr),
+                syn::Expr::Macro(m) if m.mac.path.is_ident("vec") => {
+                    if let Ok(list) = m.mac.parse_body_with(
+                        syn::punctuated::Punctuated::<syn::Expr, syn::Token![,]>::parse_terminated,
+                    ) {
+                        list.iter().for_each(|e| self.literals(e));
+                    }
+                }
+                syn::Expr::Lit(syn::ExprLit {
+                    lit: syn::Lit::Str(s),
+                    ..
+                }) => {
+                    if !self.0.contains(&s.value()) {
+                        self.0.push(s.value());
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    let mut found = Targets(Vec::new());
+    syn::visit::Visit::visit_block(&mut found, &func.block);
+    found.0
 }
