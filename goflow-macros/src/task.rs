@@ -418,11 +418,7 @@ fn branch_targets(func: &ItemFn) -> Vec<String> {
                 syn::Expr::Lit(syn::ExprLit {
                     lit: syn::Lit::Str(s),
                     ..
-                }) => {
-                    if !self.0.contains(&s.value()) {
-                        self.0.push(s.value());
-                    }
-                }
+                }) if !self.0.contains(&s.value()) => self.0.push(s.value()),
                 _ => {}
             }
         }
