@@ -140,17 +140,35 @@ pub fn dag(attr: TokenStream, item: TokenStream) -> TokenStream {
 }
 
 /// Expands to `fn main()` running the goflow CLI over every registered
-/// DAG: `goflow::main!();`.
+/// DAG: `goflow::main!();`. A crate that reaches goflow through a
+/// re-export names it: `flow::main!(crate = flow);` (a renamed dependency
+/// is found from Cargo.toml without it).
 #[proc_macro]
 pub fn main(input: TokenStream) -> TokenStream {
     let input = proc_macro2::TokenStream::from(input);
-    if !input.is_empty() {
-        return syn::Error::new_spanned(input, "goflow::main!() takes no arguments")
-            .to_compile_error()
-            .into();
+    let mut errors = args::Errors::default();
+    let mut explicit = None;
+    match args::parse_metas(input) {
+        Ok(metas) => {
+            for meta in &metas {
+                if meta.path().is_ident("crate") {
+                    explicit = args::crate_path(meta, &mut errors);
+                } else {
+                    errors.at(
+                        syn::spanned::Spanned::span(meta),
+                        "goflow::main!() takes no arguments but `crate = path`",
+                    );
+                }
+            }
+        }
+        Err(e) => errors.push(e),
     }
-    // A renamed goflow dependency is found from Cargo.toml, as in #[dag].
-    let krate = args::goflow_path(None);
+    if !errors.is_empty() {
+        // With a `main` still, so that the mistake is the only error.
+        let err = errors.to_compile_error();
+        return quote::quote!(#err fn main() {}).into();
+    }
+    let krate = args::goflow_path(explicit.as_ref());
     quote::quote! {
         fn main() -> #krate::__private::std::process::ExitCode {
             #krate::__private::main()

@@ -1,0 +1,1 @@
+goflow::main!(dags = 3);
