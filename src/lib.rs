@@ -57,6 +57,11 @@ pub use goflow_core as model;
 /// The runtime crate: registry, CLI, runners.
 pub use goflow_runtime as runtime;
 
+// The README's Rust example compiles as a doc test, so it stays true.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeExamples;
+
 /// What a DAG file needs: `use goflow::prelude::*;`.
 pub mod prelude {
     pub use crate::{dag, task, Branch, TaskContext, TaskError};
