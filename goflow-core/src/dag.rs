@@ -8,7 +8,7 @@ use chrono_tz::Tz;
 
 use crate::alerts::AlertSettings;
 use crate::id::check_dns1123_label;
-use crate::{DagId, Error, Schedule, TaskError, TaskFn, TaskId, TaskOptions};
+use crate::{DagId, Error, Schedule, TaskError, TaskFn, TaskId, TaskOptions, TaskOutput};
 
 /// How a task depends on an upstream task.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -208,6 +208,18 @@ impl Dag {
                 "are not direct downstreams"
             },
         )))
+    }
+
+    /// The failure that replaces task `i`'s success when it is a branch
+    /// that chose tasks that are not its direct downstreams (see
+    /// [`Dag::check_branch`]); `None` for any other result.
+    pub fn branch_failure(
+        &self,
+        i: usize,
+        result: &Result<TaskOutput, TaskError>,
+    ) -> Option<TaskError> {
+        let follow = result.as_ref().ok()?.follow.as_deref()?;
+        self.check_branch(i, follow).err()
     }
 
     /// Task indices in a topological order (upstreams first), ties in
@@ -512,7 +524,7 @@ fn topological_order(
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::{Inputs, TaskContext, TaskFuture, TaskOutput};
+    use crate::{Inputs, TaskContext, TaskFuture};
 
     pub(crate) fn noop(_: TaskContext, _: &Inputs) -> TaskFuture {
         Box::pin(async {

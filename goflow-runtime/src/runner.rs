@@ -373,16 +373,9 @@ impl<'o> Run<'o> {
             .take()
             .map(|s| s.elapsed())
             .unwrap_or_default();
-        let result = match result {
-            Ok(out) => match out
-                .follow
-                .as_deref()
-                .map(|f| self.dag.check_branch(task, f))
-            {
-                Some(Err(e)) => Err(e),
-                _ => Ok(out),
-            },
-            Err(e) => Err(e),
+        let result = match self.dag.branch_failure(task, &result) {
+            Some(e) => Err(e),
+            None => result,
         };
         let (change, finish) = self
             .progress

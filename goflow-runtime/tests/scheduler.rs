@@ -8,15 +8,19 @@ use std::time::Duration;
 
 use chrono::Utc;
 use goflow_core::{
-    Dag, DagBuilder, DataInterval, Inputs, RunState, RunType, Schedule, TaskContext, TaskError,
-    TaskFuture, TaskOptions, TaskOutput, TaskSpec, TaskState, TriggerRule,
+    DagBuilder, Inputs, RunState, RunType, Schedule, TaskContext, TaskError, TaskFuture,
+    TaskOptions, TaskOutput, TaskSpec, TaskState, TriggerRule,
 };
 use goflow_runtime::db;
-use goflow_runtime::scheduler::{RunFinished, Scheduler, SchedulerConfig};
+use goflow_runtime::scheduler::{Scheduler, SchedulerConfig};
 use goflow_runtime::Registry;
 use goflow_store::testing::{databases, TestDb};
 use goflow_store::Store;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
+
+use running::{config, trigger};
+
+mod running;
 
 fn out(value: serde_json::Value) -> TaskFuture {
     Box::pin(async move {
@@ -35,95 +39,6 @@ fn spec(id: &str, data: &[&str], run: fn(TaskContext, &Inputs) -> TaskFuture) ->
         data_upstream: data.iter().map(|s| s.to_string()).collect(),
         run,
     }
-}
-
-fn config(id: &str) -> SchedulerConfig {
-    SchedulerConfig {
-        id: id.into(),
-        heartbeat_interval: Duration::from_millis(200),
-        stale_after: Duration::from_secs(2),
-        poll_interval: Duration::from_millis(100),
-        ..SchedulerConfig::default()
-    }
-}
-
-/// A scheduler running in the background until dropped.
-struct Running {
-    stop: Option<oneshot::Sender<()>>,
-    task: Option<tokio::task::JoinHandle<()>>,
-    finished: mpsc::UnboundedReceiver<RunFinished>,
-}
-
-impl Running {
-    fn start(store: &Store, dags: Vec<Dag>, config: SchedulerConfig) -> Running {
-        let registry = Arc::new(Registry::from_dags(dags).unwrap());
-        let mut scheduler = Scheduler::new(store.clone(), registry, config);
-        let finished = scheduler.finished_runs();
-        let (stop, rx) = oneshot::channel::<()>();
-        let task = tokio::spawn(async move {
-            scheduler
-                .run(async {
-                    let _ = rx.await;
-                })
-                .await
-                .expect("scheduler runs");
-        });
-        Running {
-            stop: Some(stop),
-            task: Some(task),
-            finished,
-        }
-    }
-
-    async fn next_finished(&mut self) -> RunFinished {
-        tokio::time::timeout(Duration::from_secs(30), self.finished.recv())
-            .await
-            .expect("a run finishes within 30s")
-            .expect("the scheduler is running")
-    }
-
-    /// Stops it as a crash would: no clean-up at all.
-    fn kill(mut self) {
-        if let Some(task) = self.task.take() {
-            task.abort();
-        }
-    }
-
-    async fn stop(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(task) = self.task.take() {
-            task.await.unwrap();
-        }
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        if let Some(task) = self.task.take() {
-            task.abort();
-        }
-    }
-}
-
-async fn trigger(store: &Store, dag: &Dag, conf: serde_json::Value) -> i64 {
-    let rows = db::sync_registry(
-        store,
-        &Registry::from_dags([dag.clone()]).unwrap(),
-        Utc::now(),
-    )
-    .await
-    .unwrap();
-    let version = rows[dag.id().as_str()].version;
-    let new = db::new_run(
-        dag,
-        version,
-        RunType::Manual,
-        DataInterval::at(Utc::now()),
-        conf,
-    );
-    store.create_run(&new, Utc::now()).await.unwrap().id
 }
 
 async fn states(store: &Store, run: i64) -> HashMap<String, TaskState> {
@@ -168,8 +83,8 @@ async fn a_triggered_run_passes_data_and_succeeds() {
             .task(spec("double", &["sum"], double))
             .build()
             .unwrap();
-        let run = trigger(&store, &dag, serde_json::json!({})).await;
-        let mut s = Running::start(&store, vec![dag], config("s1"));
+        let run = trigger(&store, &dag).await;
+        let mut s = running::start(&store, vec![dag], config("s1"));
         let done = s.next_finished().await;
         assert_eq!((done.run, done.state), (run, RunState::Success));
         assert_eq!(
@@ -216,8 +131,8 @@ async fn failed_tries_are_retried_after_their_delay() {
         t.options.retries = Some(2);
         t.options.retry_delay = Some(Duration::from_millis(300));
         let dag = DagBuilder::new("retry").task(t).build().unwrap();
-        let run = trigger(&store, &dag, serde_json::json!({})).await;
-        let mut s = Running::start(&store, vec![dag], config("s1"));
+        let run = trigger(&store, &dag).await;
+        let mut s = running::start(&store, vec![dag], config("s1"));
         assert_eq!(s.next_finished().await.state, RunState::Success);
         assert_eq!(FLAKY_TRIES.load(Ordering::SeqCst), 3);
         let tries = store.task_tries(run, Some("flaky")).await.unwrap();
@@ -284,8 +199,8 @@ async fn trigger_rules_skips_and_branches_are_applied_and_persisted() {
             .order("b", "join")
             .build()
             .unwrap();
-        let run = trigger(&store, &dag, serde_json::json!({})).await;
-        let mut s = Running::start(&store, vec![dag], config("s1"));
+        let run = trigger(&store, &dag).await;
+        let mut s = running::start(&store, vec![dag], config("s1"));
         assert_eq!(s.next_finished().await.state, RunState::Failed);
         let st = states(&store, run).await;
         let want = [
@@ -350,8 +265,8 @@ async fn airflows_other_trigger_rules_and_a_mistyped_branch() {
             .order("skipper", "one_done")
             .build()
             .unwrap();
-        let run = trigger(&store, &dag, serde_json::json!({})).await;
-        let mut s = Running::start(&store, vec![dag], config("s1"));
+        let run = trigger(&store, &dag).await;
+        let mut s = running::start(&store, vec![dag], config("s1"));
         assert_eq!(s.next_finished().await.state, RunState::Failed);
         let st = states(&store, run).await;
         let want = [
@@ -378,8 +293,8 @@ async fn airflows_other_trigger_rules_and_a_mistyped_branch() {
             .order("route", "small_report")
             .build()
             .unwrap();
-        let run = trigger(&store, &dag, serde_json::json!({})).await;
-        let mut s = Running::start(&store, vec![dag], config("s2"));
+        let run = trigger(&store, &dag).await;
+        let mut s = running::start(&store, vec![dag], config("s2"));
         assert_eq!(s.next_finished().await.state, RunState::Failed);
         let st = states(&store, run).await;
         assert_eq!(st["route"], TaskState::Failed);
@@ -420,8 +335,8 @@ async fn max_active_tasks_bounds_concurrency() {
             b = b.task(spec(&format!("t{i}"), &[], counted));
         }
         let dag = b.build().unwrap();
-        trigger(&store, &dag, serde_json::json!({})).await;
-        let mut s = Running::start(&store, vec![dag], config("s1"));
+        trigger(&store, &dag).await;
+        let mut s = running::start(&store, vec![dag], config("s1"));
         assert_eq!(s.next_finished().await.state, RunState::Success);
         let most = MOST_AT_ONCE.load(Ordering::SeqCst);
         assert!(most <= 3, "{most} tasks ran at once");
@@ -445,14 +360,14 @@ async fn catchup_creates_every_missed_run_once_and_max_active_runs_holds() {
             .task(spec("t", &[], ok))
             .build()
             .unwrap();
-        let mut s = Running::start(&store, vec![dag.clone()], config("s1"));
+        let mut s = running::start(&store, vec![dag.clone()], config("s1"));
         let mut done = Vec::new();
         while done.len() < 4 {
             done.push(s.next_finished().await);
         }
         s.stop().await;
         // A second scheduler over the same store creates nothing twice.
-        let s2 = Running::start(&store, vec![dag.clone()], config("s2"));
+        let s2 = running::start(&store, vec![dag.clone()], config("s2"));
         tokio::time::sleep(Duration::from_millis(500)).await;
         s2.stop().await;
         let runs = store.list_runs("hourly", 100, 0).await.unwrap();
@@ -516,7 +431,7 @@ async fn without_catchup_only_the_latest_interval_runs_and_paused_dags_wait() {
         .await
         .unwrap();
         store.set_paused("paused", true).await.unwrap();
-        let mut s = Running::start(&store, vec![dag, paused], config("s1"));
+        let mut s = running::start(&store, vec![dag, paused], config("s1"));
         let done = s.next_finished().await;
         assert_eq!(done.dag_id, "latest");
         tokio::time::sleep(Duration::from_millis(300)).await;
@@ -566,7 +481,7 @@ async fn two_schedulers_launch_each_task_instance_once() {
         let dag = b.build().unwrap();
         let mut runs = Vec::new();
         for _ in 0..RUNS {
-            runs.push(trigger(&store, &dag, serde_json::json!({})).await);
+            runs.push(trigger(&store, &dag).await);
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
         // Each owns a few runs at a time, so both get work.
@@ -574,8 +489,8 @@ async fn two_schedulers_launch_each_task_instance_once() {
             max_owned_runs: 3,
             ..config(id)
         };
-        let mut one = Running::start(&store, vec![dag.clone()], small("one"));
-        let mut two = Running::start(&store, vec![dag.clone()], small("two"));
+        let mut one = running::start(&store, vec![dag.clone()], small("one"));
+        let mut two = running::start(&store, vec![dag.clone()], small("two"));
         let (mut by_one, mut by_two) = (0, 0);
         let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
         while by_one + by_two < RUNS {
@@ -633,15 +548,15 @@ async fn a_dead_schedulers_run_is_taken_over_and_its_lost_try_retried() {
         t.options.retries = Some(1);
         t.options.retry_delay = Some(Duration::from_millis(10));
         let dag = DagBuilder::new("takeover").task(t).build().unwrap();
-        let run = trigger(&store, &dag, serde_json::json!({})).await;
-        let first = Running::start(&store, vec![dag.clone()], config("first"));
+        let run = trigger(&store, &dag).await;
+        let first = running::start(&store, vec![dag.clone()], config("first"));
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
         while states(&store, run).await["slow"] != TaskState::Running {
             assert!(tokio::time::Instant::now() < deadline, "never started");
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         first.kill();
-        let mut second = Running::start(&store, vec![dag], config("second"));
+        let mut second = running::start(&store, vec![dag], config("second"));
         let done = second.next_finished().await;
         assert_eq!(done.state, RunState::Success);
         let tries = store.task_tries(run, Some("slow")).await.unwrap();
@@ -686,8 +601,8 @@ async fn a_cleared_task_is_run_again_by_a_running_scheduler() {
             .task(spec("after", &["t"], ok))
             .build()
             .unwrap();
-        let run = trigger(&store, &dag, serde_json::json!({})).await;
-        let mut s = Running::start(&store, vec![dag], config("s1"));
+        let run = trigger(&store, &dag).await;
+        let mut s = running::start(&store, vec![dag], config("s1"));
         assert_eq!(s.next_finished().await.state, RunState::Failed);
         assert_eq!(
             states(&store, run).await["after"],
@@ -721,7 +636,7 @@ async fn the_scheduler_records_metrics() {
         .task(spec("broken", &[], fail))
         .build()
         .unwrap();
-    trigger(&store, &dag, serde_json::json!({})).await;
+    trigger(&store, &dag).await;
     let metrics = goflow_runtime::metrics::Metrics::new();
     let registry = Arc::new(Registry::from_dags([dag]).unwrap());
     let mut scheduler =

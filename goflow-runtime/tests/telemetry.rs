@@ -11,19 +11,19 @@ use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use chrono::Utc;
 use goflow_core::{
-    Dag, DagBuilder, DataInterval, Inputs, RunState, RunType, TaskContext, TaskFuture, TaskOptions,
-    TaskOutput, TaskSpec,
+    Dag, DagBuilder, Inputs, RunState, TaskContext, TaskFuture, TaskOptions, TaskOutput, TaskSpec,
 };
-use goflow_runtime::db;
 use goflow_runtime::scheduler::{Scheduler, SchedulerConfig};
 use goflow_runtime::telemetry::{self, LogFormat};
 use goflow_runtime::Registry;
 use goflow_store::testing::sqlite;
-use goflow_store::Store;
 use tokio::sync::oneshot;
 use tracing_subscriber::prelude::*;
+
+use running::trigger;
+
+mod running;
 
 fn numbers(_: TaskContext, _: &Inputs) -> TaskFuture {
     Box::pin(async {
@@ -73,25 +73,6 @@ fn chain() -> Dag {
         .task(spec("double", &["sum"], double))
         .build()
         .unwrap()
-}
-
-async fn trigger(store: &Store, dag: &Dag) -> i64 {
-    let rows = db::sync_registry(
-        store,
-        &Registry::from_dags([dag.clone()]).unwrap(),
-        Utc::now(),
-    )
-    .await
-    .unwrap();
-    let version = rows[dag.id().as_str()].version;
-    let new = db::new_run(
-        dag,
-        version,
-        RunType::Manual,
-        DataInterval::at(Utc::now()),
-        serde_json::json!({}),
-    );
-    store.create_run(&new, Utc::now()).await.unwrap().id
 }
 
 /// Triggers a run of `dag`, runs a scheduler until it finishes

@@ -1157,7 +1157,7 @@ impl Scheduler {
                         });
                     }
                     let too_big = self.output_over_limit(result);
-                    let bad_branch = branch_error(&run.dag, key.task, result);
+                    let bad_branch = run.dag.branch_failure(key.task, result).map(Err);
                     let stopped = self.stopping.remove(key).map(|request| {
                         if request.to == TaskState::Pending {
                             clear_after.push((key.run, run.task_id(key.task).to_owned()));
@@ -1377,17 +1377,6 @@ impl std::io::Write for JsonSize {
 }
 
 /// A line of goflow's own in try `key`'s log.
-/// The failure that replaces a branch task's success when it chose tasks
-/// that are not its direct downstreams.
-fn branch_error(
-    dag: &goflow_core::Dag,
-    task: usize,
-    result: &Result<goflow_core::TaskOutput, TaskError>,
-) -> Option<Result<goflow_core::TaskOutput, TaskError>> {
-    let follow = result.as_ref().ok()?.follow.as_deref()?;
-    dag.check_branch(task, follow).err().map(Err)
-}
-
 fn system_line(key: &TryKey, task_id: &str, now: DateTime<Utc>, line: String) -> NewLogLine {
     NewLogLine {
         run: key.run,

@@ -29,7 +29,8 @@ pub fn config(id: &str) -> SchedulerConfig {
 pub struct Running {
     stop: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<Result<(), SchedulerError>>>,
-    finished: mpsc::UnboundedReceiver<RunFinished>,
+    /// The runs it finished, in order.
+    pub finished: mpsc::UnboundedReceiver<RunFinished>,
 }
 
 impl Running {
@@ -83,6 +84,13 @@ pub fn scheduler(store: &Store, dag: &Dag, config: SchedulerConfig) -> Scheduler
     Scheduler::new(store.clone(), registry, config)
 }
 
+/// A scheduler with `dags`, running.
+pub fn start(store: &Store, dags: Vec<Dag>, config: SchedulerConfig) -> Running {
+    let registry = Arc::new(Registry::from_dags(dags).unwrap());
+    Running::start(Scheduler::new(store.clone(), registry, config))
+}
+
+/// A manual run of `dag`, queued.
 pub async fn trigger(store: &Store, dag: &Dag) -> i64 {
     let rows = db::sync_registry(
         store,
