@@ -11,14 +11,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, Criterion, Throughput};
-use goflow::model::{
+use goflow_core::{
     Dag, DagBuilder, DataInterval, ExecutorKind, Inputs, RunId, RunType, TaskContext, TaskFuture,
     TaskOptions, TaskOutput, TaskSpec,
 };
-use goflow::runtime::executor::kubernetes::testing::FakeApiServer;
-use goflow::runtime::executor::kubernetes::{KubernetesConfig, KubernetesExecutor};
-use goflow::runtime::executor::{Executor, Launch, TryKey};
-use goflow::runtime::task_api::TaskApi;
+use goflow_runtime::executor::kubernetes::testing::FakeApiServer;
+use goflow_runtime::executor::kubernetes::{KubernetesConfig, KubernetesExecutor};
+use goflow_runtime::executor::{Executor, Launch, TryKey};
+use goflow_runtime::task_api::TaskApi;
 use stats_alloc::{StatsAlloc, INSTRUMENTED_SYSTEM};
 use tokio::runtime::Runtime;
 
@@ -32,7 +32,7 @@ fn live_heap() -> i64 {
     s.bytes_allocated as i64 - s.bytes_deallocated as i64
 }
 
-fn noop(_: TaskContext, _: &goflow::model::Inputs) -> TaskFuture {
+fn noop(_: TaskContext, _: &goflow_core::Inputs) -> TaskFuture {
     Box::pin(async {
         Ok(TaskOutput {
             value: serde_json::Value::Null,
@@ -86,12 +86,11 @@ fn launch(dag: &Arc<Dag>, n: u32) -> Launch {
 }
 
 fn config(per_second: u32, burst: u32) -> KubernetesConfig {
-    KubernetesConfig {
-        image: Some("registry.example.com/dags:1".into()),
-        creates_per_second: per_second,
-        create_burst: burst,
-        ..KubernetesConfig::default()
-    }
+    let mut config = KubernetesConfig::default();
+    config.image = Some("registry.example.com/dags:1".into());
+    config.creates_per_second = per_second;
+    config.create_burst = burst;
+    config
 }
 
 /// Launches `count` tries and waits until the API server has their Jobs.
@@ -100,7 +99,7 @@ async fn create_jobs(
     server: &FakeApiServer,
     dag: &Arc<Dag>,
     count: u32,
-    events: &goflow::runtime::executor::EventSender,
+    events: &goflow_runtime::executor::EventSender,
 ) -> Duration {
     let before = server.jobs_created();
     let start = Instant::now();

@@ -21,11 +21,11 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use clap::Parser;
-use goflow::model::{DataInterval, ExecutorKind, RunType};
-use goflow::runtime::cli::Cli;
-use goflow::runtime::executor::LocalProcessExecutor;
-use goflow::runtime::scheduler::{Scheduler, SchedulerConfig};
-use goflow::runtime::{db, Registry};
+use goflow_core::{DataInterval, ExecutorKind, RunType};
+use goflow_runtime::cli::Cli;
+use goflow_runtime::executor::LocalProcessExecutor;
+use goflow_runtime::scheduler::{Scheduler, SchedulerConfig};
+use goflow_runtime::{db, Registry};
 
 mod common;
 use common::{chain, fan, single};
@@ -108,12 +108,10 @@ async fn measure(name: &str, backend: &str, executor: ExecutorKind) {
         );
         run_ids.push(store.create_run(&new, Utc::now()).await.unwrap().id);
     }
-    let config = SchedulerConfig {
-        id: "bench".into(),
-        default_executor: executor,
-        max_owned_runs: 1000,
-        ..SchedulerConfig::default()
-    };
+    let mut config = SchedulerConfig::default();
+    config.id = "bench".into();
+    config.default_executor = executor;
+    config.max_owned_runs = 1000;
     let mut scheduler = Scheduler::new(store.clone(), Arc::clone(&registry), config);
     if executor == ExecutorKind::LocalProcess {
         let exe = std::env::current_exe().unwrap();
@@ -207,14 +205,9 @@ async fn idle() {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("idle.db").display());
     let store = db::open(&url).await.unwrap();
-    let scheduler = Scheduler::new(
-        store,
-        Arc::new(registry()),
-        SchedulerConfig {
-            id: "idle".into(),
-            ..Default::default()
-        },
-    );
+    let mut config = SchedulerConfig::default();
+    config.id = "idle".into();
+    let scheduler = Scheduler::new(store, Arc::new(registry()), config);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let handle = tokio::spawn(scheduler.run(async {
         let _ = stopped.await;
@@ -241,7 +234,7 @@ fn main() -> ExitCode {
                 std::iter::once("goflow".to_string()).chain(args[2..].iter().cloned()),
             );
             let mut out = std::io::stdout();
-            return match rt.block_on(goflow::runtime::cli::run(
+            return match rt.block_on(goflow_runtime::cli::run(
                 cli,
                 &registry(),
                 &mut out,

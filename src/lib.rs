@@ -31,15 +31,32 @@
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+// Authoring: what a DAG file writes.
 #[doc(inline)]
-pub use goflow_core::{
-    AlertSettings, Backoff, Branch, Dag, DagBuilder, DagId, DataInterval, ExecutorKind, Inputs,
-    KubernetesOptions, RunId, RunState, RunType, Schedule, TaskContext, TaskContextBuilder,
-    TaskData, TaskDef, TaskError, TaskErrorKind, TaskId, TaskOptions, TaskOutput, TaskState,
-    TriggerRule,
-};
+pub use goflow_core::{Branch, TaskContext, TaskContextBuilder, TaskError, TaskErrorKind};
 #[doc(inline)]
 pub use goflow_macros::{dag, main, task};
+
+/// What a task may return and fail with: rustc names these traits when
+/// a task's output is not serializable or its error type is not one goflow
+/// can keep.
+#[doc(inline)]
+pub use goflow_core::task::{IntoTaskError, SerializableOutput};
+
+// Inspecting DAGs and runs: what `Registry` and `Server` hand out.
+#[doc(inline)]
+pub use goflow_core::{
+    AlertSettings, Backoff, Dag, DagId, DataInterval, ExecutorKind, KubernetesOptions, RunId,
+    RunState, RunType, Schedule, TaskId, TaskNode, TaskOptions, TaskState, TriggerRule,
+};
+#[doc(inline)]
+pub use goflow_runtime::{Registry, RegistryError};
+
+// Embedding: goflow inside a program of your own.
+#[doc(inline)]
+pub use goflow_runtime::server::{
+    worker_main_if_requested, Server, ServerBuilder, ServerError, TriggeredRun,
+};
 
 /// Logging from tasks: `goflow::tracing::info!(rows = 3, "read the file")`.
 /// Inside a task, events at `INFO` and above go to the try's log (with
@@ -51,11 +68,51 @@ pub use tracing;
 /// for goflow and the tasks.
 pub use chrono;
 
-/// The model crate, for what the facade does not re-export. (Not named
-/// `core`: under `use goflow::*;` that would shadow the `core` crate.)
-pub use goflow_core as model;
-/// The runtime crate: registry, CLI, runners.
-pub use goflow_runtime as runtime;
+/// The scheduler's settings, for [`ServerBuilder::scheduler_config`].
+pub mod scheduler {
+    #[doc(inline)]
+    pub use goflow_runtime::scheduler::SchedulerConfig;
+}
+
+/// The web UI and API's settings, for [`ServerBuilder::web_config`].
+pub mod web {
+    #[doc(inline)]
+    pub use goflow_runtime::web::{ApiToken, Probes, TokenOrigin, WebConfig, WebError};
+}
+
+/// Alert channels' settings, for [`ServerBuilder::alerts`].
+pub mod alerts {
+    #[doc(inline)]
+    pub use goflow_runtime::alerts::{AlertConfig, AlertConfigError};
+}
+
+/// Executors, for [`ServerBuilder::with_executor`]: the local-process
+/// executor with a program of your own, the Kubernetes executor's
+/// settings, or an executor you write (the [`Executor`](executor::Executor)
+/// trait and the types it uses).
+pub mod executor {
+    #[cfg(feature = "kubernetes")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "kubernetes")))]
+    #[doc(inline)]
+    pub use goflow_runtime::executor::kubernetes::{KubernetesConfig, KubernetesExecutor};
+    #[doc(inline)]
+    pub use goflow_runtime::executor::{
+        Adoption, EventSender, Executor, ExecutorEvent, InProcessExecutor, Launch,
+        LocalProcessExecutor, TryKey, TryMetrics,
+    };
+}
+
+/// Helpers for your own tests and benchmarks (feature `testing`).
+#[cfg(feature = "testing")]
+#[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
+pub mod testing {
+    /// A fake Kubernetes API server in memory: Jobs are stored, pods never
+    /// start. It measures the executor's own cost; it does not imitate
+    /// Kubernetes.
+    #[cfg(feature = "kubernetes")]
+    #[doc(inline)]
+    pub use goflow_runtime::executor::kubernetes::testing::FakeApiServer;
+}
 
 // The README's Rust example compiles as a doc test, so it stays true.
 #[cfg(doctest)]
@@ -72,7 +129,11 @@ pub mod prelude {
 #[doc(hidden)]
 pub mod __private {
     pub use goflow_core::authoring;
-    pub use goflow_core::task;
+    /// Only what the generated code needs: the traits rustc names in
+    /// errors are reached through their public paths.
+    pub mod task {
+        pub use goflow_core::task::returns;
+    }
     pub use goflow_core::{
         schedule, AlertSettings, Backoff, Dag, DagBuilder, ExecutorKind, Inputs, KubernetesOptions,
         Schedule, TaskContext, TaskData, TaskDef, TaskError, TaskFuture, TaskOptions, TaskOutput,

@@ -3,7 +3,8 @@
 //! points pass typed data between tasks.
 
 use goflow::prelude::*;
-use goflow::{Inputs, TriggerRule};
+use goflow::TriggerRule;
+use goflow_core::Inputs;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct Sale {
@@ -195,7 +196,7 @@ fn run(
     task: &str,
     inputs: &Inputs,
     conf: serde_json::Value,
-) -> Result<goflow::TaskOutput, TaskError> {
+) -> Result<goflow_core::TaskOutput, TaskError> {
     let node = dag.task(task).unwrap();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -261,10 +262,10 @@ fn errors_and_bad_inputs_surface_as_task_errors() {
 
 #[test]
 fn registrations_are_collected() {
-    let reg = goflow::runtime::Registry::from_inventory().unwrap();
+    let reg = goflow_runtime::Registry::from_inventory().unwrap();
     assert!(reg.get("daily-sales").is_ok());
     assert!(reg.get("broken-dag").is_ok());
-    let tasks = goflow::runtime::registry::registered_tasks();
+    let tasks = goflow_runtime::registry::registered_tasks();
     assert!(tasks
         .iter()
         .any(|t| t.name == "summarize" && (t.options)().priority_weight == Some(5)));

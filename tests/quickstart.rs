@@ -1,15 +1,16 @@
-//! The quickstart example, driven through the CLI in this process: its DAG
-//! is listed, runs to success with real data, and a broken run fails.
+//! The quickstart (`examples/quickstart`, package `goflow-quickstart`),
+//! driven through the CLI in this process: its DAG is listed, runs to
+//! success with real data, and a broken run fails.
 
 #[allow(dead_code)]
-#[path = "../examples/quickstart.rs"]
+#[path = "../examples/quickstart/src/main.rs"]
 mod quickstart;
 
 use std::process::ExitCode;
 
 use clap::Parser;
-use goflow::runtime::cli::{run, Cli};
-use goflow::runtime::Registry;
+use goflow_runtime::cli::{run, Cli};
+use goflow_runtime::Registry;
 
 async fn cli(args: &[&str]) -> (ExitCode, String) {
     let registry = Registry::from_inventory().expect("registered DAGs");
@@ -24,7 +25,7 @@ async fn cli(args: &[&str]) -> (ExitCode, String) {
 
 /// Revenue per region straight from the CSV, to check the report against.
 fn expected_revenue() -> std::collections::BTreeMap<String, f64> {
-    let csv = include_str!("../examples/data/sales.csv");
+    let csv = include_str!("../examples/quickstart/data/sales.csv");
     let mut by_region = std::collections::BTreeMap::new();
     for line in csv.lines().skip(1) {
         let f: Vec<&str> = line.split(',').collect();

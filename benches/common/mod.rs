@@ -2,7 +2,7 @@
 
 #![allow(dead_code)]
 
-use goflow::model::{Dag, DagBuilder, Inputs, TaskContext, TaskFuture, TaskOutput, TaskSpec};
+use goflow_core::{Dag, DagBuilder, Inputs, TaskContext, TaskFuture, TaskOutput, TaskSpec};
 
 /// A task that does nothing and returns `null`.
 pub fn noop(_: TaskContext, _: &Inputs) -> TaskFuture {

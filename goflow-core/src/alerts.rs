@@ -11,6 +11,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use serde::{Deserialize, Serialize};
 
 use crate::{Dag, DataInterval, Error, RunState, Schedule};
@@ -413,18 +414,20 @@ pub fn dag_url(base_url: &str, dag_id: &str) -> String {
     )
 }
 
+/// What [`encode_path_segment`] escapes: every byte but RFC 3986's
+/// unreserved characters and `:` `@` (which a path segment may hold).
+const PATH_SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~')
+    .remove(b':')
+    .remove(b'@');
+
 /// Percent-encodes everything but RFC 3986 unreserved characters and `:`
 /// `@`, so that any run id is one path segment.
 pub fn encode_path_segment(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~:@".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
+    utf8_percent_encode(s, PATH_SEGMENT).to_string()
 }
 
 /// The scheduled intervals of `dag` that end in `(after, until]`, oldest
@@ -531,6 +534,18 @@ mod tests {
 
     fn utc(s: &str) -> DateTime<Utc> {
         DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+    }
+
+    #[test]
+    fn any_id_is_one_path_segment() {
+        assert_eq!(
+            encode_path_segment("manual__2026-01-01T06:00:00+00:00 a/b?c#d%é~@"),
+            "manual__2026-01-01T06:00:00%2B00:00%20a%2Fb%3Fc%23d%25%C3%A9~@"
+        );
+        assert_eq!(
+            dag_url("http://ui.example/", "a b"),
+            "http://ui.example/dags/a%20b"
+        );
     }
 
     fn daily() -> Dag {

@@ -448,7 +448,7 @@ impl DagBuilder {
                 downstream[u.task].push(i);
             }
         }
-        let topo = topological_order(&tasks, &downstream).map_err(|cycle| Error::Cycle {
+        let topo = topological_order(&tasks).map_err(|cycle| Error::Cycle {
             dag: id.to_string(),
             cycle: cycle.iter().map(|i| tasks[*i].id.to_string()).collect(),
         })?;
@@ -476,49 +476,15 @@ impl DagBuilder {
     }
 }
 
-/// Kahn's algorithm, ties broken by declaration order. On a cycle, returns
-/// the tasks of one cycle with the first repeated at the end.
-fn topological_order(
-    tasks: &[TaskNode],
-    downstream: &[Vec<usize>],
-) -> Result<Vec<usize>, Vec<usize>> {
-    let mut indegree: Vec<usize> = tasks.iter().map(|t| t.upstream.len()).collect();
-    let mut ready: std::collections::BTreeSet<usize> =
-        (0..tasks.len()).filter(|i| indegree[*i] == 0).collect();
-    let mut order = Vec::with_capacity(tasks.len());
-    while let Some(i) = ready.pop_first() {
-        order.push(i);
-        for &d in &downstream[i] {
-            indegree[d] -= 1;
-            if indegree[d] == 0 {
-                ready.insert(d);
-            }
-        }
-    }
-    if order.len() == tasks.len() {
-        return Ok(order);
-    }
-    // Walk upstream edges among the unordered tasks until one repeats.
-    let Some(mut at) = (0..tasks.len()).find(|i| indegree[*i] > 0) else {
-        return Err(Vec::new());
-    };
-    let mut path = Vec::new();
-    loop {
-        if let Some(pos) = path.iter().position(|p| *p == at) {
-            let mut cycle: Vec<usize> = path[pos..].to_vec();
-            cycle.reverse();
-            // Start at the earliest declared task so messages are stable.
-            let first = (0..cycle.len()).min_by_key(|k| cycle[*k]).unwrap_or(0);
-            cycle.rotate_left(first);
-            cycle.push(cycle[0]);
-            return Err(cycle);
-        }
-        path.push(at);
-        match tasks[at].upstream.iter().find(|u| indegree[u.task] > 0) {
-            Some(u) => at = u.task,
-            None => return Err(path),
-        }
-    }
+/// Kahn's algorithm, ties broken by declaration order; on a cycle, the
+/// tasks of one cycle with the first repeated at the end. The one
+/// algorithm the `#[dag]` macro also checks with.
+fn topological_order(tasks: &[TaskNode]) -> Result<Vec<usize>, Vec<usize>> {
+    let upstream: Vec<Vec<usize>> = tasks
+        .iter()
+        .map(|t| t.upstream.iter().map(|u| u.task).collect())
+        .collect();
+    goflow_syntax::graph::topological_order(&upstream)
 }
 
 #[cfg(test)]

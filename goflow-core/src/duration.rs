@@ -1,4 +1,7 @@
-//! Duration literals such as `30s`, `5m`, `1h30m` or `2d`.
+//! Duration literals such as `30s`, `5m`, `1h30m` or `2d`: the one grammar
+//! of every duration goflow reads, in DAG attributes (`timeout`,
+//! `retry_delay`, alert deadlines), `@every` schedules and command-line
+//! flags (`--retention`, `--k8s-job-ttl`...).
 
 use std::time::Duration;
 
@@ -6,15 +9,8 @@ use std::time::Duration;
 /// `m`, `h`, `d`), such as `30s`, `5m`, `1h30m` or `2d`.
 ///
 /// Returns a sentence saying what is wrong, for error messages.
-pub fn parse(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    if s.is_empty() {
-        return Err("expected a duration such as 30s, 5m, 1h30m or 2d, found nothing".into());
-    }
-    humantime::parse_duration(s).map_err(|e| {
-        format!("{s:?} is not a duration ({e}); expected a number and a unit, such as 30s, 5m, 1h30m or 2d")
-    })
-}
+#[doc(inline)]
+pub use goflow_syntax::duration::parse;
 
 /// Formats a duration compactly for people: `1.25s`, `3m 20s`, `850ms`.
 pub fn format(d: Duration) -> String {
@@ -36,23 +32,6 @@ pub fn format(d: Duration) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn parses_common_literals() {
-        assert_eq!(parse("30s").unwrap(), Duration::from_secs(30));
-        assert_eq!(parse("5m").unwrap(), Duration::from_secs(300));
-        assert_eq!(parse("1h30m").unwrap(), Duration::from_secs(5400));
-        assert_eq!(parse("2d").unwrap(), Duration::from_secs(172_800));
-        assert_eq!(parse("250ms").unwrap(), Duration::from_millis(250));
-    }
-
-    #[test]
-    fn rejects_with_a_message() {
-        let err = parse("5 minutes please").unwrap_err();
-        assert!(err.contains("\"5 minutes please\""), "{err}");
-        assert!(parse("").is_err());
-        assert!(parse("10").is_err());
-    }
 
     #[test]
     fn formats() {

@@ -25,8 +25,11 @@ pub const DEFAULT_MAX_LOST_TRIES: u32 = 3;
 pub const DEFAULT_POOL: &str = "default_pool";
 
 /// How the delay between retries grows.
+///
+/// Non-exhaustive: more policies may come, so a `match` needs a `_` arm.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum Backoff {
     /// The same delay before every retry.
     #[default]
@@ -38,21 +41,27 @@ pub enum Backoff {
 impl FromStr for Backoff {
     type Err = Error;
     fn from_str(s: &str) -> Result<Self, Error> {
-        match s {
-            "fixed" => Ok(Backoff::Fixed),
-            "exponential" => Ok(Backoff::Exponential),
-            _ => Err(Error::InvalidOption {
-                what: "backoff",
-                value: s.to_owned(),
-                expected: "fixed, exponential",
-            }),
-        }
+        const ALL: [Backoff; 2] = [Backoff::Fixed, Backoff::Exponential];
+        word(goflow_syntax::words::BACKOFF, s).map(|i| ALL[i])
     }
 }
 
+/// The position of `s` among an option's words (the grammar the macros
+/// check literals with), or the model's error naming them.
+fn word(words: goflow_syntax::words::Words, s: &str) -> Result<usize, Error> {
+    words.find(s).map_err(|e| Error::InvalidOption {
+        what: e.what,
+        value: e.value,
+        expected: e.expected,
+    })
+}
+
 /// Which executor runs a task.
+///
+/// Non-exhaustive: more executors may come, so a `match` needs a `_` arm.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum ExecutorKind {
     /// On the scheduler's own async runtime (fastest).
     InProcess,
@@ -82,16 +91,12 @@ impl fmt::Display for ExecutorKind {
 impl FromStr for ExecutorKind {
     type Err = Error;
     fn from_str(s: &str) -> Result<Self, Error> {
-        match s {
-            "in_process" => Ok(ExecutorKind::InProcess),
-            "local_process" => Ok(ExecutorKind::LocalProcess),
-            "kubernetes" => Ok(ExecutorKind::Kubernetes),
-            _ => Err(Error::InvalidOption {
-                what: "executor",
-                value: s.to_owned(),
-                expected: "in_process, local_process, kubernetes",
-            }),
-        }
+        const ALL: [ExecutorKind; 3] = [
+            ExecutorKind::InProcess,
+            ExecutorKind::LocalProcess,
+            ExecutorKind::Kubernetes,
+        ];
+        word(goflow_syntax::words::EXECUTOR, s).map(|i| ALL[i])
     }
 }
 
@@ -249,81 +254,7 @@ impl RetryPolicy {
     }
 }
 
-/// Checks a Kubernetes resource quantity such as `500m`, `2`, `1.5`,
-/// `512Mi` or `1G`. Returns a sentence saying what is wrong.
-pub fn check_quantity(q: &str) -> Result<(), String> {
-    quantity_millis(q).map(|_| ())
-}
-
-/// The value of a Kubernetes resource quantity in thousandths, rounded up
-/// as Kubernetes rounds: `500m` CPU is 500 millicores, `1.5` is 1500, and
-/// `1Ki` of memory is 1,024,000 (divide by 1000 for bytes). Accepts the
-/// binary (`Ki`…`Ei`), decimal (`n`…`E`) and exponent (`1e3`) forms the
-/// API server may return.
-pub fn quantity_millis(q: &str) -> Result<u128, String> {
-    let invalid = || {
-        format!(
-            "{q:?} is not a Kubernetes quantity; expected a number with an optional unit, \
-             such as 500m, 2, 512Mi or 1Gi"
-        )
-    };
-    let number_end = q
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(q.len());
-    let (number, suffix) = q.split_at(number_end);
-    let (int, frac) = number.split_once('.').unwrap_or((number, ""));
-    if (int.is_empty() && frac.is_empty()) || frac.contains('.') {
-        return Err(invalid());
-    }
-    // value = mantissa / 10^frac_digits * 2^binary * 10^decimal
-    let (binary, decimal): (u32, i32) = match suffix {
-        "" => (0, 0),
-        "Ki" => (10, 0),
-        "Mi" => (20, 0),
-        "Gi" => (30, 0),
-        "Ti" => (40, 0),
-        "Pi" => (50, 0),
-        "Ei" => (60, 0),
-        "n" => (0, -9),
-        "u" => (0, -6),
-        "m" => (0, -3),
-        "k" => (0, 3),
-        "M" => (0, 6),
-        "G" => (0, 9),
-        "T" => (0, 12),
-        "P" => (0, 15),
-        "E" => (0, 18),
-        exp => match exp.strip_prefix(['e', 'E']).map(str::parse::<i32>) {
-            Some(Ok(e)) if (-30..=30).contains(&e) => (0, e),
-            _ => return Err(invalid()),
-        },
-    };
-    let too_large = || format!("{q:?} is too large for a Kubernetes quantity");
-    let mantissa: u128 = format!("{int}{frac}").parse().map_err(|_| too_large())?;
-    let frac_digits = i32::try_from(frac.len()).map_err(|_| too_large())?;
-    // Thousandths: three more decimal places.
-    let exponent = decimal + 3 - frac_digits;
-    let pow10 = |e: i32| 10u128.checked_pow(e.unsigned_abs());
-    let numerator = mantissa
-        .checked_mul(1u128 << binary)
-        .and_then(|n| {
-            if exponent > 0 {
-                pow10(exponent).and_then(|p| n.checked_mul(p))
-            } else {
-                Some(n)
-            }
-        })
-        .ok_or_else(too_large)?;
-    if exponent >= 0 {
-        return Ok(numerator);
-    }
-    Ok(match pow10(exponent) {
-        Some(denominator) => numerator.div_ceil(denominator),
-        // Smaller than any representable fraction: rounds up to one
-        // thousandth unless it is zero.
-        None => u128::from(numerator > 0),
-    })
-}
+pub use goflow_syntax::quantity::{check_quantity, quantity_millis};
 
 #[cfg(test)]
 mod tests {
@@ -431,6 +362,25 @@ mod tests {
 
     #[test]
     fn option_words() {
+        for (i, b) in [Backoff::Fixed, Backoff::Exponential]
+            .into_iter()
+            .enumerate()
+        {
+            let word = goflow_syntax::words::BACKOFF.words[i];
+            assert_eq!(word.parse::<Backoff>().unwrap(), b);
+            assert_eq!(serde_json::to_value(b).unwrap(), word);
+        }
+        for e in [
+            ExecutorKind::InProcess,
+            ExecutorKind::LocalProcess,
+            ExecutorKind::Kubernetes,
+        ] {
+            assert_eq!(e.as_str().parse::<ExecutorKind>().unwrap(), e);
+        }
+        assert_eq!(
+            goflow_syntax::words::EXECUTOR.words,
+            ["in_process", "local_process", "kubernetes"]
+        );
         assert_eq!(
             "exponential".parse::<Backoff>().unwrap(),
             Backoff::Exponential

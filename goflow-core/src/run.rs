@@ -2,8 +2,8 @@
 //! instances stands in one run, decide what runs next, what is skipped,
 //! what is retried, and when the run is over.
 //!
-//! [`RunProgress`] is pure: no clock, no I/O. The in-process test runner and
-//! the durable scheduler both drive it, persisting its changes as they go.
+//! [`RunProgress`] is pure: no clock, no I/O. The durable scheduler drives
+//! it (for `dags test` too), persisting its changes as they go.
 
 use std::time::Duration;
 

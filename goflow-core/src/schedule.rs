@@ -10,11 +10,11 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use chrono::{
-    DateTime, Datelike, LocalResult, NaiveDate, NaiveDateTime, Offset, TimeDelta, TimeZone,
-    Timelike, Utc,
+    DateTime, Datelike, FixedOffset, LocalResult, NaiveDate, NaiveDateTime, Offset, TimeDelta,
+    TimeZone, Timelike, Utc,
 };
 use chrono_tz::{GapInfo, Tz};
-use cron::TimeUnitSpec;
+use goflow_syntax::schedule::Spec;
 use serde::{Deserialize, Serialize};
 
 use crate::Error;
@@ -221,18 +221,6 @@ impl fmt::Display for Schedule {
     }
 }
 
-/// Expands the usual aliases to their 5-field expressions.
-fn expand_alias(spec: &str) -> Option<&'static str> {
-    Some(match spec {
-        "@hourly" => "0 * * * *",
-        "@daily" | "@midnight" => "0 0 * * *",
-        "@weekly" => "0 0 * * 0",
-        "@monthly" => "0 0 1 * *",
-        "@yearly" | "@annually" => "0 0 1 1 *",
-        _ => return None,
-    })
-}
-
 /// Parses a time zone name such as `Europe/Paris` or `UTC`.
 pub fn parse_tz(tz: &str) -> Result<Tz, Error> {
     Tz::from_str(tz).map_err(|_| Error::InvalidTimeZone { tz: tz.to_owned() })
@@ -244,48 +232,17 @@ impl Schedule {
     /// `@every 15m`), or a 5-field cron expression `minute hour
     /// day-of-month month day-of-week` evaluated in `tz`.
     pub fn parse(spec: &str, tz: &str) -> Result<Self, Error> {
-        let spec = spec.trim();
         let tz = parse_tz(tz)?;
-        match spec {
-            "" | "@manual" => return Ok(Schedule::Manual),
-            "@once" => return Ok(Schedule::Once),
-            _ => {}
-        }
-        if let Some(rest) = spec.strip_prefix("@every") {
-            let d =
-                crate::duration::parse(rest.trim()).map_err(|reason| Error::InvalidSchedule {
-                    schedule: spec.to_owned(),
-                    reason,
-                })?;
-            if d < Duration::from_secs(1) {
-                return Err(Error::InvalidSchedule {
-                    schedule: spec.to_owned(),
-                    reason: "the interval must be at least 1s".into(),
-                });
-            }
-            return Ok(Schedule::Interval(d));
-        }
-        let source = match expand_alias(spec) {
-            Some(expr) => expr,
-            None if spec.starts_with('@') => {
-                return Err(Error::InvalidSchedule {
-                    schedule: spec.to_owned(),
-                    reason: "unknown alias; expected one of @manual, @once, @hourly, @daily, \
-                             @weekly, @monthly, @yearly, @every <duration>"
-                        .into(),
-                })
-            }
-            None => spec,
-        };
-        let fields = compile_cron(source).map_err(|reason| Error::InvalidSchedule {
-            schedule: spec.to_owned(),
-            reason,
-        })?;
-        Ok(Schedule::Cron(Box::new(CronSchedule {
-            source: source.to_owned(),
-            tz,
-            fields,
-        })))
+        Ok(match goflow_syntax::schedule::parse(spec)? {
+            Spec::Manual => Schedule::Manual,
+            Spec::Once => Schedule::Once,
+            Spec::Every(d) => Schedule::Interval(d),
+            Spec::Cron { expression, fields } => Schedule::Cron(Box::new(CronSchedule {
+                source: expression,
+                tz,
+                fields: fields.into(),
+            })),
+        })
     }
 
     /// The first logical date at or after `start`, or `None` for manual
@@ -531,145 +488,19 @@ fn truncate_to_minute(t: NaiveDateTime) -> Option<NaiveDateTime> {
     t.date().and_hms_opt(t.hour(), t.minute(), 0)
 }
 
-/// The bit set of the values a parsed `cron` field selects.
-fn field_mask(spec: &impl TimeUnitSpec) -> u64 {
-    spec.iter().fold(0, |mask, v| mask | (1 << v))
-}
-
-/// Compiles a 5-field cron expression.
-///
-/// The minute, hour, day-of-month and month fields are parsed by the `cron`
-/// crate (as a 6-field expression with seconds `0`); `L` in the
-/// day-of-month field is taken out first, as the crate does not know it.
-/// The day-of-week field is parsed here: the `cron` crate numbers days of
-/// the week 1 (Sunday) to 7 (Saturday), while standard cron numbers them 0
-/// (Sunday) to 6 (Saturday), with 7 also Sunday.
-fn compile_cron(expr: &str) -> Result<CronFields, String> {
-    const NAMES: [&str; 5] = ["minute", "hour", "day-of-month", "month", "day-of-week"];
-    let fields: Vec<&str> = expr.split_whitespace().collect();
-    if fields.len() != 5 {
-        return Err(format!(
-            "expected 5 fields (minute hour day-of-month month day-of-week), found {}",
-            fields.len()
-        ));
-    }
-    let weekdays = translate_day_of_week(fields[4])
-        .map_err(|e| format!("day-of-week field {:?}: {e}", fields[4]))?;
-    let (days, last_day) = split_last_day(fields[2]);
-    let days_for_crate = if days.is_empty() { "*" } else { &days };
-    let six = |f: [&str; 4]| format!("0 {} {} {} {} *", f[0], f[1], f[2], f[3]);
-    match cron::Schedule::from_str(&six([fields[0], fields[1], days_for_crate, fields[3]])) {
-        Ok(s) => Ok(CronFields {
-            minutes: field_mask(s.minutes()),
-            hours: field_mask(s.hours()) as u32,
-            // Only `L`: no day by number.
-            days: if days.is_empty() {
-                0
-            } else {
-                field_mask(s.days_of_month()) as u32
-            },
-            last_day,
-            months: field_mask(s.months()) as u16,
-            weekdays,
-        }),
-        Err(_) => {
-            // Name the first field that does not parse on its own.
-            let own = [fields[0], fields[1], days_for_crate, fields[3]];
-            for (i, name) in NAMES.iter().enumerate().take(4) {
-                let mut probe = ["*"; 4];
-                probe[i] = own[i];
-                if cron::Schedule::from_str(&six(probe)).is_err() {
-                    return Err(format!(
-                        "{name} field {:?} is not valid ({})",
-                        fields[i],
-                        field_range(i)
-                    ));
-                }
-            }
-            Err("the fields do not form a valid schedule".into())
+/// A compiled expression of goflow-syntax's grammar (the one `#[dag]`
+/// checks literals with).
+impl From<goflow_syntax::cron::CronFields> for CronFields {
+    fn from(f: goflow_syntax::cron::CronFields) -> Self {
+        CronFields {
+            minutes: f.minutes,
+            hours: f.hours,
+            days: f.days,
+            last_day: f.last_day,
+            months: f.months,
+            weekdays: f.weekdays,
         }
     }
-}
-
-/// Splits `L` (the last day of the month) out of a day-of-month list:
-/// `1,15,L` is `("1,15", true)`.
-fn split_last_day(field: &str) -> (String, bool) {
-    let mut last = false;
-    let rest: Vec<&str> = field
-        .split(',')
-        .filter(|item| {
-            let is_last = item.eq_ignore_ascii_case("L");
-            last |= is_last;
-            !is_last
-        })
-        .collect();
-    (rest.join(","), last)
-}
-
-fn field_range(i: usize) -> &'static str {
-    match i {
-        0 => "expected 0-59, lists, ranges and steps",
-        1 => "expected 0-23, lists, ranges and steps",
-        2 => "expected 1-31 or L, lists, ranges and steps",
-        3 => "expected 1-12 or JAN-DEC, lists, ranges and steps",
-        _ => "expected 0-7 or SUN-SAT, lists, ranges and steps",
-    }
-}
-
-fn day_number(token: &str) -> Result<u32, String> {
-    const DAYS: [&str; 7] = ["sun", "mon", "tue", "wed", "thu", "fri", "sat"];
-    let lower = token.to_ascii_lowercase();
-    if let Some(i) = DAYS.iter().position(|d| *d == lower) {
-        return Ok(i as u32);
-    }
-    match lower.parse::<u32>() {
-        Ok(n) if n <= 7 => Ok(n % 7),
-        _ => Err(format!("{token:?} is not a day (0-7 or SUN-SAT)")),
-    }
-}
-
-/// Parses a standard day-of-week field into a bit set (bit 0 = Sunday).
-fn translate_day_of_week(field: &str) -> Result<u8, String> {
-    if field == "*" || field == "?" {
-        return Ok(CronFields::ALL_WEEKDAYS);
-    }
-    let mut days = 0u8;
-    for item in field.split(',') {
-        let (range, step) = match item.split_once('/') {
-            Some((r, s)) => {
-                let step: u32 = s
-                    .parse()
-                    .ok()
-                    .filter(|s| *s > 0)
-                    .ok_or_else(|| format!("step {s:?} is not a positive number"))?;
-                (r, step)
-            }
-            None => (item, 1),
-        };
-        let (lo, hi) = if range == "*" {
-            (0, 6)
-        } else if let Some((a, b)) = range.split_once('-') {
-            let lo = day_number(a)?;
-            // `7` as the end of a range means Sunday at the end of the week.
-            let hi = if b == "7" { 7 } else { day_number(b)? };
-            if hi < lo {
-                return Err(format!("range {range:?} runs backwards"));
-            }
-            (lo, hi)
-        } else {
-            let d = day_number(range)?;
-            (d, if step > 1 { 6 } else { d })
-        };
-        let mut d = lo;
-        while d <= hi {
-            days |= 1 << (d % 7);
-            d += step;
-        }
-    }
-    if days == 0 {
-        return Err("selects no day".into());
-    }
-    Ok(days)
 }
 
 /// Parses a date or date-time given in a DAG's time zone: `2026-01-01`,
@@ -682,25 +513,17 @@ pub fn parse_datetime(s: &str, tz: Tz) -> Result<DateTime<Utc>, Error> {
         date: s.to_owned(),
         reason: reason.to_owned(),
     };
-    let s_trim = s.trim();
-    if let Ok(dt) = DateTime::parse_from_rfc3339(s_trim) {
-        return Ok(dt.with_timezone(&Utc));
+    let d = goflow_syntax::date::parse(s)?;
+    let naive = NaiveDate::from_ymd_opt(d.year, d.month, d.day)
+        .and_then(|date| date.and_hms_nano_opt(d.hour, d.minute, d.second, d.nanosecond))
+        .ok_or_else(|| bad("not a date of the calendar"))?;
+    if let Some(offset) = d.offset {
+        let offset = FixedOffset::east_opt(offset).ok_or_else(|| bad("invalid offset"))?;
+        return match offset.from_local_datetime(&naive) {
+            LocalResult::Single(dt) => Ok(dt.with_timezone(&Utc)),
+            _ => Err(bad("invalid offset")),
+        };
     }
-    let naive = if let Ok(d) = NaiveDate::parse_from_str(s_trim, "%Y-%m-%d") {
-        d.and_hms_opt(0, 0, 0).ok_or_else(|| bad("invalid time"))?
-    } else {
-        [
-            "%Y-%m-%dT%H:%M:%S",
-            "%Y-%m-%dT%H:%M",
-            "%Y-%m-%d %H:%M:%S",
-            "%Y-%m-%d %H:%M",
-        ]
-        .iter()
-        .find_map(|f| NaiveDateTime::parse_from_str(s_trim, f).ok())
-        .ok_or_else(|| {
-            bad("expected YYYY-MM-DD, YYYY-MM-DDTHH:MM[:SS], or RFC 3339 with an offset")
-        })?
-    };
     match tz.from_local_datetime(&naive) {
         LocalResult::Single(dt) => Ok(dt.with_timezone(&Utc)),
         LocalResult::Ambiguous(early, _) => Ok(early.with_timezone(&Utc)),

@@ -9,6 +9,9 @@ use crate::Error;
 
 /// The state of one task instance (one task in one run) as it moves from
 /// waiting to a terminal outcome.
+///
+/// Exhaustive on purpose: the states are the state machine, so a `match`
+/// may name every one, and a new state is a breaking change.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum TaskState {
@@ -107,6 +110,9 @@ impl TaskState {
 }
 
 /// The state of a DAG run.
+///
+/// Exhaustive on purpose: the states are the state machine, so a `match`
+/// may name every one, and a new state is a breaking change.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RunState {
@@ -169,8 +175,12 @@ impl RunState {
 }
 
 /// How a run came to be.
+///
+/// Non-exhaustive: more kinds of runs may come, so a `match` needs a `_`
+/// arm.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum RunType {
     /// Created by the scheduler for a data interval.
     Scheduled,
@@ -178,7 +188,8 @@ pub enum RunType {
     Manual,
     /// Created by a backfill.
     Backfill,
-    /// A `dags test` run, not persisted.
+    /// A `dags test` run (kept in a private in-memory store unless built
+    /// without SQLite).
     Test,
 }
 

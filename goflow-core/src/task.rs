@@ -15,8 +15,11 @@ use serde::{Deserialize, Serialize};
 use crate::{TaskContext, TaskOptions};
 
 /// Why a try ended without success.
+///
+/// Non-exhaustive: more kinds may come, so a `match` needs a `_` arm.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum TaskErrorKind {
     /// The task failed; it is retried while tries remain.
     Failed,

@@ -9,8 +9,11 @@ use crate::Error;
 
 /// When a task runs, judged from the terminal states of its direct
 /// upstream tasks (Airflow's trigger rules).
+///
+/// Non-exhaustive: more rules may come, so a `match` needs a `_` arm.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum TriggerRule {
     /// Every upstream succeeded (the default).
     #[default]

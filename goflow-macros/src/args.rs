@@ -1,7 +1,9 @@
 //! Parsing of attribute arguments shared by `#[task]` and `#[dag]`:
-//! `key = value` pairs whose values are checked with goflow-core's own
-//! parsers, so a bad literal is a compile error pointing at it.
+//! `key = value` pairs whose values are checked with goflow-syntax, the
+//! grammar goflow-core parses with, so a bad literal is a compile error
+//! pointing at it.
 
+use goflow_syntax::words;
 use proc_macro2::{Span, TokenStream};
 use quote::{quote, ToTokens};
 use syn::punctuated::Punctuated;
@@ -158,7 +160,7 @@ pub fn string_list(meta: &Meta, errors: &mut Errors) -> Option<Vec<(String, Span
 
 pub fn duration(meta: &Meta, errors: &mut Errors) -> Option<std::time::Duration> {
     let (s, span) = string(meta, errors)?;
-    match goflow_core::duration::parse(&s) {
+    match goflow_syntax::duration::parse(&s) {
         Ok(d) => Some(d),
         Err(reason) => {
             errors.at(
@@ -239,13 +241,14 @@ pub fn goflow_path(explicit: Option<&syn::Path>) -> TokenStream {
 pub struct TaskOptionArgs {
     pub retries: Option<u32>,
     pub retry_delay: Option<std::time::Duration>,
-    pub backoff: Option<goflow_core::Backoff>,
+    /// Option words (`backoff`, `trigger_rule`, `executor`), checked.
+    pub backoff: Option<&'static str>,
     pub max_retry_delay: Option<std::time::Duration>,
     pub timeout: Option<std::time::Duration>,
-    pub trigger_rule: Option<goflow_core::TriggerRule>,
+    pub trigger_rule: Option<&'static str>,
     pub pool: Option<String>,
     pub priority_weight: Option<i32>,
-    pub executor: Option<goflow_core::ExecutorKind>,
+    pub executor: Option<&'static str>,
     pub max_lost_tries: Option<u32>,
     pub image: Option<String>,
     pub cpu: Option<String>,
@@ -284,30 +287,9 @@ impl TaskOptionArgs {
             "retry_delay" => self.retry_delay = duration(meta, errors),
             "max_retry_delay" => self.max_retry_delay = duration(meta, errors),
             "timeout" => self.timeout = duration(meta, errors),
-            "backoff" => {
-                self.backoff = parsed_word(errors, &|s| {
-                    s.parse::<goflow_core::Backoff>()
-                        .map(drop)
-                        .map_err(|e| e.to_string())
-                })
-                .and_then(|s| s.parse().ok())
-            }
-            "trigger_rule" => {
-                self.trigger_rule = parsed_word(errors, &|s| {
-                    s.parse::<goflow_core::TriggerRule>()
-                        .map(drop)
-                        .map_err(|e| e.to_string())
-                })
-                .and_then(|s| s.parse().ok())
-            }
-            "executor" => {
-                self.executor = parsed_word(errors, &|s| {
-                    s.parse::<goflow_core::ExecutorKind>()
-                        .map(drop)
-                        .map_err(|e| e.to_string())
-                })
-                .and_then(|s| s.parse().ok())
-            }
+            "backoff" => self.backoff = option_word(meta, words::BACKOFF, errors),
+            "trigger_rule" => self.trigger_rule = option_word(meta, words::TRIGGER_RULE, errors),
+            "executor" => self.executor = option_word(meta, words::EXECUTOR, errors),
             "pool" => {
                 self.pool = parsed_word(errors, &|s| {
                     if s.is_empty() {
@@ -330,17 +312,17 @@ impl TaskOptionArgs {
                     }
                 })
             }
-            "cpu" => self.cpu = parsed_word(errors, &goflow_core::options::check_quantity),
+            "cpu" => self.cpu = parsed_word(errors, &goflow_syntax::quantity::check_quantity),
             "cpu_limit" => {
-                self.cpu_limit = parsed_word(errors, &goflow_core::options::check_quantity)
+                self.cpu_limit = parsed_word(errors, &goflow_syntax::quantity::check_quantity)
             }
-            "memory" => self.memory = parsed_word(errors, &goflow_core::options::check_quantity),
+            "memory" => self.memory = parsed_word(errors, &goflow_syntax::quantity::check_quantity),
             "memory_limit" => {
-                self.memory_limit = parsed_word(errors, &goflow_core::options::check_quantity)
+                self.memory_limit = parsed_word(errors, &goflow_syntax::quantity::check_quantity)
             }
             "service_account" => {
                 self.service_account = parsed_word(errors, &|s| {
-                    goflow_core::id::check_dns1123_label(s)
+                    goflow_syntax::id::check_dns1123_label(s)
                         .map_err(|r| format!("service account {s:?} is not a valid name: {r}"))
                 })
             }
@@ -357,27 +339,19 @@ impl TaskOptionArgs {
         let retry_delay = opt(p, self.retry_delay.map(|d| duration_tokens(p, d)));
         let max_retry_delay = opt(p, self.max_retry_delay.map(|d| duration_tokens(p, d)));
         let timeout = opt(p, self.timeout.map(|d| duration_tokens(p, d)));
-        let backoff = opt(
-            p,
-            self.backoff.map(|b| match b {
-                goflow_core::Backoff::Fixed => quote!(#p::Backoff::Fixed),
-                goflow_core::Backoff::Exponential => quote!(#p::Backoff::Exponential),
-            }),
-        );
-        let trigger_rule = opt(
-            p,
-            self.trigger_rule.map(|r| {
-                let variant = syn::Ident::new(&to_camel(r.as_str()), Span::call_site());
-                quote!(#p::TriggerRule::#variant)
-            }),
-        );
-        let executor = opt(
-            p,
-            self.executor.map(|e| {
-                let variant = syn::Ident::new(&to_camel(e.as_str()), Span::call_site());
-                quote!(#p::ExecutorKind::#variant)
-            }),
-        );
+        let variant = |ty: &str, word: Option<&str>| {
+            opt(
+                p,
+                word.map(|w| {
+                    let ty = syn::Ident::new(ty, Span::call_site());
+                    let variant = syn::Ident::new(&words::variant_name(w), Span::call_site());
+                    quote!(#p::#ty::#variant)
+                }),
+            )
+        };
+        let backoff = variant("Backoff", self.backoff);
+        let trigger_rule = variant("TriggerRule", self.trigger_rule);
+        let executor = variant("ExecutorKind", self.executor);
         let pool = opt_string(p, &self.pool);
         let max_lost_tries = opt(p, self.max_lost_tries);
         let priority = opt(p, self.priority_weight);
@@ -422,16 +396,16 @@ impl TaskOptionArgs {
     }
 }
 
-fn to_camel(snake: &str) -> String {
-    snake
-        .split('_')
-        .map(|w| {
-            let mut c = w.chars();
-            c.next()
-                .map(|f| f.to_ascii_uppercase().to_string() + c.as_str())
-                .unwrap_or_default()
-        })
-        .collect()
+/// The value of an option taking one of `words`, as the word itself.
+fn option_word(meta: &Meta, words: words::Words, errors: &mut Errors) -> Option<&'static str> {
+    let (s, span) = string(meta, errors)?;
+    match words.find(&s) {
+        Ok(i) => Some(words.words[i]),
+        Err(e) => {
+            errors.at(span, e);
+            None
+        }
+    }
 }
 
 fn key_values(meta: &Meta, what: &str, errors: &mut Errors) -> Vec<(String, String)> {
@@ -446,16 +420,4 @@ fn key_values(meta: &Meta, what: &str, errors: &mut Errors) -> Vec<(String, Stri
         }
     }
     out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::to_camel;
-
-    #[test]
-    fn camel_case_variants() {
-        assert_eq!(to_camel("all_success"), "AllSuccess");
-        assert_eq!(to_camel("in_process"), "InProcess");
-        assert_eq!(to_camel("always"), "Always");
-    }
 }

@@ -122,7 +122,7 @@ fn parse_alerts(meta: &Meta, errors: &mut Errors) -> AlertArgs {
             "channels" => {
                 let mut names = Vec::new();
                 for (name, span) in args::string_list(m, errors).unwrap_or_default() {
-                    match goflow_core::alerts::check_channel(&name) {
+                    match goflow_syntax::words::check_channel(&name) {
                         Ok(()) => names.push(name),
                         Err(reason) => errors.at(span, reason),
                     }
@@ -246,11 +246,12 @@ fn parse_args(attr: TokenStream, errors: &mut Errors) -> DagArgs {
     a
 }
 
-/// Checks every literal with goflow-core's own parsers.
+/// Checks every literal with goflow-syntax, the grammar goflow-core
+/// parses with.
 fn validate_args(a: &DagArgs, fn_name: &str, fn_span: Span, errors: &mut Errors) -> String {
     let id = match &a.id {
         Some((id, span)) => {
-            if let Err(reason) = goflow_core::id::check_dns1123_label(id) {
+            if let Err(reason) = goflow_syntax::id::check_dns1123_label(id) {
                 errors.at(
                     *span,
                     format!("DAG id {id:?} is not a valid Kubernetes DNS-1123 label: it {reason}"),
@@ -259,8 +260,8 @@ fn validate_args(a: &DagArgs, fn_name: &str, fn_span: Span, errors: &mut Errors)
             id.clone()
         }
         None => {
-            let id = goflow_core::id::dag_id_from_fn_name(fn_name);
-            if let Err(reason) = goflow_core::id::check_dns1123_label(&id) {
+            let id = goflow_syntax::id::dag_id_from_fn_name(fn_name);
+            if let Err(reason) = goflow_syntax::id::check_dns1123_label(&id) {
                 errors.at(
                     fn_span,
                     format!(
@@ -273,7 +274,7 @@ fn validate_args(a: &DagArgs, fn_name: &str, fn_span: Span, errors: &mut Errors)
         }
     };
     if let Some((ns, span)) = &a.namespace {
-        if let Err(reason) = goflow_core::id::check_dns1123_label(ns) {
+        if let Err(reason) = goflow_syntax::id::check_dns1123_label(ns) {
             errors.at(
                 *span,
                 format!("namespace {ns:?} is not a valid Kubernetes DNS-1123 label: it {reason}"),
@@ -281,32 +282,35 @@ fn validate_args(a: &DagArgs, fn_name: &str, fn_span: Span, errors: &mut Errors)
         }
     }
     let tz_name = a.tz.as_ref().map(|(s, _)| s.as_str()).unwrap_or("UTC");
-    let tz = match goflow_core::schedule::parse_tz(tz_name) {
-        Ok(tz) => Some(tz),
+    let tz_ok = match goflow_syntax::tz::check(tz_name) {
+        Ok(()) => true,
         Err(e) => {
             errors.at(a.tz.as_ref().map(|t| t.1).unwrap_or(fn_span), e);
-            None
+            false
         }
     };
     let mut scheduled = false;
     if let Some((s, span)) = &a.schedule {
-        match goflow_core::Schedule::parse(s, "UTC") {
-            Ok(sched) => scheduled = !matches!(sched, goflow_core::Schedule::Manual),
+        match goflow_syntax::schedule::parse(s) {
+            Ok(spec) => scheduled = spec.is_scheduled(),
             Err(e) => errors.at(*span, e),
         }
     }
-    if let Some(tz) = tz {
+    // Dates are read in the DAG's time zone. Without its rules here (the
+    // tz database is goflow-core's), a local time skipped by a DST change
+    // is found when the DAG is built, at start-up.
+    if tz_ok {
         let mut dates = Vec::new();
         for (what, d) in [("start", &a.start), ("end", &a.end)] {
             if let Some((s, span)) = d {
-                match goflow_core::schedule::parse_datetime(s, tz) {
+                match goflow_syntax::date::parse(s) {
                     Ok(t) => dates.push((t, *span)),
                     Err(e) => errors.at(*span, format!("bad `{what}` date: {e}")),
                 }
             }
         }
         if let [(start, _), (end, span)] = dates.as_slice() {
-            if end < start {
+            if end.is_before(start) == Some(true) {
                 errors.at(*span, "`end` is before `start`");
             }
         }
@@ -679,7 +683,7 @@ fn parse_body(func: &ItemFn, errors: &mut Errors) -> (Vec<Node>, Vec<OrderEdge>)
             errors.at(call.func.span(), "expected the name of a #[task] function");
             continue;
         }
-        if let Err(reason) = goflow_core::id::check_task_id(&id) {
+        if let Err(reason) = goflow_syntax::id::check_task_id(&id) {
             errors.at(id_span, format!("task id {id:?} is not valid: it {reason}"));
         }
         if body.index.contains_key(&id) {
@@ -793,38 +797,33 @@ fn resolve_group(e: &Expr, body: &Body, errors: &mut Errors) -> Vec<usize> {
     out
 }
 
-fn dummy(_: goflow_core::TaskContext, _: &goflow_core::Inputs) -> goflow_core::TaskFuture {
-    Box::pin(async { Err(goflow_core::TaskError::msg("compile-time check only")) })
-}
-
-/// Runs goflow-core's own validation (cycles, ids) on the parsed graph.
-fn check_graph(id: &str, nodes: &[Node], edges: &[OrderEdge], errors: &mut Errors) {
-    let mut b = goflow_core::DagBuilder::new(id.to_owned());
-    for n in nodes {
-        b = b.task(goflow_core::TaskSpec {
-            id: n.id.clone(),
-            function: "",
-            options: Default::default(),
-            data_upstream: n
-                .args
-                .iter()
-                .filter_map(|a| match a {
-                    Arg::Upstream { node, .. } => Some(nodes[*node].id.clone()),
-                    Arg::Const(_) => None,
-                })
-                .collect(),
-            run: dummy,
-        });
-    }
+/// Checks the parsed graph for cycles, with the order goflow-core builds
+/// DAGs in (goflow-syntax's `topological_order`).
+fn check_graph(nodes: &[Node], edges: &[OrderEdge], errors: &mut Errors) {
+    // Upstreams as `DagBuilder::build` lists them: data inputs, then
+    // ordering edges, each once.
+    let mut upstream: Vec<Vec<usize>> = nodes
+        .iter()
+        .map(|n| {
+            let mut ups = Vec::new();
+            for a in &n.args {
+                if let Arg::Upstream { node, .. } = a {
+                    if !ups.contains(node) {
+                        ups.push(*node);
+                    }
+                }
+            }
+            ups
+        })
+        .collect();
     for e in edges {
-        b = b.order(nodes[e.from].id.clone(), nodes[e.to].id.clone());
+        if !upstream[e.to].contains(&e.from) {
+            upstream[e.to].push(e.from);
+        }
     }
-    if let Err(goflow_core::Error::Cycle { cycle, .. }) = b.build() {
-        let pos = |name: &str| nodes.iter().position(|n| n.id == name);
-        let on_cycle: Vec<(usize, usize)> = cycle
-            .windows(2)
-            .filter_map(|w| Some((pos(&w[0])?, pos(&w[1])?)))
-            .collect();
+    if let Err(cycle) = goflow_syntax::graph::topological_order(&upstream) {
+        let on_cycle: Vec<(usize, usize)> = cycle.windows(2).map(|w| (w[0], w[1])).collect();
+        let cycle: Vec<&str> = cycle.iter().map(|i| nodes[*i].id.as_str()).collect();
         // Blame the edge declared last: it is the one that closed the cycle.
         let closing = edges
             .iter()
@@ -891,7 +890,7 @@ pub fn expand(attr: TokenStream, item: TokenStream) -> TokenStream {
         );
     }
     if errors.is_empty() {
-        check_graph(&id, &nodes, &edges, &mut errors);
+        check_graph(&nodes, &edges, &mut errors);
     }
 
     let krate = args::goflow_path(dag_args.krate.as_ref());
@@ -1087,7 +1086,7 @@ fn input_count_check(index: usize, n: &Node, p: &TokenStream) -> TokenStream {
         args.set_span(n.parens);
         quote_spanned!(n.call_start=> ::core::panic! #args)
     };
-    let arms = (0..=goflow_core::authoring::MAX_INPUTS)
+    let arms = (0..=goflow_syntax::MAX_INPUTS)
         .filter(|&k| k != given)
         .map(|k| {
             let panic = panic(message(k));
@@ -1095,7 +1094,7 @@ fn input_count_check(index: usize, n: &Node, p: &TokenStream) -> TokenStream {
         });
     let other = panic(format!(
         "`{task}` takes more than {} upstream outputs, {given} given",
-        goflow_core::authoring::MAX_INPUTS
+        goflow_syntax::MAX_INPUTS
     ));
     let constant = path
         .segments

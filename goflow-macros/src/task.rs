@@ -164,7 +164,7 @@ pub fn expand(attr: TokenStream, item: TokenStream) -> TokenStream {
     };
     let output_ty = {
         let head = quote_spanned!(lo=> < <#returns as #r::TaskReturn<);
-        let tail = quote_spanned!(hi=> > >::Output as #t::SerializableOutput>::Output);
+        let tail = quote_spanned!(hi=> > >::Output as #krate::SerializableOutput>::Output);
         quote!(#head #ret_ty #tail)
     };
     let convert = |value: TokenStream| {
@@ -173,7 +173,8 @@ pub fn expand(attr: TokenStream, item: TokenStream) -> TokenStream {
         // convert is reported there, in `IntoTaskError`'s words.
         let into_error = {
             let head = quote_spanned!(lo=> < <#returns as #r::TaskReturn<);
-            let tail = quote_spanned!(hi=> > >::Error as #t::IntoTaskError<_>>::into_task_error);
+            let tail =
+                quote_spanned!(hi=> > >::Error as #krate::IntoTaskError<_>>::into_task_error);
             quote!(#head #ret_ty #tail)
         };
         quote_spanned! {lo=>

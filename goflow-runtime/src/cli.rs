@@ -17,7 +17,9 @@
 //! list`) open an up-to-date database read-only, so a read-only SQLite
 //! file can be read. Every one refuses, with exit code 2, a database
 //! migrated by a newer goflow (it has migrations this binary does not
-//! know). `dags list` and `dags test` never touch it.
+//! know). `dags list` never touches it; `dags test` runs in a private
+//! in-memory database of its own (in the `--database-url` one when built
+//! without the `sqlite` feature).
 
 mod clear;
 mod dags;
@@ -40,9 +42,9 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use goflow_store::StoreError;
 
-use crate::runner::RunError;
 use crate::telemetry::{self, LogFormat, TelemetryGuard};
 use crate::{Registry, RegistryError};
+pub use dags::{run_test, RunError, TaskReport, TestReport, TestRun};
 
 /// The arguments of a goflow binary.
 #[derive(Clone, Debug, Parser)]
@@ -331,8 +333,9 @@ pub struct TaskRunArgs {
 pub enum DagsCommand {
     /// List the DAGs of this binary with their schedules and next runs.
     List(ListArgs),
-    /// Run one run of a DAG in this process, without the scheduler or the
-    /// database, printing each task's state changes.
+    /// Run one run of a DAG with a scheduler of its own in this process
+    /// and a private in-memory database, printing each task's state
+    /// changes and log lines.
     Test(TestArgs),
     /// Create a manual run of a DAG, queued for the scheduler; prints its
     /// run id.
@@ -375,6 +378,16 @@ pub struct TestArgs {
     /// `ctx.param(...)`.
     #[arg(long)]
     pub conf: Option<String>,
+    /// The executor every task runs on, whatever it names: `in_process`
+    /// (each try a tokio task of this process) or `local_process` (each
+    /// try this binary's `tasks run` in a child process, as the scheduler
+    /// runs it).
+    #[arg(long, default_value = "in_process", value_parser = scheduler::parse_executor)]
+    pub executor: goflow_core::ExecutorKind,
+    /// Run each task on the executor it names (`--executor` being that of
+    /// tasks naming none), as the scheduler would.
+    #[arg(long)]
+    pub declared_executors: bool,
 }
 
 /// `dags trigger`
@@ -449,6 +462,7 @@ pub enum OutputFormat {
 
 /// Why a command could not do its work.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum CliError {
     /// `k8s manifests` got a bad namespace, name or image.
     #[cfg(feature = "kubernetes")]
@@ -535,6 +549,10 @@ pub enum CliError {
     /// The web server could not start (its settings, or the database).
     #[error(transparent)]
     Web(crate::web::WebError),
+    /// The scheduler and web server could not start, or stopped on an
+    /// error.
+    #[error(transparent)]
+    Server(crate::server::ServerError),
     /// An alerting or log-shipping setting is not usable (the message
     /// names it).
     #[error("{0}")]
@@ -603,7 +621,9 @@ impl CliError {
             | CliError::InvalidConf { .. }
             | CliError::InvalidDate(_)
             | CliError::NoInterval { .. } => ExitCode::from(2),
-            CliError::Run(_) | CliError::Io(_) | CliError::Web(_) => ExitCode::FAILURE,
+            CliError::Run(_) | CliError::Io(_) | CliError::Web(_) | CliError::Server(_) => {
+                ExitCode::FAILURE
+            }
             CliError::Bind { .. } | CliError::InvalidSetting(_) => ExitCode::from(2),
             CliError::Worker(e) => e.exit_code(),
             CliError::UnknownRun { .. }
@@ -671,6 +691,32 @@ pub fn main() -> ExitCode {
     }
 }
 
+/// [`main`] for [`crate::server::worker_main_if_requested`]: the exit
+/// code as a number, for `std::process::exit`.
+pub(crate) fn worker_main() -> i32 {
+    let code = main();
+    (0..=u8::MAX)
+        .find(|n| ExitCode::from(*n) == code)
+        .map_or(1, i32::from)
+}
+
+impl From<crate::server::ServerError> for CliError {
+    fn from(e: crate::server::ServerError) -> Self {
+        use crate::server::ServerError;
+        match e {
+            ServerError::Registry(e) => CliError::Registry(e),
+            ServerError::Store(e) => CliError::Store(e),
+            ServerError::UnknownPools(missing) => CliError::UnknownPools(missing),
+            ServerError::Web(e) => CliError::Web(e),
+            ServerError::InvalidSetting(s) => CliError::InvalidSetting(s),
+            e @ ServerError::Scheduler(crate::scheduler::SchedulerError::IdInUse { .. }) => {
+                CliError::InvalidSetting(e.to_string())
+            }
+            other => CliError::Server(other),
+        }
+    }
+}
+
 /// Runs a parsed command against `registry`, writing to `out`, with `now`
 /// as the current time.
 pub async fn run(
@@ -684,7 +730,9 @@ pub async fn run(
     let url = || crate::db::database_url(explicit_url.as_deref());
     match cli.command {
         Command::Dags(DagsCommand::List(args)) => dags::list(registry, &args, out, now),
-        Command::Dags(DagsCommand::Test(args)) => dags::test(registry, &args, out, now).await,
+        Command::Dags(DagsCommand::Test(args)) => {
+            dags::test(registry, &args, &url(), out, now).await
+        }
         Command::Tasks(TasksCommand::Run(args)) => tasks::run(registry, &args, out).await,
         Command::Dags(DagsCommand::Trigger(args)) => {
             runs::trigger(registry, &url(), &args, out, now).await
@@ -723,10 +771,8 @@ impl Command {
     /// The log filter used when `RUST_LOG` is not set.
     pub fn default_log_filter(&self) -> &'static str {
         match self {
-            // A test run shows what its tasks log (`tracing`, at INFO),
-            // beside its report.
-            Command::Dags(DagsCommand::Test(_)) => "info",
-            // Warnings only: the command's own output is the report.
+            // Warnings only: the command's own output is the report, and a
+            // test run's report has what its tasks log (at INFO and above).
             Command::Dags(_) => "warn",
             // A worker's stderr is the task's log: keep the task's own
             // `tracing` lines.

@@ -100,6 +100,7 @@ pub struct Manifests {
 
 /// Why manifests cannot be generated.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ManifestsError {
     /// A namespace or name that is not a DNS-1123 label.
     #[error("invalid {what} {value:?}: {reason}")]
@@ -121,7 +122,7 @@ pub enum ManifestsError {
     },
     /// The YAML could not be written.
     #[error("cannot write the manifests as YAML: {0}")]
-    Yaml(#[from] serde_yaml::Error),
+    Yaml(#[from] serde_norway::Error),
 }
 
 fn labels(name: &str) -> BTreeMap<String, String> {
@@ -356,15 +357,15 @@ impl Manifests {
     /// All objects as one YAML stream (`---` between documents), in
     /// apply order.
     pub fn to_yaml(&self) -> Result<String, ManifestsError> {
-        let mut docs = vec![serde_yaml::to_string(&self.service_account)?];
+        let mut docs = vec![serde_norway::to_string(&self.service_account)?];
         for role in &self.roles {
-            docs.push(serde_yaml::to_string(role)?);
+            docs.push(serde_norway::to_string(role)?);
         }
         for binding in &self.role_bindings {
-            docs.push(serde_yaml::to_string(binding)?);
+            docs.push(serde_norway::to_string(binding)?);
         }
-        docs.push(serde_yaml::to_string(&self.deployment)?);
-        docs.push(serde_yaml::to_string(&self.service)?);
+        docs.push(serde_norway::to_string(&self.deployment)?);
+        docs.push(serde_norway::to_string(&self.service)?);
         Ok(docs
             .into_iter()
             .map(|d| format!("---\n{d}"))
@@ -506,7 +507,7 @@ mod tests {
     #[test]
     fn yaml_has_every_document_with_kind_and_api_version() {
         let yaml = generated().to_yaml().unwrap();
-        let docs: Vec<serde_yaml::Value> = serde_yaml::Deserializer::from_str(&yaml)
+        let docs: Vec<serde_norway::Value> = serde_norway::Deserializer::from_str(&yaml)
             .map(|d| serde::Deserialize::deserialize(d).unwrap())
             .collect();
         let kinds: Vec<(String, String)> = docs
@@ -529,6 +530,28 @@ mod tests {
         ]
         .map(|(a, k)| (a.to_owned(), k.to_owned()));
         assert_eq!(kinds, expected);
+    }
+
+    #[test]
+    fn yaml_reads_back_as_the_same_objects() {
+        use serde::Deserialize;
+        let m = generated();
+        let yaml = m.to_yaml().unwrap();
+        let mut docs = serde_norway::Deserializer::from_str(&yaml);
+        let mut next = || docs.next().expect("one document per object");
+        assert_eq!(
+            ServiceAccount::deserialize(next()).unwrap(),
+            m.service_account
+        );
+        for role in &m.roles {
+            assert_eq!(&Role::deserialize(next()).unwrap(), role);
+        }
+        for binding in &m.role_bindings {
+            assert_eq!(&RoleBinding::deserialize(next()).unwrap(), binding);
+        }
+        assert_eq!(Deployment::deserialize(next()).unwrap(), m.deployment);
+        assert_eq!(Service::deserialize(next()).unwrap(), m.service);
+        assert!(docs.next().is_none(), "no document past the Service");
     }
 
     #[test]

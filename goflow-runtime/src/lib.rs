@@ -1,6 +1,6 @@
-//! The goflow runtime: the registry of DAGs, the CLI, the in-process
-//! runner behind `dags test`, and (in later milestones) the scheduler,
-//! executors, store and web UI. Use it through the `goflow` crate.
+//! The goflow runtime: the registry of DAGs, the CLI, and (in later
+//! milestones) the scheduler, executors, store and web UI; `dags test`
+//! runs through the same scheduler. Use it through the `goflow` crate.
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
@@ -15,8 +15,8 @@ pub mod k8s_manifests;
 pub mod logship;
 pub mod metrics;
 pub mod registry;
-pub mod runner;
 pub mod scheduler;
+pub mod server;
 pub mod task_api;
 pub mod telemetry;
 pub mod web;

@@ -38,6 +38,7 @@ inventory::collect!(TaskRegistration);
 
 /// Errors in the set of registered DAGs.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum RegistryError {
     /// Two DAGs share an id (e.g. two crates linked into one binary).
     #[error(

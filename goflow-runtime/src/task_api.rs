@@ -56,6 +56,7 @@ use axum::{Json, Router};
 use goflow_core::EdgeKind;
 use goflow_store::LogStream;
 use hmac::{Hmac, Mac};
+use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 use tokio::time::Instant;
@@ -105,9 +106,9 @@ impl TryRef {
     pub fn path(&self, endpoint: &str) -> String {
         format!(
             "/dags/{}/runs/{}/tasks/{}/tries/{}/{endpoint}",
-            encode_segment(&self.dag_id),
-            encode_segment(&self.run_id),
-            encode_segment(&self.task_id),
+            utf8_percent_encode(&self.dag_id, UNRESERVED),
+            utf8_percent_encode(&self.run_id, UNRESERVED),
+            utf8_percent_encode(&self.task_id, UNRESERVED),
             self.try_number
         )
     }
@@ -123,18 +124,13 @@ impl fmt::Display for TryRef {
     }
 }
 
-/// Percent-encodes everything but RFC 3986's unreserved characters.
-fn encode_segment(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.push(char::from(b));
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
+/// What [`TryRef::path`] escapes in an id: every byte but RFC 3986's
+/// unreserved characters.
+const UNRESERVED: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
 
 /// The payload a worker of `launch` needs: its context and the outputs of
 /// its data upstreams.
@@ -278,14 +274,14 @@ impl TaskApi {
 
     /// The bearer token of `try_ref`.
     pub fn token_for(&self, try_ref: &TryRef) -> String {
-        hex(&self.mac(try_ref).finalize().into_bytes())
+        hex::encode(self.mac(try_ref).finalize().into_bytes())
     }
 
     /// Whether `token` is `try_ref`'s (in constant time).
     pub fn verify(&self, try_ref: &TryRef, token: &str) -> bool {
-        match unhex(token) {
-            Some(bytes) => self.mac(try_ref).verify_slice(&bytes).is_ok(),
-            None => false,
+        match hex::decode(token) {
+            Ok(bytes) => self.mac(try_ref).verify_slice(&bytes).is_ok(),
+            Err(_) => false,
         }
     }
 
@@ -355,26 +351,6 @@ impl TaskApi {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        s.push(char::from(DIGITS[usize::from(b >> 4)]));
-        s.push(char::from(DIGITS[usize::from(b & 15)]));
-    }
-    s
-}
-
-fn unhex(s: &str) -> Option<Vec<u8>> {
-    if s.len() % 2 != 0 {
-        return None;
-    }
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
-        .collect()
 }
 
 /// The task API's routes, relative to [`MOUNT_PATH`]. See the module docs.
@@ -572,6 +548,7 @@ async fn post_heartbeat(
 
 /// Why a worker could not talk to the task API.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum TaskApiError {
     /// [`TASK_API_URL_ENV`] is set but this binary cannot use it.
     #[error(
@@ -875,6 +852,11 @@ mod tests {
         assert!(api.verify(&try_ref(1), &t1));
         assert!(!api.verify(&try_ref(2), &t1));
         assert!(!api.verify(&try_ref(1), "zz"));
+        assert!(!api.verify(&try_ref(1), &t1[..63]), "an odd length");
+        assert!(
+            api.verify(&try_ref(1), &t1.to_uppercase()),
+            "hex digits in either case"
+        );
         assert!(!api.verify(&try_ref(1), ""));
         // Same secret, same token: a restarted scheduler keeps its pods.
         assert_eq!(TaskApi::with_secret(b"s3cret").token_for(&try_ref(1)), t1);

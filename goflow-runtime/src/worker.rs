@@ -374,6 +374,7 @@ pub struct TaskRunRequest {
 /// Why a worker could not run its task. Not a task failure: a task that
 /// ran and failed is reported in the result, with exit code 1.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum WorkerError {
     /// No DAG with this id in the binary.
     #[error(transparent)]
@@ -521,14 +522,9 @@ async fn execute(
     for (upstream, value) in payload.inputs {
         inputs.insert(upstream, value);
     }
-    let body = task.body;
-    let timeout = task.timeout;
-    let ctx = payload.context;
-    // The body runs in its own task so that a panic is seen here as a
-    // `JoinError` and still reported in the result. The timeout is the
-    // executor's to enforce; this one is a safety net for a body that
-    // yields.
-    // The worker's lines carry the try, as the scheduler's do.
+    // The timeout is the executor's to enforce; the body's own is a safety
+    // net for a body that yields. The worker's lines carry the try, as
+    // the scheduler's do.
     let span = tracing::info_span!(
         "try",
         dag = %task.dag_id,
@@ -536,23 +532,15 @@ async fn execute(
         task = %request.task_id,
         r#try = i64::from(request.try_number)
     );
-    let handle = tokio::spawn(tracing::Instrument::instrument(
-        async move {
-            let fut = body(ctx, &inputs);
-            match timeout {
-                Some(limit) => tokio::time::timeout(limit, fut)
-                    .await
-                    .unwrap_or_else(|_| Err(TaskError::timed_out(limit))),
-                None => fut.await,
-            }
-        },
+    let result = crate::executor::body::spawn_body(
+        task.body,
+        payload.context,
+        inputs,
+        task.timeout,
         span,
-    ));
-    let result = match handle.await {
-        Ok(result) => result,
-        Err(e) if e.is_panic() => Err(TaskError::panicked(crate::panic_message(&*e.into_panic()))),
-        Err(_) => Err(TaskError::msg("the task was cancelled")),
-    };
+        None,
+    )
+    .await;
     let code = match &result {
         Ok(_) => ExitCode::SUCCESS,
         Err(e) if e.is_skip() => ExitCode::SUCCESS,

@@ -83,10 +83,9 @@ fn etl() -> goflow_core::Dag {
 }
 
 fn webhook_config(owner: &str, server: &Server) -> AlertConfig {
-    AlertConfig {
-        webhook_url: Some(server.url("/hook")),
-        ..fast_config(owner)
-    }
+    let mut config = fast_config(owner);
+    config.webhook_url = Some(server.url("/hook"));
+    config
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -388,11 +387,9 @@ async fn a_channel_that_never_answers_fails_after_retries_and_the_scheduler_goes
             .build()
             .unwrap();
         let dags = vec![failing.clone(), quick_dag.clone()];
-        let config = AlertConfig {
-            request_timeout: Duration::from_secs(3),
-            max_attempts: 2,
-            ..webhook_config("a1", &hook)
-        };
+        let mut config = webhook_config("a1", &hook);
+        config.request_timeout = Duration::from_secs(3);
+        config.max_attempts = 2;
         let alerts = start_alerts(&store, dags.clone(), config);
         let mut scheduler = RunningScheduler::start(&store, dags, "s1");
         trigger(&store, &failing, json!({"fail": true})).await;
@@ -445,10 +442,8 @@ async fn slack_gets_a_block_kit_message() {
     for TestDb { store, .. } in databases().await {
         let slack = Server::start([]).await;
         enqueue(&store, "slack", sample_alert("d")).await;
-        let config = AlertConfig {
-            slack_url: Some(slack.url("/services/T000/B000/XXX")),
-            ..fast_config("a1")
-        };
+        let mut config = fast_config("a1");
+        config.slack_url = Some(slack.url("/services/T000/B000/XXX"));
         let service = start_alerts(&store, vec![], config);
         slack.wait_for("the slack message", |r| !r.is_empty()).await;
         service.stop().await;
@@ -519,18 +514,16 @@ async fn email_goes_through_smtp() {
     let db = goflow_store::testing::sqlite(true).await;
     let (port, sink) = smtp_sink().await;
     enqueue(&db.store, "email", sample_alert("d")).await;
-    let config = AlertConfig {
-        smtp: Some(SmtpConfig {
-            host: "127.0.0.1".into(),
-            port: Some(port),
-            tls: SmtpTls::None,
-            username: None,
-            password: None,
-            from: "goflow <goflow@example.com>".into(),
-            to: vec!["ops@example.com".into(), "oncall@example.com".into()],
-        }),
-        ..fast_config("a1")
-    };
+    let mut config = fast_config("a1");
+    config.smtp = Some(SmtpConfig {
+        host: "127.0.0.1".into(),
+        port: Some(port),
+        tls: SmtpTls::None,
+        username: None,
+        password: None,
+        from: "goflow <goflow@example.com>".into(),
+        to: vec!["ops@example.com".into(), "oncall@example.com".into()],
+    });
     let service = start_alerts(&db.store, vec![], config);
     let (commands, data) = tokio::time::timeout(Duration::from_secs(30), sink)
         .await

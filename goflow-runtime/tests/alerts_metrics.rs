@@ -152,44 +152,40 @@ async fn every_try_records_wall_time_cpu_memory_and_exit_code() {
             }
         };
         let m = one("memory").await;
-        assert_eq!(m.exit_code, Some(0));
-        let peak = m.peak_memory_bytes.expect("peak memory");
+        assert_eq!(m.measurements.exit_code, Some(0));
+        let peak = m.measurements.peak_memory_bytes.expect("peak memory");
         assert!(peak >= 64 * MIB, "peak {} MiB", peak / MIB);
         assert!(m.duration_ms.is_some());
 
         let b = one("burn").await;
-        assert_eq!(b.exit_code, Some(0));
-        let user = b.cpu_user_ms.expect("user CPU time") as u64;
+        assert_eq!(b.measurements.exit_code, Some(0));
+        let user = b.measurements.cpu_user_ms.expect("user CPU time") as u64;
         assert!(
             (BURN_MS..BURN_MS * 10).contains(&user),
             "burned {BURN_MS} ms, recorded {user} ms"
         );
-        assert!(b.cpu_system_ms.is_some());
+        assert!(b.measurements.cpu_system_ms.is_some());
         let wall_ms = b.duration_ms.expect("wall time") as u64;
         assert!(
             wall_ms >= BURN_MS,
             "{wall_ms} ms of wall time for {user} ms of CPU"
         );
         // The memory task touched 64 MiB; the CPU task did not.
-        assert!(b.peak_memory_bytes.unwrap() < peak);
+        assert!(b.measurements.peak_memory_bytes.unwrap() < peak);
 
         // In process: wall time only (no process of its own to measure).
         let w = one("wall").await;
         assert!(w.duration_ms.unwrap() >= 200, "{w:?}");
-        assert_eq!(
-            (w.exit_code, w.peak_memory_bytes, w.cpu_user_ms),
-            (None, None, None)
-        );
+        assert_eq!(w.measurements, goflow_store::TryMeasurements::default());
 
         // The observer hook sees each try once.
         let seen = Arc::new(Seen::default());
+        let mut alert_config = AlertConfig::default();
+        alert_config.poll_interval = Duration::from_millis(100);
         let service = AlertService::new(
             store.clone(),
             Arc::new(Registry::from_dags([dag.clone()]).unwrap()),
-            AlertConfig {
-                poll_interval: Duration::from_millis(100),
-                ..AlertConfig::default()
-            },
+            alert_config,
         )
         .unwrap()
         .observe_tries(seen.clone());
@@ -219,20 +215,22 @@ async fn every_try_records_wall_time_cpu_memory_and_exit_code() {
 }
 
 /// Runs tries in process but reports them as a Kubernetes pod that
-/// reserved `RESERVED`, as the Kubernetes executor does (its reading of
-/// the pod is tested in `kubernetes_executor.rs`).
+/// reserved what [`reserved`] says, as the Kubernetes executor does (its
+/// reading of the pod is tested in `kubernetes_executor.rs`).
 struct Reserving(InProcessExecutor);
 
-const RESERVED: TryMetrics = TryMetrics {
-    exit_code: Some(0),
-    peak_memory_bytes: Some(100 * MIB as u64),
-    cpu_user_ms: Some(30),
-    cpu_system_ms: Some(10),
-    cpu_request_millis: Some(250),
-    memory_request_bytes: Some(256 * MIB as u64),
-    cpu_limit_millis: None,
-    memory_limit_bytes: Some(512 * MIB as u64),
-};
+/// What [`Reserving`] reports: the pod's requests and limits, no CPU limit.
+fn reserved() -> TryMetrics {
+    let mut m = TryMetrics::default();
+    m.exit_code = Some(0);
+    m.peak_memory_bytes = Some(100 * MIB as u64);
+    m.cpu_user_ms = Some(30);
+    m.cpu_system_ms = Some(10);
+    m.cpu_request_millis = Some(250);
+    m.memory_request_bytes = Some(256 * MIB as u64);
+    m.memory_limit_bytes = Some(512 * MIB as u64);
+    m
+}
 
 impl Executor for Reserving {
     fn kind(&self) -> ExecutorKind {
@@ -249,7 +247,7 @@ impl Executor for Reserving {
                     ExecutorEvent::Finished { key, result, .. } => ExecutorEvent::Finished {
                         key,
                         result,
-                        metrics: RESERVED,
+                        metrics: reserved(),
                     },
                     other => other,
                 };
@@ -285,15 +283,19 @@ async fn what_a_pod_reserved_is_kept_with_its_try_and_counted() {
         let t = &tries[0];
         assert_eq!(
             (
-                t.cpu_request_millis,
-                t.memory_request_bytes,
-                t.cpu_limit_millis,
-                t.memory_limit_bytes
+                t.measurements.cpu_request_millis,
+                t.measurements.memory_request_bytes,
+                t.measurements.cpu_limit_millis,
+                t.measurements.memory_limit_bytes
             ),
             (Some(250), Some(256 * MIB), None, Some(512 * MIB)),
             "{backend:?}"
         );
-        assert_eq!(t.peak_memory_bytes, Some(100 * MIB), "{backend:?}");
+        assert_eq!(
+            t.measurements.peak_memory_bytes,
+            Some(100 * MIB),
+            "{backend:?}"
+        );
 
         // The cost side in Prometheus: requested cores times the try's run
         // time (the `wall` task runs at least 200 ms).

@@ -162,11 +162,9 @@ async fn an_https_webhook_gets_the_alert_when_the_ca_file_is_set() {
     let db = goflow_store::testing::sqlite(true).await;
     let alert = sample_alert();
     enqueue(&db.store, "webhook", alert.clone()).await;
-    let config = goflow_runtime::alerts::AlertConfig {
-        webhook_url: parsed.webhook_url,
-        ca_certificates: parsed.ca_certificates,
-        ..fast_config("a1")
-    };
+    let mut config = fast_config("a1");
+    config.webhook_url = parsed.webhook_url;
+    config.ca_certificates = parsed.ca_certificates;
     let service = start_alerts(&db.store, vec![], config);
     hook.wait_for("the alert", |r| !r.is_empty()).await;
 

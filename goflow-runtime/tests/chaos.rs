@@ -330,11 +330,9 @@ fn chaos_local_scheduler_entry() {
         .unwrap();
     let result = runtime.block_on(async move {
         let store = db::open(&url).await.expect("open the store");
-        let config = SchedulerConfig {
-            id,
-            default_executor: ExecutorKind::LocalProcess,
-            ..SchedulerConfig::default()
-        };
+        let mut config = SchedulerConfig::default();
+        config.id = id;
+        config.default_executor = ExecutorKind::LocalProcess;
         let local = LocalProcessExecutor::with_program(
             std::env::current_exe().unwrap(),
             support::entry_args("chaos_worker_entry"),

@@ -244,22 +244,21 @@ async fn env() -> Env {
 
 impl Env {
     fn config(&self, instance: &str) -> KubernetesConfig {
-        KubernetesConfig {
-            namespace: self.namespace.clone(),
-            image: Some(self.image.clone()),
-            binary: self.binary.clone(),
-            args_prefix: support::entry_args("worker_entry"),
-            advertise_url: self.advertise_url.clone(),
-            instance: instance.to_owned(),
-            env: vec![
-                (WORKER_ENV.into(), "1".into()),
-                ("GOFLOW_TEST_NAMESPACE".into(), self.namespace.clone()),
-                ("RUST_LOG".into(), "info".into()),
-            ],
-            image_pull_policy: Some("IfNotPresent".into()),
-            pending_deadline: Duration::from_secs(120),
-            ..KubernetesConfig::default()
-        }
+        let mut config = KubernetesConfig::default();
+        config.namespace = self.namespace.clone();
+        config.image = Some(self.image.clone());
+        config.binary = self.binary.clone();
+        config.args_prefix = support::entry_args("worker_entry");
+        config.advertise_url = self.advertise_url.clone();
+        config.instance = instance.to_owned();
+        config.env = vec![
+            (WORKER_ENV.into(), "1".into()),
+            ("GOFLOW_TEST_NAMESPACE".into(), self.namespace.clone()),
+            ("RUST_LOG".into(), "info".into()),
+        ];
+        config.image_pull_policy = Some("IfNotPresent".into());
+        config.pending_deadline = Duration::from_secs(120);
+        config
     }
 
     /// The labels of every Job of `instance` that appears, by name.
@@ -404,20 +403,15 @@ struct Running {
 
 fn start_scheduler(store: &Store, executor: KubernetesExecutor, id: &str) -> Running {
     let registry = Arc::new(Registry::from_dags(dags()).unwrap());
-    let mut scheduler = Scheduler::new(
-        store.clone(),
-        registry,
-        SchedulerConfig {
-            id: id.into(),
-            heartbeat_interval: Duration::from_millis(500),
-            stale_after: Duration::from_secs(5),
-            poll_interval: Duration::from_millis(200),
-            default_executor: ExecutorKind::Kubernetes,
-            create_scheduled_runs: false,
-            ..SchedulerConfig::default()
-        },
-    )
-    .with_executor(Arc::new(executor));
+    let mut config = SchedulerConfig::default();
+    config.id = id.into();
+    config.heartbeat_interval = Duration::from_millis(500);
+    config.stale_after = Duration::from_secs(5);
+    config.poll_interval = Duration::from_millis(200);
+    config.default_executor = ExecutorKind::Kubernetes;
+    config.create_scheduled_runs = false;
+    let mut scheduler =
+        Scheduler::new(store.clone(), registry, config).with_executor(Arc::new(executor));
     let finished = scheduler.finished_runs();
     let task = tokio::spawn(async move {
         scheduler
@@ -503,26 +497,27 @@ async fn a_dag_runs_as_jobs_with_a_retry() {
             .contains("flaky on purpose"),
         "{tries:#?}"
     );
-    assert_eq!(tries[0].exit_code, Some(1));
-    assert_eq!(tries[1].exit_code, Some(0));
+    assert_eq!(tries[0].measurements.exit_code, Some(1));
+    assert_eq!(tries[1].measurements.exit_code, Some(0));
     // What the try used, measured by the worker in its pod, beside what
     // its pod reserved, read off the pod the API server admitted.
     let extract = db.store.task_tries(run, Some("extract")).await.unwrap();
     let e = &extract[0];
     assert_eq!(
         (
-            e.cpu_request_millis,
-            e.memory_request_bytes,
-            e.memory_limit_bytes
+            e.measurements.cpu_request_millis,
+            e.measurements.memory_request_bytes,
+            e.measurements.memory_limit_bytes
         ),
         (Some(50), Some(32 << 20), Some(512 << 20)),
         "{e:#?}"
     );
     let peak = e
+        .measurements
         .peak_memory_bytes
         .expect("peak memory measured in the pod");
     assert!(peak > 0 && peak <= 512 << 20, "{e:#?}");
-    assert!(e.cpu_user_ms.is_some(), "{e:#?}");
+    assert!(e.measurements.cpu_user_ms.is_some(), "{e:#?}");
     for ti in &instances {
         let handle = ti.executor_handle.clone().unwrap_or_default();
         assert!(
@@ -583,15 +578,10 @@ async fn a_dag_runs_as_jobs_with_a_retry() {
 async fn a_pod_that_cannot_pull_its_image_fails_after_the_pending_deadline() {
     let env = env().await;
     let instance = instance("pull");
-    let executor = KubernetesExecutor::new(
-        env.client.clone(),
-        KubernetesConfig {
-            image: Some("registry.invalid/goflow/does-not-exist:1".into()),
-            pending_deadline: Duration::from_secs(30),
-            ..env.config(&instance)
-        },
-        TaskApi::new(),
-    );
+    let mut config = env.config(&instance);
+    config.image = Some("registry.invalid/goflow/does-not-exist:1".into());
+    config.pending_deadline = Duration::from_secs(30);
+    let executor = KubernetesExecutor::new(env.client.clone(), config, TaskApi::new());
     let dag = Arc::new(dags().remove(0));
     let (tx, mut rx) =
         goflow_runtime::executor::event_channel(goflow_runtime::executor::EVENT_CAPACITY);
@@ -777,19 +767,6 @@ async fn started(rx: &mut goflow_runtime::executor::EventReceiver, limit: Durati
     .expect("the try starts in time")
 }
 
-/// A path segment, percent-encoded.
-fn encode(segment: &str) -> String {
-    segment
-        .bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                char::from(b).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
 #[tokio::test]
 #[ignore = "needs cluster"]
 async fn a_restarted_scheduler_whose_default_is_kubernetes_adopts_tasks_that_name_no_executor() {
@@ -892,14 +869,13 @@ async fn a_restarted_scheduler_whose_default_is_kubernetes_adopts_tasks_that_nam
     );
     let token = "cluster-test-api-token-0123456789";
     let registry = Arc::new(Registry::from_dags(dags()).unwrap());
+    let mut web_config = goflow_runtime::web::WebConfig::default();
+    web_config.api_token = Some(token.into());
     let web = goflow_runtime::web::WebState::new(
         db.store.clone(),
         registry,
         goflow_runtime::metrics::Metrics::new(),
-        goflow_runtime::web::WebConfig {
-            api_token: Some(token.into()),
-            ..goflow_runtime::web::WebConfig::default()
-        },
+        web_config,
     )
     .await
     .unwrap();
@@ -907,7 +883,8 @@ async fn a_restarted_scheduler_whose_default_is_kubernetes_adopts_tasks_that_nam
         .oneshot(
             axum::http::Request::get(format!(
                 "/api/v1/dags/cluster-default/runs/{}",
-                encode(&run_id)
+                // One path segment (escaping more than needed is still the same id).
+                percent_encoding::utf8_percent_encode(&run_id, percent_encoding::NON_ALPHANUMERIC)
             ))
             .header("authorization", format!("Bearer {token}"))
             .body(axum::body::Body::empty())

@@ -724,14 +724,13 @@ fn launch_of(dag: &Arc<Dag>, task: &str, try_number: u32, inputs: Inputs) -> Lau
 }
 
 fn config() -> KubernetesConfig {
-    KubernetesConfig {
-        namespace: "default".into(),
-        image: Some("registry.example.com/dags:1".into()),
-        binary: "/usr/local/bin/dags".into(),
-        advertise_url: "http://goflow.goflow.svc:8080".into(),
-        pending_deadline: Duration::from_secs(3600),
-        ..KubernetesConfig::default()
-    }
+    let mut config = KubernetesConfig::default();
+    config.namespace = "default".into();
+    config.image = Some("registry.example.com/dags:1".into());
+    config.binary = "/usr/local/bin/dags".into();
+    config.advertise_url = "http://goflow.goflow.svc:8080".into();
+    config.pending_deadline = Duration::from_secs(3600);
+    config
 }
 
 fn name_of(task: &str, try_number: u32) -> String {
@@ -877,10 +876,10 @@ fn ok_result(value: Value) -> WorkerResult {
 }
 
 fn adoption(handle: &str, logged_lines: u64) -> Adoption {
-    Adoption {
-        handle: handle.to_owned(),
-        logged_lines,
-    }
+    let mut adoption = Adoption::default();
+    adoption.handle = handle.to_owned();
+    adoption.logged_lines = logged_lines;
+    adoption
 }
 
 fn try_ref(task: &str, try_number: u32) -> TryRef {
@@ -1119,14 +1118,9 @@ async fn a_nonzero_exit_code_fails_the_try() {
 #[tokio::test]
 async fn a_pod_that_cannot_start_fails_after_the_pending_deadline() {
     let (client, api) = ApiServer::start();
-    let executor = KubernetesExecutor::new(
-        client,
-        KubernetesConfig {
-            pending_deadline: Duration::from_millis(400),
-            ..config()
-        },
-        TaskApi::with_secret(b"test"),
-    );
+    let mut config = config();
+    config.pending_deadline = Duration::from_millis(400);
+    let executor = KubernetesExecutor::new(client, config, TaskApi::with_secret(b"test"));
     let dag = Arc::new(dag());
 
     let (tx, mut pull) = Events::new();
@@ -1426,10 +1420,8 @@ async fn a_running_pods_log_is_followed_live_and_each_line_kept_once() {
 async fn without_following_the_log_is_copied_when_the_try_ends() {
     let (client, api) = ApiServer::start();
     let task_api = TaskApi::with_secret(b"test");
-    let config = KubernetesConfig {
-        follow_logs: false,
-        ..config()
-    };
+    let mut config = config();
+    config.follow_logs = false;
     let executor = KubernetesExecutor::new(client, config, task_api.clone());
     let dag = Arc::new(dag());
     let (tx, mut events) = Events::new();
@@ -1454,14 +1446,9 @@ async fn without_following_the_log_is_copied_when_the_try_ends() {
 #[tokio::test]
 async fn cancelling_deletes_the_job_with_propagation() {
     let (client, api) = ApiServer::start();
-    let executor = KubernetesExecutor::new(
-        client,
-        KubernetesConfig {
-            propagation: Propagation::Foreground,
-            ..config()
-        },
-        TaskApi::with_secret(b"test"),
-    );
+    let mut config = config();
+    config.propagation = Propagation::Foreground;
+    let executor = KubernetesExecutor::new(client, config, TaskApi::with_secret(b"test"));
     let dag = Arc::new(dag());
     let launch = launch_of(&dag, "slow", 1, Inputs::new());
     let key = launch.key.clone();
@@ -1543,12 +1530,11 @@ async fn mistakes_fail_the_try_with_a_clear_message() {
     assert!(err.contains("namespace \"jobs\" does not exist"), "{err}");
 
     // An image that is not one: no request at all, and no retry.
+    let mut bad_config = config();
+    bad_config.image = Some("Registry/UPPER CASE".into());
     let bad_image = KubernetesExecutor::new(
         ApiServer::start().0,
-        KubernetesConfig {
-            image: Some("Registry/UPPER CASE".into()),
-            ..config()
-        },
+        bad_config,
         TaskApi::with_secret(b"test"),
     );
     let (tx, mut events) = Events::new();
@@ -1700,17 +1686,12 @@ async fn a_job_runs_the_worker_end_to_end() {
 
     let (client, api) = ApiServer::start();
     kubelet(api.clone());
-    let executor = KubernetesExecutor::new(
-        client,
-        KubernetesConfig {
-            binary: std::env::current_exe().unwrap().display().to_string(),
-            args_prefix: support::entry_args("worker_entry"),
-            advertise_url: format!("http://{addr}"),
-            env: vec![(WORKER_ENV.into(), "1".into())],
-            ..config()
-        },
-        task_api.clone(),
-    );
+    let mut config = config();
+    config.binary = std::env::current_exe().unwrap().display().to_string();
+    config.args_prefix = support::entry_args("worker_entry");
+    config.advertise_url = format!("http://{addr}");
+    config.env = vec![(WORKER_ENV.into(), "1".into())];
+    let executor = KubernetesExecutor::new(client, config, task_api.clone());
     let dag = Arc::new(dag());
 
     let mut inputs = Inputs::new();
@@ -1764,15 +1745,13 @@ async fn a_restarted_scheduler_adopts_the_job_of_its_running_try() {
         .build()
         .unwrap();
     let registry = Arc::new(Registry::from_dags([dag.clone()]).unwrap());
-    let config = SchedulerConfig {
-        id: "k8s-sched".into(),
-        heartbeat_interval: Duration::from_millis(200),
-        stale_after: Duration::from_secs(2),
-        poll_interval: Duration::from_millis(100),
-        default_executor: ExecutorKind::Kubernetes,
-        create_scheduled_runs: false,
-        ..SchedulerConfig::default()
-    };
+    let mut config = SchedulerConfig::default();
+    config.id = "k8s-sched".into();
+    config.heartbeat_interval = Duration::from_millis(200);
+    config.stale_after = Duration::from_secs(2);
+    config.poll_interval = Duration::from_millis(100);
+    config.default_executor = ExecutorKind::Kubernetes;
+    config.create_scheduled_runs = false;
     let start = |client| {
         let mut scheduler = Scheduler::new(store.clone(), Arc::clone(&registry), config.clone())
             .with_executor(Arc::new(KubernetesExecutor::new(
@@ -2198,14 +2177,9 @@ async fn a_silent_worker_whose_pod_is_gone_is_lost() {
     let (client, api) = ApiServer::start();
     let task_api = TaskApi::with_secret(b"shared");
     let timeout = Duration::from_millis(300);
-    let executor = KubernetesExecutor::new(
-        client,
-        KubernetesConfig {
-            heartbeat_timeout: timeout,
-            ..config()
-        },
-        task_api.clone(),
-    );
+    let mut config = config();
+    config.heartbeat_timeout = timeout;
+    let executor = KubernetesExecutor::new(client, config, task_api.clone());
     let dag = Arc::new(dag());
     // `source`: silent, its pod gone (and the Job controller, down, never
     // marks the Job failed). `double`: silent, its pod runs. `fail`: its

@@ -263,11 +263,9 @@ fn scheduler_entry() {
         .expect("a tokio runtime");
     runtime.block_on(async {
         let store = goflow_runtime::db::open(&url).await.expect("the store");
-        let config = SchedulerConfig {
-            id: "orphans-test".to_owned(),
-            default_executor: ExecutorKind::LocalProcess,
-            ..SchedulerConfig::default()
-        };
+        let mut config = SchedulerConfig::default();
+        config.id = "orphans-test".to_owned();
+        config.default_executor = ExecutorKind::LocalProcess;
         let registry = Registry::from_dags([orphans_dag()]).unwrap();
         Scheduler::new(store, Arc::new(registry), config)
             .with_executor(Arc::new(executor()))
@@ -948,14 +946,9 @@ mod stopping {
     fn adopt(exec: &LocalProcessExecutor, launch: &Launch, handle: &str) -> bool {
         let (tx, mut rx) =
             goflow_runtime::executor::event_channel(goflow_runtime::executor::EVENT_CAPACITY);
-        let adopted = exec.adopt(
-            launch.clone(),
-            &Adoption {
-                handle: handle.to_owned(),
-                logged_lines: 0,
-            },
-            tx,
-        );
+        let mut adoption = Adoption::default();
+        adoption.handle = handle.to_owned();
+        let adopted = exec.adopt(launch.clone(), &adoption, tx);
         assert!(rx.try_recv().is_err(), "adopt reported events");
         adopted
     }

@@ -174,9 +174,10 @@ async fn tasks_that_name_no_executor_are_adopted_by_the_default_executor_after_a
             .build()
             .unwrap();
         let cluster = Arc::new(Cluster::default());
-        let cfg = || SchedulerConfig {
-            default_executor: ExecutorKind::Kubernetes,
-            ..config("k8s-1")
+        let cfg = || {
+            let mut config = config("k8s-1");
+            config.default_executor = ExecutorKind::Kubernetes;
+            config
         };
         let run = trigger(&store, &dag).await;
         let first = Running::start(scheduler(&store, &dag, cfg()).with_executor(fake(
@@ -805,14 +806,9 @@ async fn outputs_and_logs_over_their_limits_are_refused_with_a_message() {
             .build()
             .unwrap();
         let run = trigger(&store, &dag).await;
-        let mut s = Running::start(scheduler(
-            &store,
-            &dag,
-            SchedulerConfig {
-                max_output_bytes: 100,
-                ..config("limits-1")
-            },
-        ));
+        let mut small_outputs = config("limits-1");
+        small_outputs.max_output_bytes = 100;
+        let mut s = Running::start(scheduler(&store, &dag, small_outputs));
         assert_eq!(s.next_finished().await.state, RunState::Failed);
         let ti = store.task_instance(run, "big").await.unwrap().unwrap();
         let error = ti.last_error.unwrap_or_default();
@@ -828,16 +824,10 @@ async fn outputs_and_logs_over_their_limits_are_refused_with_a_message() {
         chatty.options.executor = Some(ExecutorKind::LocalProcess);
         let dag = DagBuilder::new("chatty").task(chatty).build().unwrap();
         let run = trigger(&store, &dag).await;
+        let mut small_logs = config("limits-2");
+        small_logs.max_log_bytes_per_try = 55;
         let mut s = Running::start(
-            scheduler(
-                &store,
-                &dag,
-                SchedulerConfig {
-                    max_log_bytes_per_try: 55,
-                    ..config("limits-2")
-                },
-            )
-            .with_executor(Arc::new(Chatty { lines: 20 })),
+            scheduler(&store, &dag, small_logs).with_executor(Arc::new(Chatty { lines: 20 })),
         );
         assert_eq!(s.next_finished().await.state, RunState::Success);
         let all = store
@@ -926,9 +916,10 @@ async fn two_schedulers_without_ids_differ_and_one_takes_over_the_others_runs() 
             .build()
             .unwrap();
         let run = trigger(&store, &dag).await;
-        let unnamed = || SchedulerConfig {
-            id: SchedulerConfig::default().id,
-            ..config("unused")
+        let unnamed = || {
+            let mut config = config("unused");
+            config.id = SchedulerConfig::default().id;
+            config
         };
         let (a, b) = (unnamed(), unnamed());
         assert_ne!(a.id, b.id, "each process gets its own id");

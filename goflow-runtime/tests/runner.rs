@@ -1,17 +1,26 @@
-//! The in-process runner, on DAGs built by hand.
+//! `dags test`'s engine ([`run_test`]: the scheduler, on a private
+//! in-memory store), on DAGs built by hand: what each task is handed, how
+//! tries end, and what the scheduler reports as it goes.
+//!
+//! The scheduler keeps time with the wall clock, so delays here are real
+//! and short.
 
 use std::collections::HashMap;
+use std::process::ExitCode;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, LazyLock, Mutex};
-use std::time::Duration;
+use std::sync::{LazyLock, Mutex};
+use std::time::{Duration, Instant};
 
 use chrono::{TimeZone, Utc};
+use clap::Parser;
 use goflow_core::{
-    Backoff, Dag, DagBuilder, DataInterval, Inputs, RunId, RunState, RunType, TaskContext,
-    TaskError, TaskErrorKind, TaskFn, TaskFuture, TaskOptions, TaskOutput, TaskSpec, TaskState,
-    TriggerRule,
+    Backoff, Dag, DagBuilder, DataInterval, Inputs, RunState, RunType, TaskContext, TaskError,
+    TaskFn, TaskFuture, TaskOptions, TaskOutput, TaskSpec, TaskState, TriggerRule,
 };
-use goflow_runtime::runner::{run_dag, RunEvent, RunParams, RunReport, TaskEvent};
+use goflow_runtime::cli::{run_test, Cli, TestReport, TestRun};
+use goflow_runtime::scheduler::{SchedulerEvent, TaskChanged};
+use goflow_runtime::Registry;
+use goflow_store::{LogStream, NewLogLine};
 use serde_json::json;
 
 fn spec(id: &str, data: &[&str], run: TaskFn) -> TaskSpec {
@@ -36,25 +45,56 @@ fn output(value: serde_json::Value) -> Result<TaskOutput, TaskError> {
     })
 }
 
-fn params() -> RunParams {
+fn interval() -> DataInterval {
     let start = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
-    RunParams {
-        run_id: RunId::new("test__2026-01-01T00:00:00+00:00").unwrap(),
-        run_type: RunType::Test,
-        data_interval: DataInterval::new(start, start + chrono::Duration::days(1)),
+    DataInterval::new(start, start + chrono::Duration::days(1))
+}
+
+fn test_run(dag: &Dag) -> TestRun {
+    TestRun {
         conf: json!({"limit": 10}),
+        ..TestRun::new(dag.id().as_str(), interval())
     }
 }
 
-/// Runs `dag` and returns the report and the task events, checking that
-/// each task's events chain (every `from` is the previous `to`).
-async fn run(dag: Dag) -> (RunReport, Vec<TaskEvent>) {
-    let mut events = Vec::new();
+/// What the scheduler reported of a run.
+struct Seen {
+    tasks: Vec<TaskChanged>,
+    logs: Vec<NewLogLine>,
+    /// Both, in the order they were reported.
+    all: Vec<SchedulerEvent>,
+}
+
+impl Seen {
+    /// The log of `task`'s try `try_number`.
+    fn log(&self, task: &str, try_number: u32) -> Vec<(LogStream, &str)> {
+        self.logs
+            .iter()
+            .filter(|l| l.task_id == task && l.try_number == try_number)
+            .map(|l| (l.stream, l.line.as_str()))
+            .collect()
+    }
+}
+
+/// Runs `dag` and returns the report and what was reported along the
+/// way, checking that each task's changes chain (every `from` is the
+/// previous `to`) and that the run's end comes last.
+async fn run(dag: Dag) -> (TestReport, Seen) {
+    let registry = Registry::from_dags([dag.clone()]).unwrap();
+    let mut seen = Seen {
+        tasks: Vec::new(),
+        logs: Vec::new(),
+        all: Vec::new(),
+    };
     let mut finished = None;
-    let report = run_dag(Arc::new(dag), params(), &mut |e| match e {
-        RunEvent::Task(t) => events.push(t.clone()),
-        RunEvent::RunFinished { state, .. } => finished = Some(*state),
-        RunEvent::RunStarted { .. } => {}
+    let report = run_test(&registry, test_run(&dag), &mut |e| {
+        assert!(finished.is_none(), "{e:?} after the run's end");
+        seen.all.push(e.clone());
+        match e {
+            SchedulerEvent::Task(t) => seen.tasks.push(t.clone()),
+            SchedulerEvent::Log(l) => seen.logs.push(l.clone()),
+            SchedulerEvent::RunFinished(f) => finished = Some(f.state),
+        }
     })
     .await
     .unwrap();
@@ -64,20 +104,20 @@ async fn run(dag: Dag) -> (RunReport, Vec<TaskEvent>) {
         "the last event names the run's state"
     );
     let mut at: HashMap<String, TaskState> = HashMap::new();
-    for e in &events {
+    for e in &seen.tasks {
         let before = at
-            .insert(e.task_id.to_string(), e.to)
+            .insert(e.task_id.clone(), e.to)
             .unwrap_or(TaskState::Pending);
         assert_eq!(
             before, e.from,
-            "events of {} do not chain: {events:#?}",
-            e.task_id
+            "changes of {} do not chain: {:#?}",
+            e.task_id, seen.tasks
         );
     }
-    (report, events)
+    (report, seen)
 }
 
-fn state(report: &RunReport, id: &str) -> TaskState {
+fn state(report: &TestReport, id: &str) -> TaskState {
     report.task(id).unwrap().state
 }
 
@@ -108,10 +148,15 @@ async fn a_chain_passes_outputs_downstream() {
         .task(spec("extract", &[], extract))
         .build()
         .unwrap();
-    let (report, events) = run(dag).await;
+    let (report, seen) = run(dag).await;
     assert_eq!(report.state, RunState::Success);
+    assert_eq!(
+        report.task("double").unwrap().output,
+        Some(json!([2, 4, 6]))
+    );
     assert_eq!(report.task("total").unwrap().output, Some(json!(12)));
-    let successes: Vec<&str> = events
+    let successes: Vec<&str> = seen
+        .tasks
         .iter()
         .filter(|e| e.to == TaskState::Success)
         .map(|e| e.task_id.as_str())
@@ -135,13 +180,13 @@ async fn tasks_see_their_context() {
     let (report, _) = run(dag).await;
     let seen: TaskContext =
         serde_json::from_value(report.task("whoami").unwrap().output.clone().unwrap()).unwrap();
-    let p = params();
     assert_eq!(seen.dag_id().as_str(), "ctx");
     assert_eq!(seen.task_id().as_str(), "whoami");
-    assert_eq!(seen.run_id(), &p.run_id);
+    assert_eq!(seen.run_id().as_str(), "test__2026-01-01T00:00:00Z");
+    assert_eq!(report.run_id, "test__2026-01-01T00:00:00Z");
     assert_eq!((seen.try_number(), seen.max_tries()), (1, 3));
     assert_eq!(seen.run_type(), RunType::Test);
-    assert_eq!(seen.data_interval(), p.data_interval);
+    assert_eq!(seen.data_interval(), interval());
     assert_eq!(seen.param::<u32>("limit").unwrap(), Some(10));
 }
 
@@ -168,7 +213,7 @@ async fn a_fan_out_runs_in_parallel() {
     assert_eq!(report.state, RunState::Success);
 }
 
-#[tokio::test(start_paused = true)]
+#[tokio::test]
 async fn max_active_tasks_bounds_concurrency_and_priority_orders_starts() {
     static ACTIVE: AtomicUsize = AtomicUsize::new(0);
     static PEAK: AtomicUsize = AtomicUsize::new(0);
@@ -178,7 +223,7 @@ async fn max_active_tasks_bounds_concurrency_and_priority_orders_starts() {
             STARTS.lock().unwrap().push(ctx.task_id().to_string());
             let now = ACTIVE.fetch_add(1, Ordering::SeqCst) + 1;
             PEAK.fetch_max(now, Ordering::SeqCst);
-            tokio::time::sleep(Duration::from_millis(50)).await;
+            tokio::time::sleep(Duration::from_millis(20)).await;
             ACTIVE.fetch_sub(1, Ordering::SeqCst);
             output(json!(null))
         })
@@ -204,7 +249,7 @@ async fn max_active_tasks_bounds_concurrency_and_priority_orders_starts() {
     assert_eq!(*STARTS.lock().unwrap(), ["d", "b", "a", "c"]);
 }
 
-#[tokio::test(start_paused = true)]
+#[tokio::test]
 async fn retries_back_off_exponentially() {
     fn flaky(ctx: TaskContext, _: &Inputs) -> TaskFuture {
         Box::pin(async move {
@@ -216,7 +261,7 @@ async fn retries_back_off_exponentially() {
     }
     let options = TaskOptions {
         retries: Some(4),
-        retry_delay: Some(Duration::from_secs(10)),
+        retry_delay: Some(Duration::from_millis(100)),
         backoff: Some(Backoff::Exponential),
         ..Default::default()
     };
@@ -224,9 +269,10 @@ async fn retries_back_off_exponentially() {
         .task(with(spec("flaky", &[], flaky), options))
         .build()
         .unwrap();
-    let started = tokio::time::Instant::now();
-    let (report, events) = run(dag).await;
-    let retries: Vec<(u32, u32, Duration, String)> = events
+    let started = Instant::now();
+    let (report, seen) = run(dag).await;
+    let retries: Vec<(u32, u32, Duration, String)> = seen
+        .tasks
         .iter()
         .filter(|e| e.to == TaskState::UpForRetry)
         .map(|e| {
@@ -241,29 +287,46 @@ async fn retries_back_off_exponentially() {
     assert_eq!(
         retries,
         [
-            (1, 5, Duration::from_secs(10), "flaky on try 1".to_owned()),
-            (2, 5, Duration::from_secs(20), "flaky on try 2".to_owned()),
+            (
+                1,
+                5,
+                Duration::from_millis(100),
+                "flaky on try 1".to_owned()
+            ),
+            (
+                2,
+                5,
+                Duration::from_millis(200),
+                "flaky on try 2".to_owned()
+            ),
         ]
     );
     let flaky = report.task("flaky").unwrap();
     assert_eq!((flaky.state, flaky.tries), (TaskState::Success, 3));
     assert!(flaky.error.is_none(), "a later success clears the error");
+    assert_eq!(flaky.output, Some(json!(3)));
     assert_eq!(report.state, RunState::Success);
     let waited = started.elapsed();
+    assert!(waited >= Duration::from_millis(300), "{waited:?}");
+    // Each try's log says what happened and what comes next.
+    let first = seen.log("flaky", 1);
+    assert_eq!(first.len(), 2, "{first:?}");
     assert!(
-        waited >= Duration::from_secs(30) && waited < Duration::from_secs(31),
-        "{waited:?}"
+        first[1].1.starts_with("WARN try 1 failed after ")
+            && first[1].1.contains(": flaky on try 1; attempt 2 of 5 at ")
+            && first[1].1.ends_with(" (in 100ms)"),
+        "{first:?}"
     );
 }
 
-#[tokio::test(start_paused = true)]
+#[tokio::test]
 async fn retries_run_out_and_the_run_fails() {
     fn always(_: TaskContext, _: &Inputs) -> TaskFuture {
         Box::pin(async { Err(TaskError::msg("down")) })
     }
     let options = TaskOptions {
         retries: Some(2),
-        retry_delay: Some(Duration::from_secs(1)),
+        retry_delay: Some(Duration::from_millis(10)),
         ..Default::default()
     };
     let dag = DagBuilder::new("x")
@@ -273,11 +336,11 @@ async fn retries_run_out_and_the_run_fails() {
     let (report, _) = run(dag).await;
     let task = report.task("always").unwrap();
     assert_eq!((task.state, task.tries), (TaskState::Failed, 3));
-    assert_eq!(task.error.as_ref().unwrap().message(), "down");
+    assert_eq!(task.error.as_deref(), Some("down"));
     assert_eq!(report.state, RunState::Failed);
 }
 
-#[tokio::test(start_paused = true)]
+#[tokio::test]
 async fn a_try_past_its_timeout_fails_and_is_retried() {
     fn slow(_: TaskContext, _: &Inputs) -> TaskFuture {
         Box::pin(async {
@@ -285,31 +348,30 @@ async fn a_try_past_its_timeout_fails_and_is_retried() {
             output(json!(null))
         })
     }
+    let timeout = Duration::from_millis(200);
     let options = TaskOptions {
         retries: Some(1),
-        retry_delay: Some(Duration::from_secs(1)),
-        timeout: Some(Duration::from_secs(5)),
+        retry_delay: Some(Duration::from_millis(10)),
+        timeout: Some(timeout),
         ..Default::default()
     };
     let dag = DagBuilder::new("x")
         .task(with(spec("slow", &[], slow), options))
         .build()
         .unwrap();
-    let started = tokio::time::Instant::now();
-    let (report, events) = run(dag).await;
+    let started = Instant::now();
+    let (report, seen) = run(dag).await;
     let slow = report.task("slow").unwrap();
     assert_eq!((slow.state, slow.tries), (TaskState::Failed, 2));
-    let error = slow.error.as_ref().unwrap();
-    assert_eq!(error.kind(), TaskErrorKind::TimedOut);
-    assert_eq!(error.message(), "timed out after 5.00s");
-    let tries: Vec<Option<Duration>> = events
-        .iter()
-        .filter(|e| e.duration.is_some())
-        .map(|e| e.duration)
-        .collect();
-    assert_eq!(tries, [Some(Duration::from_secs(5)); 2]);
+    assert_eq!(slow.error.as_deref(), Some("timed out after 200ms"));
+    let tries: Vec<Duration> = seen.tasks.iter().filter_map(|e| e.duration).collect();
+    assert_eq!(tries.len(), 2, "{tries:?}");
+    for ran in tries {
+        // As the scheduler saw it: from its `started` to its end.
+        assert!(ran > timeout / 2 && ran < Duration::from_secs(5), "{ran:?}");
+    }
     assert!(
-        started.elapsed() < Duration::from_secs(12),
+        started.elapsed() < Duration::from_secs(10),
         "the task was not cut off"
     );
 }
@@ -334,11 +396,7 @@ async fn a_panicking_task_fails_and_the_run_goes_on() {
         ("a", "panicked: boom in the future"),
         ("b", "panicked: boom in the body"),
     ] {
-        let error = report.task(id).unwrap().error.as_ref().unwrap();
-        assert_eq!(
-            (error.kind(), error.message()),
-            (TaskErrorKind::Panicked, message)
-        );
+        assert_eq!(report.task(id).unwrap().error.as_deref(), Some(message));
         assert_eq!(state(&report, id), TaskState::Failed);
     }
     assert_eq!(state(&report, "after_a"), TaskState::UpstreamFailed);
@@ -356,11 +414,16 @@ async fn a_skip_propagates_and_the_run_succeeds() {
         .task(spec("load", &["sense"], noop))
         .build()
         .unwrap();
-    let (report, events) = run(dag).await;
+    let (report, seen) = run(dag).await;
     assert_eq!(state(&report, "sense"), TaskState::Skipped);
     assert_eq!(state(&report, "load"), TaskState::Skipped);
     assert_eq!(report.task("load").unwrap().tries, 0);
-    let sense_skip = events.iter().find(|e| e.to == TaskState::Skipped).unwrap();
+    let sense_skip = seen
+        .tasks
+        .iter()
+        .find(|e| e.to == TaskState::Skipped)
+        .unwrap();
+    assert_eq!(sense_skip.task_id, "sense");
     assert_eq!(sense_skip.error.as_deref(), Some("no new files"));
     assert_eq!(report.state, RunState::Success);
 }
@@ -411,6 +474,10 @@ async fn all_done_runs_after_a_failure_and_the_run_fails() {
         .unwrap();
     let (report, _) = run(dag).await;
     assert_eq!(state(&report, "load"), TaskState::Failed);
+    assert_eq!(
+        report.task("load").unwrap().error.as_deref(),
+        Some("disk full")
+    );
     assert_eq!(state(&report, "report"), TaskState::UpstreamFailed);
     assert_eq!(state(&report, "cleanup"), TaskState::Success);
     assert_eq!(report.state, RunState::Failed);
@@ -418,7 +485,199 @@ async fn all_done_runs_after_a_failure_and_the_run_fails() {
 
 #[tokio::test]
 async fn an_empty_dag_succeeds_at_once() {
-    let (report, events) = run(DagBuilder::new("empty").build().unwrap()).await;
+    let (report, seen) = run(DagBuilder::new("empty").build().unwrap()).await;
     assert_eq!(report.state, RunState::Success);
-    assert!(events.is_empty());
+    assert!(seen.tasks.is_empty() && seen.logs.is_empty());
+}
+
+#[tokio::test]
+async fn a_pool_the_private_store_lacks_is_made_for_the_test_run() {
+    let mut pooled = spec("load", &[], noop);
+    pooled.options.pool = Some("warehouse".into());
+    let dag = DagBuilder::new("pooled").task(pooled).build().unwrap();
+    let (report, _) = run(dag).await;
+    assert_eq!(state(&report, "load"), TaskState::Success);
+}
+
+#[tokio::test]
+async fn a_task_naming_another_executor_runs_in_this_process() {
+    // As Airflow's `dags test`: a test run stays on this machine, even for
+    // a task that runs as a Kubernetes Job under the scheduler.
+    let mut remote = spec("remote", &[], noop);
+    remote.options.executor = Some(goflow_core::ExecutorKind::Kubernetes);
+    let dag = DagBuilder::new("remote").task(remote).build().unwrap();
+    let (report, seen) = run(dag).await;
+    assert_eq!(state(&report, "remote"), TaskState::Success);
+    let log = seen.log("remote", 1);
+    assert!(
+        log[0].1.starts_with("INFO try 1 started on in_process"),
+        "{log:?}"
+    );
+}
+
+#[tokio::test]
+async fn each_try_reports_its_log_as_stored() {
+    fn chatty(ctx: TaskContext, _: &Inputs) -> TaskFuture {
+        Box::pin(async move {
+            tracing::info!(rows = 3, "read the file");
+            tracing::debug!("too fine to keep");
+            if ctx.try_number() == 1 {
+                return Err(TaskError::msg("connection reset"));
+            }
+            output(json!(null))
+        })
+    }
+    let options = TaskOptions {
+        retries: Some(1),
+        retry_delay: Some(Duration::from_millis(10)),
+        ..Default::default()
+    };
+    let dag = DagBuilder::new("chatty")
+        .task(with(spec("chatty", &[], chatty), options))
+        .build()
+        .unwrap();
+    let (report, seen) = run(dag).await;
+    assert_eq!(report.state, RunState::Success);
+    let target = module_path!();
+    let second = seen.log("chatty", 2);
+    assert_eq!(second.len(), 3, "{second:?}");
+    assert_eq!(second[0].0, LogStream::System);
+    assert_eq!(
+        second[0].1,
+        "INFO try 2 started on in_process, attempt 2 of 2 (scheduler dags-test)"
+    );
+    assert_eq!(
+        second[1],
+        (
+            LogStream::Stdout,
+            format!("INFO {target}: read the file rows=3").as_str()
+        )
+    );
+    assert!(
+        second[2].1.starts_with("INFO try 2 succeeded after "),
+        "{second:?}"
+    );
+    // Reported in the order things happened: a try's log after its start
+    // and before its end, and what its end unblocks last.
+    let order: Vec<String> = seen
+        .all
+        .iter()
+        .filter_map(|e| match e {
+            SchedulerEvent::Task(t) => Some(format!("{} {}", t.to, t.try_number)),
+            SchedulerEvent::Log(l) => Some(
+                l.line
+                    .split_whitespace()
+                    .take(4)
+                    .collect::<Vec<_>>()
+                    .join(" "),
+            ),
+            SchedulerEvent::RunFinished(_) => None,
+        })
+        .collect();
+    let second_try = &order[order.iter().position(|e| e == "running 2").unwrap()..];
+    let task_line = format!("INFO {target}: read the");
+    assert_eq!(
+        second_try[..second_try.len().min(5)],
+        [
+            "running 2",
+            "INFO try 2 started",
+            task_line.as_str(),
+            "INFO try 2 succeeded",
+            "success 2",
+        ][..],
+        "{order:#?}"
+    );
+}
+
+#[tokio::test]
+async fn dags_test_prints_each_change_and_each_log_line_under_its_task() {
+    fn greet(_: TaskContext, _: &Inputs) -> TaskFuture {
+        Box::pin(async {
+            tracing::warn!("low on coffee");
+            output(json!("hi"))
+        })
+    }
+    let dag = DagBuilder::new("hello")
+        .task(spec("greet", &[], greet))
+        .task(spec("after", &["greet"], fail))
+        .build()
+        .unwrap();
+    let registry = Registry::from_dags([dag]).unwrap();
+    let cli =
+        Cli::try_parse_from(["goflow", "dags", "test", "hello", "--date", "2026-01-01"]).unwrap();
+    let mut out = Vec::new();
+    let code = goflow_runtime::cli::run(cli, &registry, &mut out, Utc::now())
+        .await
+        .unwrap();
+    let out = String::from_utf8(out).unwrap();
+    assert_eq!(code, ExitCode::FAILURE, "{out}");
+    let lines: Vec<&str> = out.lines().collect();
+    let at = |prefix: &str| {
+        lines
+            .iter()
+            .position(|l| {
+                l.trim_start().starts_with(prefix)
+                    || l.get(14..).is_some_and(|l| l.starts_with(prefix))
+            })
+            .unwrap_or_else(|| panic!("no line starting with {prefix:?}:\n{out}"))
+    };
+    let running = at("greet  running          try 1/1");
+    let started = at("greet  | INFO try 1 started on in_process, attempt 1 of 1");
+    let warned = at(&format!("greet  | WARN {}: low on coffee", module_path!()));
+    let ended = at("greet  | INFO try 1 succeeded after ");
+    let success = at("greet  success");
+    assert!(
+        running < started && started < warned && warned < ended,
+        "{out}"
+    );
+    assert!(running < success, "{out}");
+    let failed = at("after  failed           try 1/1");
+    assert!(lines[failed].ends_with(": disk full"), "{out}");
+    at("after  | ERROR try 1 failed after ");
+    // Log lines are indented: nothing but state changes starts with a time.
+    for l in &lines {
+        if l.contains(" | ") {
+            assert!(l.starts_with("              "), "{l:?}");
+        }
+    }
+    assert!(out.contains("\nTASK "), "the summary follows: {out}");
+    assert!(lines.last().unwrap().contains(" failed in "), "{out}");
+}
+
+#[tokio::test]
+async fn a_test_run_in_a_named_database_is_kept_there() {
+    // What `dags test` does when built without SQLite: the run goes to the
+    // database of `--database-url`, and a second one for the same logical
+    // date is refused there.
+    for db in goflow_store::testing::databases().await {
+        let dag = DagBuilder::new("kept")
+            .task(spec("extract", &[], noop))
+            .task(spec("load", &["extract"], fail))
+            .build()
+            .unwrap();
+        let registry = Registry::from_dags([dag.clone()]).unwrap();
+        let run = TestRun {
+            database_url: Some(db.url.clone()),
+            ..test_run(&dag)
+        };
+        let mut lines = 0;
+        let report = run_test(&registry, run.clone(), &mut |e| {
+            lines += usize::from(matches!(e, SchedulerEvent::Log(_)));
+        })
+        .await
+        .unwrap();
+        assert_eq!(report.state, RunState::Failed, "{:?}", db.backend());
+        assert_eq!(state(&report, "load"), TaskState::Failed);
+        assert!(lines >= 4, "{lines} log lines");
+        let stored = db
+            .store
+            .find_run("kept", &report.run_id)
+            .await
+            .unwrap()
+            .expect("the run is kept");
+        assert_eq!(stored.state, RunState::Failed);
+        assert_eq!(stored.run_type, RunType::Test);
+        let again = run_test(&registry, run, &mut |_| {}).await.unwrap_err();
+        assert!(again.to_string().contains("already has a run"), "{again}");
+    }
 }

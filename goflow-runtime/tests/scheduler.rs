@@ -12,7 +12,7 @@ use goflow_core::{
     TaskOptions, TaskOutput, TaskSpec, TaskState, TriggerRule,
 };
 use goflow_runtime::db;
-use goflow_runtime::scheduler::{Scheduler, SchedulerConfig};
+use goflow_runtime::scheduler::Scheduler;
 use goflow_runtime::Registry;
 use goflow_store::testing::{databases, TestDb};
 use goflow_store::Store;
@@ -485,9 +485,10 @@ async fn two_schedulers_launch_each_task_instance_once() {
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
         // Each owns a few runs at a time, so both get work.
-        let small = |id: &str| SchedulerConfig {
-            max_owned_runs: 3,
-            ..config(id)
+        let small = |id: &str| {
+            let mut config = config(id);
+            config.max_owned_runs = 3;
+            config
         };
         let mut one = running::start(&store, vec![dag.clone()], small("one"));
         let mut two = running::start(&store, vec![dag.clone()], small("two"));

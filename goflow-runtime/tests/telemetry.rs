@@ -82,13 +82,11 @@ async fn run_to_success(dag: Dag) -> String {
     let store = db.store.clone();
     let run = trigger(&store, &dag).await;
     let registry = Arc::new(Registry::from_dags([dag]).unwrap());
-    let config = SchedulerConfig {
-        id: "telemetry".into(),
-        heartbeat_interval: Duration::from_millis(200),
-        stale_after: Duration::from_secs(2),
-        poll_interval: Duration::from_millis(100),
-        ..SchedulerConfig::default()
-    };
+    let mut config = SchedulerConfig::default();
+    config.id = "telemetry".into();
+    config.heartbeat_interval = Duration::from_millis(200);
+    config.stale_after = Duration::from_secs(2);
+    config.poll_interval = Duration::from_millis(100);
     let mut scheduler = Scheduler::new(store.clone(), registry, config);
     let mut finished = scheduler.finished_runs();
     let (stop, stopped) = oneshot::channel::<()>();

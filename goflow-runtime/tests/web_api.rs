@@ -11,7 +11,7 @@ use axum::routing::get as get_route;
 use axum::Router;
 use chrono::Utc;
 use goflow_core::{RunState, TaskState};
-use goflow_runtime::web::{self, TokenOrigin, WebConfig, WebState};
+use goflow_runtime::web::{self, Probes, TokenOrigin, WebConfig, WebState};
 use goflow_store::{LogStream, NewLogLine};
 use serde_json::json;
 use web_common::*;
@@ -696,7 +696,16 @@ impl EventStream {
         if let Some(id) = last_event_id {
             req = req.header("last-event-id", id);
         }
-        let res = tower::ServiceExt::oneshot(app.app.clone(), req.body(Body::empty()).unwrap())
+        Self::send(app, req.body(Body::empty()).unwrap()).await
+    }
+
+    /// Sends `req`; answers the status and headers, and the stream when it
+    /// is one.
+    async fn send(
+        app: &App,
+        req: Request<Body>,
+    ) -> Result<(axum::http::HeaderMap, EventStream), Resp> {
+        let res = tower::ServiceExt::oneshot(app.app.clone(), req)
             .await
             .unwrap();
         let (status, headers) = (res.status(), res.headers().clone());
@@ -1233,10 +1242,8 @@ async fn the_token_is_generated_once_then_stored_or_taken_from_the_configuration
             "every start and replica agrees"
         );
 
-        let configured = WebConfig {
-            api_token: Some("configured-token-0123456789".into()),
-            ..WebConfig::default()
-        };
+        let mut configured = WebConfig::default();
+        configured.api_token = Some("configured-token-0123456789".into());
         let own = WebState::new(
             app.store().clone(),
             registry.clone(),
@@ -1264,10 +1271,8 @@ async fn the_token_is_generated_once_then_stored_or_taken_from_the_configuration
             StatusCode::UNAUTHORIZED
         );
 
-        let short = WebConfig {
-            api_token: Some("short".into()),
-            ..WebConfig::default()
-        };
+        let mut short = WebConfig::default();
+        short.api_token = Some("short".into());
         let err = WebState::new(app.store().clone(), registry, metrics, short)
             .await
             .unwrap_err();
@@ -1387,5 +1392,260 @@ async fn the_calendar_counts_runs_per_day() {
                 .status,
             StatusCode::BAD_REQUEST
         );
+    }
+}
+
+#[tokio::test]
+async fn under_a_base_path_the_api_metrics_and_probes_answer_there() {
+    for app in apps_under_base().await {
+        let failed = failed_run(app.store(), at(1)).await;
+        let r = get(&app, "/goflow/api/v1/dags").await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+        assert_eq!(r.json()["total"], 2);
+        let run = get(&app, &format!("/goflow{}", run_path(&failed))).await;
+        assert_eq!(run.status, StatusCode::OK, "{}", run.text);
+        assert_eq!(run.json()["state"], "failed");
+        assert_eq!(
+            api(&app, Method::GET, "/goflow/api/v1/dags", None, None)
+                .await
+                .status,
+            StatusCode::UNAUTHORIZED
+        );
+        // Not at the root.
+        assert_eq!(
+            get(&app, "/api/v1/dags").await.status,
+            StatusCode::NOT_FOUND
+        );
+        let missing = get(&app, "/goflow/api/v1/nope").await;
+        assert_eq!(missing.status, StatusCode::NOT_FOUND);
+        assert!(
+            missing.error().contains("/goflow/api/v1/openapi.json"),
+            "{}",
+            missing.text
+        );
+        let doc = get(&app, "/goflow/api/v1/openapi.json").await;
+        assert_eq!(doc.json()["servers"][0]["url"], "/goflow");
+        assert!(doc.json()["paths"]["/api/v1/dags"].is_object());
+        let metrics = get(&app, "/goflow/metrics").await;
+        assert_eq!(metrics.status, StatusCode::OK);
+        assert!(metrics.text.contains("# EOF"));
+        for probe in ["/goflow/healthz", "/goflow/readyz"] {
+            let r = send(&app.app, Request::get(probe).body(Body::empty()).unwrap()).await;
+            assert_eq!(
+                (r.status, r.text.as_str()),
+                (StatusCode::OK, "ok"),
+                "{probe}"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn probes_may_be_renamed_or_left_out() {
+    let renamed = WebConfig::default().with_probes(Probes::new("/livez", "ready").unwrap());
+    for app in apps_with(vec![etl()], renamed).await {
+        for (path, status) in [
+            ("/livez", StatusCode::OK),
+            ("/ready", StatusCode::OK),
+            ("/healthz", StatusCode::NOT_FOUND),
+            ("/readyz", StatusCode::NOT_FOUND),
+        ] {
+            let r = send(&app.app, Request::get(path).body(Body::empty()).unwrap()).await;
+            assert_eq!(r.status, status, "{path}");
+        }
+    }
+    let none = WebConfig::default()
+        .with_base_path("/goflow")
+        .unwrap()
+        .with_probes(None);
+    for app in apps_with(vec![etl()], none).await {
+        for path in ["/goflow/healthz", "/goflow/readyz", "/healthz"] {
+            let r = send(&app.app, Request::get(path).body(Body::empty()).unwrap()).await;
+            assert_eq!(r.status, StatusCode::NOT_FOUND, "{path}");
+        }
+        assert_eq!(
+            get(&app, "/goflow/api/v1/dags").await.status,
+            StatusCode::OK
+        );
+    }
+    // A probe on a path of the UI is refused when the state is made.
+    let app = apps().await.remove(0);
+    // Set by hand: `Probes::new` would refuse it at once.
+    let mut probes = Probes::default();
+    probes.liveness = "/dags".into();
+    let clash = WebConfig::default().with_probes(probes);
+    let err = WebState::new(
+        app.store().clone(),
+        std::sync::Arc::new(goflow_runtime::Registry::from_dags([etl()]).unwrap()),
+        goflow_runtime::metrics::Metrics::new(),
+        clash,
+    )
+    .await
+    .unwrap_err();
+    assert!(err.to_string().contains("\"/dags\""), "{err}");
+}
+
+/// A host application's own routes: a home page, its own `/healthz`, and
+/// its own fallback.
+fn host() -> Router {
+    Router::new()
+        .route("/", get_route(|| async { "host home" }))
+        .route("/healthz", get_route(|| async { "host ok" }))
+        .fallback(|| async { (StatusCode::NOT_FOUND, "host 404") })
+}
+
+#[tokio::test]
+async fn goflow_merges_into_a_host_with_its_own_healthz_and_fallback() {
+    for app in apps_under_base().await {
+        let extra = Router::new().nest(
+            goflow_runtime::task_api::MOUNT_PATH,
+            Router::new().route("/ping", get_route(|| async { "task api" })),
+        );
+        let goflow = web::router_with(app.state.clone(), extra);
+        // Either way round: the host's fallback set before or after.
+        let merged = [
+            host().merge(goflow.clone()),
+            goflow
+                .clone()
+                .merge(host().route("/x", get_route(|| async { "x" }))),
+            Router::new()
+                .route("/healthz", get_route(|| async { "host ok" }))
+                .merge(goflow)
+                .fallback(|| async { (StatusCode::NOT_FOUND, "host 404") }),
+        ];
+        for host in merged {
+            let get = |uri: &str| {
+                send(
+                    &host,
+                    Request::get(uri)
+                        .header(header::AUTHORIZATION, format!("Bearer {}", app.token))
+                        .body(Body::empty())
+                        .unwrap(),
+                )
+            };
+            let r = get("/healthz").await;
+            assert_eq!((r.status, r.text.as_str()), (StatusCode::OK, "host ok"));
+            let r = get("/goflow/healthz").await;
+            assert_eq!((r.status, r.text.as_str()), (StatusCode::OK, "ok"));
+            let r = get("/elsewhere").await;
+            assert_eq!(
+                (r.status, r.text.as_str()),
+                (StatusCode::NOT_FOUND, "host 404")
+            );
+            let r = get("/goflow/api/v1/dags").await;
+            assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+            let r = get("/goflow/api/v1/nope").await;
+            assert_eq!(r.status, StatusCode::NOT_FOUND);
+            assert!(r.error().contains("openapi.json"), "{}", r.text);
+            let r = get("/goflow/nothing").await;
+            assert_eq!(r.status, StatusCode::NOT_FOUND);
+            assert!(r.text.contains("no such page"), "the UI's page: {}", r.text);
+            let r = get("/goflow/dags").await;
+            assert_eq!(r.status, StatusCode::SEE_OTHER);
+            assert_eq!(r.location(), "/goflow/login?next=%2Fgoflow%2Fdags");
+            let r = get("/goflow/api/v1/task-api/ping").await;
+            assert_eq!((r.status, r.text.as_str()), (StatusCode::OK, "task api"));
+        }
+    }
+    // At the root too, once goflow leaves the probes (and `/`) to the host.
+    let config = WebConfig::default().with_probes(None);
+    for app in apps_with(vec![etl()], config).await {
+        let host = Router::new()
+            .route("/healthz", get_route(|| async { "host ok" }))
+            .fallback(|| async { (StatusCode::NOT_FOUND, "host 404") })
+            .merge(web::router(app.state.clone()));
+        let r = send(&host, Request::get("/healthz").body(Body::empty()).unwrap()).await;
+        assert_eq!(r.text, "host ok");
+        let r = send(&host, Request::get("/nothing").body(Body::empty()).unwrap()).await;
+        assert_eq!(
+            (r.status, r.text.as_str()),
+            (StatusCode::NOT_FOUND, "host 404")
+        );
+        let r = send(&host, Request::get("/dags").body(Body::empty()).unwrap()).await;
+        assert_eq!(r.location(), "/login?next=%2Fdags");
+    }
+}
+
+#[tokio::test]
+async fn the_standalone_server_answers_other_paths_with_the_ui_404_page() {
+    for app in apps().await {
+        let standalone = web::standalone(web::router(app.state.clone()), "");
+        let r = send(
+            &standalone,
+            Request::get("/nothing").body(Body::empty()).unwrap(),
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::NOT_FOUND);
+        assert!(r.text.contains("no such page") && r.text.contains("href=\"/dags\""));
+        assert!(r.headers.contains_key(header::CONTENT_SECURITY_POLICY));
+    }
+    for app in apps_under_base().await {
+        let standalone = web::standalone(web::router(app.state.clone()), BASE);
+        let r = send(&standalone, Request::get("/").body(Body::empty()).unwrap()).await;
+        assert_eq!(
+            (r.status, r.location()),
+            (StatusCode::SEE_OTHER, "/goflow/dags")
+        );
+        let r = send(
+            &standalone,
+            Request::get("/nothing").body(Body::empty()).unwrap(),
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::NOT_FOUND);
+        assert!(r.text.contains("href=\"/goflow/dags\""), "{}", r.text);
+    }
+}
+
+#[tokio::test]
+async fn responses_are_compressed_but_the_log_stream_is_not_and_outlives_the_timeout() {
+    let config = WebConfig::default()
+        .with_base_path(BASE)
+        .unwrap()
+        .with_request_timeout(std::time::Duration::from_millis(200));
+    for app in apps_with(vec![etl()], config).await {
+        let gzip = |uri: &str| {
+            Request::get(uri)
+                .header(header::AUTHORIZATION, format!("Bearer {}", app.token))
+                .header(header::ACCEPT_ENCODING, "gzip")
+                .body(Body::empty())
+                .unwrap()
+        };
+        for uri in ["/goflow/static/app.js", "/goflow/api/v1/openapi.json"] {
+            let r = send(&app.app, gzip(uri)).await;
+            assert_eq!(r.status, StatusCode::OK, "{uri}");
+            assert_eq!(r.headers[header::CONTENT_ENCODING], "gzip", "{uri}");
+        }
+
+        let store = app.store();
+        let run = new_run(store, &etl(), at(1)).await;
+        start_run(store, &run).await;
+        run_task(store, &run, "extract").await;
+        store
+            .append_logs(vec![log_line(&run, 1, LogStream::Stdout)])
+            .await
+            .unwrap();
+        let uri = format!("/goflow{}/tasks/extract/logs/stream", run_path(&run));
+        let (headers, mut sse) = EventStream::send(&app, gzip(&uri))
+            .await
+            .unwrap_or_else(|r| panic!("{}: {}", r.status, r.text));
+        assert_eq!(headers[header::CONTENT_TYPE], "text/event-stream");
+        assert!(
+            !headers.contains_key(header::CONTENT_ENCODING),
+            "events are sent as they come, not compressed: {headers:?}"
+        );
+        sse.read_until("the first line", |e| lines_of(e).len() == 1)
+            .await;
+        // Well past the request timeout, the stream still follows.
+        tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+        store
+            .append_logs(vec![log_line(&run, 2, LogStream::Stdout)])
+            .await
+            .unwrap();
+        sse.read_until("a line after the timeout", |e| lines_of(e).len() == 2)
+            .await;
+        end_task(store, &run, "extract", TaskState::Success).await;
+        let events = sse.read_to_end().await;
+        assert_eq!(lines_of(&events), ["line 1", "line 2"]);
+        assert_eq!(events.last().unwrap().event.as_deref(), Some("end"));
     }
 }

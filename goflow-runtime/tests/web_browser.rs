@@ -9,15 +9,22 @@
 //! marking it failed and sees its run fail. Screenshots of the main pages
 //! are written to `target/screenshots/` for a reviewer.
 //!
+//! The same user, in a host application that serves goflow under
+//! `/goflow`, logs in, opens a DAG, triggers a run and follows a task's
+//! log live: every link, form, asset, cookie and event stream of the UI
+//! carries the base path.
+//!
 //! Chromium missing is a failure with a message, not a skip: CI installs
 //! it (`.ci/run`).
 
+use std::collections::{HashMap, HashSet};
 use std::net::{SocketAddr, TcpListener as StdListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use axum::routing::get;
+use axum::Router;
 use chrono::Utc;
 use fantoccini::{Client, ClientBuilder, Locator};
 use goflow_core::{
@@ -28,23 +35,49 @@ use goflow_runtime::metrics::Metrics;
 use goflow_runtime::scheduler::{Scheduler, SchedulerConfig};
 use goflow_runtime::web::{self, WebConfig, WebState};
 use goflow_runtime::Registry;
-use goflow_store::{LogStream, NewLogLine, Store};
+use goflow_store::{LogStream, NewLogLine, RunRow, Store};
 use tokio::process::{Child, Command};
 use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
 
 const CHROMIUM: &str = "/usr/bin/chromium";
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 const SCHEDULER_ID: &str = "browser-test";
 
-/// The store the tasks write their log lines to. The in-process executor
-/// does not capture output, so the tasks log as a worker's log shipper
-/// would: lines in the store, for the UI to stream.
-static STORE: OnceLock<Store> = OnceLock::new();
-/// `extract` holds its first try open until the test has seen its log.
-static GATE_OPEN: AtomicBool = AtomicBool::new(false);
+/// The store each DAG's tasks write their log lines to (one DAG, and one
+/// database, per test). The in-process executor does not capture output,
+/// so the tasks log as a worker's log shipper would: lines in the store,
+/// for the UI to stream.
+static STORES: Mutex<Option<HashMap<String, Store>>> = Mutex::new(None);
+/// The DAGs whose `extract` may go on: it holds its first try open until
+/// the test has seen its log.
+static GATES_OPEN: Mutex<Option<HashSet<String>>> = Mutex::new(None);
+/// One browser test at a time: two Chromiums and schedulers on a small
+/// machine would make the timings of both flaky.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+fn store_of(dag: &str) -> Option<Store> {
+    STORES.lock().unwrap().as_ref()?.get(dag).cloned()
+}
+
+fn gate_open(dag: &str) -> bool {
+    GATES_OPEN
+        .lock()
+        .unwrap()
+        .as_ref()
+        .is_some_and(|g| g.contains(dag))
+}
+
+fn open_gate(dag: &str) {
+    GATES_OPEN
+        .lock()
+        .unwrap()
+        .get_or_insert_with(HashSet::new)
+        .insert(dag.to_owned());
+}
 
 async fn log(ctx: &TaskContext, line: &str) -> Result<(), TaskError> {
-    let store = STORE.get().ok_or_else(|| TaskError::msg("no store"))?;
+    let store = store_of(ctx.dag_id().as_str()).ok_or_else(|| TaskError::msg("no store"))?;
     let run = store
         .find_run(ctx.dag_id().as_str(), ctx.run_id().as_str())
         .await
@@ -78,7 +111,7 @@ fn extract(ctx: TaskContext, _: &Inputs) -> TaskFuture {
             std::future::pending::<()>().await;
         }
         log(&ctx, "reading sales.csv").await?;
-        while !GATE_OPEN.load(Ordering::SeqCst) {
+        while !gate_open(ctx.dag_id().as_str()) {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         log(&ctx, "read 3 rows").await?;
@@ -123,8 +156,8 @@ fn spec(id: &str, data: &[&str], run: fn(TaskContext, &Inputs) -> TaskFuture) ->
     }
 }
 
-fn shop() -> Dag {
-    DagBuilder::new("shop")
+fn shop(id: &str) -> Dag {
+    DagBuilder::new(id)
         .description("Daily sales by region")
         .schedule(
             Schedule::parse("0 6 * * *", "Europe/Paris").unwrap(),
@@ -279,85 +312,228 @@ async fn path(client: &Client) -> String {
     client.current_url().await.unwrap().path().to_owned()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_user_triggers_follows_and_reruns_a_dag_in_chromium() {
-    for bin in [CHROMIUM, CHROMEDRIVER] {
-        assert!(
-            Path::new(bin).exists(),
-            "{bin} is missing: the browser tests need Debian's Chromium \
-             (`apt-get install -y chromium chromium-driver`; .ci/run installs them)"
-        );
+/// A scheduler and a web server over a fresh database holding the DAG
+/// `shop(dag)`, and a Chromium to drive them.
+struct Env {
+    store: Store,
+    token: String,
+    /// `http://127.0.0.1:<port>`.
+    origin: String,
+    client: Client,
+    stop_server: oneshot::Sender<()>,
+    server: JoinHandle<Result<(), web::WebError>>,
+    stop_scheduler: oneshot::Sender<()>,
+    scheduler: JoinHandle<Result<(), goflow_runtime::scheduler::SchedulerError>>,
+    _driver: Child,
+    _profile: tempfile::TempDir,
+    _db: goflow_store::testing::TestDb,
+}
+
+impl Env {
+    /// Starts everything for the DAG `dag`, serving `app(state)`.
+    async fn start(dag: &str, config: WebConfig, app: impl FnOnce(WebState) -> Router) -> Env {
+        for bin in [CHROMIUM, CHROMEDRIVER] {
+            assert!(
+                Path::new(bin).exists(),
+                "{bin} is missing: the browser tests need Debian's Chromium \
+                 (`apt-get install -y chromium chromium-driver`; .ci/run installs them)"
+            );
+        }
+        let db = goflow_store::testing::sqlite(true).await;
+        let store = db.store.clone();
+        STORES
+            .lock()
+            .unwrap()
+            .get_or_insert_with(HashMap::new)
+            .insert(dag.to_owned(), store.clone());
+        let registry = Arc::new(Registry::from_dags([shop(dag)]).unwrap());
+
+        let (stop_scheduler, scheduler_stop) = oneshot::channel::<()>();
+        let mut scheduler_config = SchedulerConfig::default();
+        scheduler_config.id = SCHEDULER_ID.into();
+        scheduler_config.heartbeat_interval = Duration::from_millis(500);
+        scheduler_config.poll_interval = Duration::from_millis(100);
+        let scheduler = Scheduler::new(store.clone(), registry.clone(), scheduler_config);
+        let scheduler = tokio::spawn(async move {
+            scheduler
+                .run(async {
+                    let _ = scheduler_stop.await;
+                })
+                .await
+        });
+        // The scheduler syncs the DAG into the store first.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while store.get_dag(dag).await.unwrap().is_none() {
+            assert!(
+                Instant::now() < deadline,
+                "the scheduler did not sync the DAG"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+
+        let state = WebState::new(
+            store.clone(),
+            registry,
+            Metrics::new(),
+            config.with_scheduler_id(SCHEDULER_ID),
+        )
+        .await
+        .unwrap();
+        let token = state.api_token().token.clone();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr: SocketAddr = listener.local_addr().unwrap();
+        let (stop_server, server_stop) = oneshot::channel::<()>();
+        let server = tokio::spawn(web::serve_app(listener, app(state), async {
+            let _ = server_stop.await;
+        }));
+
+        let (driver, driver_port) = chromedriver().await;
+        let profile = tempfile::tempdir().unwrap();
+        let client = browser(driver_port, profile.path()).await;
+        Env {
+            store,
+            token,
+            origin: format!("http://{addr}"),
+            client,
+            stop_server,
+            server,
+            stop_scheduler,
+            scheduler,
+            _driver: driver,
+            _profile: profile,
+            _db: db,
+        }
     }
-    let db = goflow_store::testing::sqlite(true).await;
-    let store = db.store.clone();
-    STORE
-        .set(store.clone())
-        .expect("one browser test per process");
-    let registry = Arc::new(Registry::from_dags([shop()]).unwrap());
 
-    let (stop_scheduler, scheduler_stop) = oneshot::channel::<()>();
-    let scheduler = Scheduler::new(
-        store.clone(),
-        registry.clone(),
-        SchedulerConfig {
-            id: SCHEDULER_ID.into(),
-            heartbeat_interval: Duration::from_millis(500),
-            poll_interval: Duration::from_millis(100),
-            ..SchedulerConfig::default()
-        },
-    );
-    let scheduler = tokio::spawn(async move {
-        scheduler
-            .run(async {
-                let _ = scheduler_stop.await;
-            })
-            .await
-    });
-    // The scheduler syncs the DAG into the store first.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while store.get_dag("shop").await.unwrap().is_none() {
-        assert!(
-            Instant::now() < deadline,
-            "the scheduler did not sync the DAG"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
+    /// Closes the browser, stops the server and the scheduler.
+    async fn stop(self) {
+        self.client.close().await.unwrap();
+        let _ = self.stop_server.send(());
+        self.server.await.unwrap().unwrap();
+        let _ = self.stop_scheduler.send(());
+        self.scheduler.await.unwrap().unwrap();
     }
+}
 
-    let state = WebState::new(
-        store.clone(),
-        registry,
-        Metrics::new(),
-        WebConfig::default().with_scheduler_id(SCHEDULER_ID),
-    )
-    .await
-    .unwrap();
-    let token = state.api_token().token.clone();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr: SocketAddr = listener.local_addr().unwrap();
-    let (stop_server, server_stop) = oneshot::channel::<()>();
-    let server = tokio::spawn(web::serve_app(listener, web::router(state), async {
-        let _ = server_stop.await;
-    }));
-    let base = format!("http://{addr}");
-
-    let (_driver, driver_port) = chromedriver().await;
-    let profile = tempfile::tempdir().unwrap();
-    let client = browser(driver_port, profile.path()).await;
-
-    // Log in: the DAG list redirects to the login form.
-    client.goto(&format!("{base}/dags")).await.unwrap();
-    assert_eq!(path(&client).await, "/login");
-    shot(&client, "01-login").await;
+/// Logs in through the form that the DAG list under `base` redirects
+/// to: a wrong password first, then the token. `shots` prefixes the
+/// screenshots' names.
+async fn log_in(env: &Env, base: &str, shots: &str) {
+    let client = &env.client;
+    client
+        .goto(&format!("{}{base}/dags", env.origin))
+        .await
+        .unwrap();
+    assert_eq!(path(client).await, format!("{base}/login"));
+    shot(client, &format!("{shots}01-login")).await;
     let password = client.find(Locator::Css("#password")).await.unwrap();
     password.send_keys("not the token").await.unwrap();
-    click_to_page(&client, "#login").await;
-    assert!(text(&client, ".flash.error")
+    click_to_page(client, "#login").await;
+    assert!(text(client, ".flash.error")
         .await
         .contains("Wrong user name or password"));
     let password = client.find(Locator::Css("#password")).await.unwrap();
-    password.send_keys(&token).await.unwrap();
-    click_to_page(&client, "#login").await;
-    assert_eq!(path(&client).await, "/dags");
+    password.send_keys(&env.token).await.unwrap();
+    click_to_page(client, "#login").await;
+    assert_eq!(path(client).await, format!("{base}/dags"));
+}
+
+/// Follows `extract`'s log live on its page, below the run's page
+/// `run_page` (a path, under the base path): the lines come through the
+/// event stream, the state turns to success without a reload, and the
+/// page stops following.
+async fn follow_the_live_log(env: &Env, run_page: &str, run: &RunRow, shots: &str) {
+    let (client, store) = (&env.client, &env.store);
+    eventually(client, "extract runs", false, || async {
+        store
+            .task_instance(run.id, "extract")
+            .await
+            .unwrap()
+            .is_some_and(|t| t.state == TaskState::Running)
+    })
+    .await;
+    let logs_url = format!("{}{run_page}/tasks/extract/logs", env.origin);
+    client.goto(&logs_url).await.unwrap();
+    assert!(text(client, "#log").await.contains("reading sales.csv"));
+    assert!(text(client, "#log-status").await.contains("Following"));
+    // The page follows the log through the server's event stream.
+    eventually(client, "the log follows by EventSource", false, || async {
+        client
+            .execute("return window.goflowLogSource || '';", vec![])
+            .await
+            .unwrap()
+            == serde_json::json!("sse")
+    })
+    .await;
+    // A try selector, and the try's raw log to download.
+    assert!(exists(client, "#log-tries [data-try=\"1\"]").await);
+    let download = client
+        .find(Locator::Css("a#log-download"))
+        .await
+        .unwrap()
+        .attr("href")
+        .await
+        .unwrap()
+        .unwrap_or_default();
+    let base = run_page.split("/dags/").next().unwrap_or("");
+    assert!(
+        download.starts_with(&format!("{base}/api/v1/dags/"))
+            && download.ends_with("/tasks/extract/logs/raw?try=1"),
+        "{download}"
+    );
+    assert!(exists(client, "input#hide-system[type=\"checkbox\"]").await);
+    shot(client, &format!("{shots}04-logs-running")).await;
+    // A mark on the page: it must still be there once the line arrived.
+    client
+        .execute("window.goflowMark = 42;", vec![])
+        .await
+        .unwrap();
+    open_gate(run.dag_id.as_str());
+    eventually(client, "the log streams its next line", false, || async {
+        text(client, "#log").await.contains("read 3 rows")
+            && text(client, "#log-state").await == "success"
+    })
+    .await;
+    let mark = client
+        .execute("return window.goflowMark || 0;", vec![])
+        .await
+        .unwrap();
+    assert_eq!(
+        mark,
+        serde_json::json!(42),
+        "the line came without a page reload"
+    );
+    // It stopped following once the try ended, without falling back to
+    // polling on the way.
+    eventually(client, "the page stops following", false, || async {
+        text(client, "#log-status")
+            .await
+            .contains("Finished: success")
+    })
+    .await;
+    let follow = client
+        .execute(
+            "const p = document.getElementById('log'); \
+             return [p.dataset.follow, window.goflowLogSource];",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(follow, serde_json::json!(["done", "sse"]));
+    shot(client, &format!("{shots}05-logs-finished")).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_user_triggers_follows_and_reruns_a_dag_in_chromium() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let env = Env::start("shop", WebConfig::default(), |state| {
+        web::standalone(web::router(state), "")
+    })
+    .await;
+    let (client, store, base) = (env.client.clone(), &env.store, env.origin.as_str());
+
+    // Log in: the DAG list redirects to the login form.
+    log_in(&env, "", "").await;
 
     // The DAG is listed; open it.
     let row = client
@@ -402,81 +578,7 @@ async fn a_user_triggers_follows_and_reruns_a_dag_in_chromium() {
     assert_eq!(run_id.conf, serde_json::json!({"region": "north"}));
 
     // Follow extract's log while it runs.
-    eventually(&client, "extract runs", false, || async {
-        store
-            .task_instance(run_id.id, "extract")
-            .await
-            .unwrap()
-            .is_some_and(|t| t.state == TaskState::Running)
-    })
-    .await;
-    let logs_url = format!("{base}{run_page}/tasks/extract/logs");
-    client.goto(&logs_url).await.unwrap();
-    assert!(text(&client, "#log").await.contains("reading sales.csv"));
-    assert!(text(&client, "#log-status").await.contains("Following"));
-    // The page follows the log through the server's event stream.
-    eventually(&client, "the log follows by EventSource", false, || async {
-        client
-            .execute("return window.goflowLogSource || '';", vec![])
-            .await
-            .unwrap()
-            == serde_json::json!("sse")
-    })
-    .await;
-    // A try selector, and the try's raw log to download.
-    assert!(exists(&client, "#log-tries [data-try=\"1\"]").await);
-    let download = client
-        .find(Locator::Css("a#log-download"))
-        .await
-        .unwrap()
-        .attr("href")
-        .await
-        .unwrap()
-        .unwrap_or_default();
-    assert!(
-        download.ends_with("/tasks/extract/logs/raw?try=1"),
-        "{download}"
-    );
-    assert!(exists(&client, "input#hide-system[type=\"checkbox\"]").await);
-    shot(&client, "04-logs-running").await;
-    // A mark on the page: it must still be there once the line arrived.
-    client
-        .execute("window.goflowMark = 42;", vec![])
-        .await
-        .unwrap();
-    GATE_OPEN.store(true, Ordering::SeqCst);
-    eventually(&client, "the log streams its next line", false, || async {
-        text(&client, "#log").await.contains("read 3 rows")
-            && text(&client, "#log-state").await == "success"
-    })
-    .await;
-    let mark = client
-        .execute("return window.goflowMark || 0;", vec![])
-        .await
-        .unwrap();
-    assert_eq!(
-        mark,
-        serde_json::json!(42),
-        "the line came without a page reload"
-    );
-    // It stopped following once the try ended, without falling back to
-    // polling on the way.
-    eventually(&client, "the page stops following", false, || async {
-        text(&client, "#log-status")
-            .await
-            .contains("Finished: success")
-    })
-    .await;
-    let follow = client
-        .execute(
-            "const p = document.getElementById('log'); \
-             return [p.dataset.follow, window.goflowLogSource];",
-            vec![],
-        )
-        .await
-        .unwrap();
-    assert_eq!(follow, serde_json::json!(["done", "sse"]));
-    shot(&client, "05-logs-finished").await;
+    follow_the_live_log(&env, &run_page, &run_id, "").await;
     // The raw download serves the same lines to the session.
     let raw = client
         .execute_async(
@@ -690,9 +792,83 @@ async fn a_user_triggers_follows_and_reruns_a_dag_in_chromium() {
     );
     assert!(!store.get_dag("shop").await.unwrap().unwrap().is_paused);
 
-    client.close().await.unwrap();
-    let _ = stop_server.send(());
-    server.await.unwrap().unwrap();
-    let _ = stop_scheduler.send(());
-    scheduler.await.unwrap().unwrap();
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn under_a_base_path_in_a_host_application_the_ui_works_in_chromium() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    const DAG: &str = "shop-under-base";
+    let config = WebConfig::default().with_base_path("/goflow").unwrap();
+    // The host keeps its own home page, `/healthz` and fallback.
+    let env = Env::start(DAG, config, |state| {
+        Router::new()
+            .route("/", get(|| async { "the host's home" }))
+            .route("/healthz", get(|| async { "host ok" }))
+            .merge(web::router(state))
+            .fallback(|| async { (axum::http::StatusCode::NOT_FOUND, "the host's 404") })
+    })
+    .await;
+    let (client, store) = (&env.client, &env.store);
+
+    log_in(&env, "/goflow", "b").await;
+    let cookies = client.get_all_cookies().await.unwrap();
+    let session = cookies
+        .iter()
+        .find(|c| c.name() == "goflow_session")
+        .expect("a session cookie");
+    assert_eq!(session.path(), Some("/goflow"));
+    // The stylesheet, under the base, applies.
+    let styled = client
+        .execute(
+            "return Array.from(document.styleSheets).some(s => s.href \
+             && s.href.endsWith('/goflow/static/app.css') && s.cssRules.length > 0);",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(styled, serde_json::json!(true));
+    shot(client, "b02-dag-list").await;
+
+    click_to_page(client, &format!("tr[data-dag=\"{DAG}\"] a.dag-link")).await;
+    assert_eq!(path(client).await, format!("/goflow/dags/{DAG}"));
+    assert_eq!(
+        client
+            .find_all(Locator::Css("svg.graph g.node"))
+            .await
+            .unwrap()
+            .len(),
+        5
+    );
+    let conf = client.find(Locator::Css("#conf")).await.unwrap();
+    conf.clear().await.unwrap();
+    conf.send_keys("{\"region\": \"south\"}").await.unwrap();
+    click_to_page(client, "#trigger").await;
+    let run_page = path(client).await;
+    assert!(
+        run_page.starts_with(&format!("/goflow/dags/{DAG}/runs/manual__")),
+        "{run_page}"
+    );
+    let run = store.list_runs(DAG, 1, 0).await.unwrap()[0].clone();
+    assert_eq!(run.conf, serde_json::json!({"region": "south"}));
+    follow_the_live_log(&env, &run_page, &run, "b").await;
+
+    // The log page's links lead under the base: back to the run.
+    click_to_page(client, "main p a[href*=\"/runs/\"]").await;
+    assert_eq!(path(client).await, run_page);
+    // Outside the base, the host answers.
+    client
+        .goto(&format!("{}/healthz", env.origin))
+        .await
+        .unwrap();
+    assert_eq!(text(client, "body").await, "host ok");
+    // Logging out leads to the login page under the base.
+    client
+        .goto(&format!("{}/goflow/health", env.origin))
+        .await
+        .unwrap();
+    click_to_page(client, "form.logout button").await;
+    assert_eq!(path(client).await, "/goflow/login");
+
+    env.stop().await;
 }

@@ -119,7 +119,7 @@ async fn pages_need_a_login_and_the_login_checks_everything() {
         )
         .await;
         assert_eq!(r.status, StatusCode::SEE_OTHER);
-        assert_eq!(r.location(), "/login?next=/dags%3Fq%3Da");
+        assert_eq!(r.location(), "/login?next=%2Fdags%3Fq%3Da");
         let r = form(&app, None, "/dags/etl/pause", "paused=true&csrf=x").await;
         assert_eq!(
             r.status,
@@ -171,11 +171,9 @@ async fn pages_need_a_login_and_the_login_checks_everything() {
 
 #[tokio::test]
 async fn the_ui_password_may_differ_from_the_token_and_open_redirects_are_refused() {
-    let config = WebConfig {
-        ui_password: Some("a-long-ui-password".into()),
-        secure_cookies: true,
-        ..WebConfig::default()
-    };
+    let mut config = WebConfig::default();
+    config.ui_password = Some("a-long-ui-password".into());
+    config.secure_cookies = true;
     for app in apps_with(vec![etl()], config.clone()).await {
         assert_eq!(
             login_with(&app, "admin", &app.token.clone()).await.status,
@@ -683,5 +681,272 @@ async fn logging_out_ends_the_session_and_pages_carry_security_headers() {
             page(&app, &user, "/dags").await.status,
             StatusCode::SEE_OTHER
         );
+    }
+}
+
+/// Every URL of a page that is a path (`href`, `action`, `src`, and the
+/// log viewer's `data-src` and `data-stream`), by attribute.
+fn paths_in(html: &str) -> Vec<(&'static str, String)> {
+    let mut out = Vec::new();
+    for attr in ["href", "action", "src", "data-src", "data-stream"] {
+        let needle = format!(" {attr}=\"");
+        let mut rest = html;
+        while let Some(at) = rest.find(&needle) {
+            rest = &rest[at + needle.len()..];
+            let value = &rest[..rest.find('"').unwrap()];
+            if value.starts_with('/') {
+                out.push((attr, value.replace("&amp;", "&")));
+            }
+        }
+    }
+    out
+}
+
+/// Asserts that every path of `html` is under [`BASE`], and returns them.
+fn all_under_base(what: &str, html: &str) -> Vec<(&'static str, String)> {
+    let paths = paths_in(html);
+    assert!(!paths.is_empty(), "{what}: no links at all");
+    for (attr, p) in &paths {
+        assert!(
+            p.starts_with(&format!("{BASE}/")),
+            "{what}: {attr}=\"{p}\" is not under {BASE}"
+        );
+    }
+    paths
+}
+
+#[tokio::test]
+async fn under_a_base_path_every_url_the_ui_emits_carries_it() {
+    for app in apps_under_base().await {
+        let store = app.store();
+        let done = failed_run(store, at(1)).await;
+        let live = new_run(store, &etl(), at(2)).await;
+        start_run(store, &live).await;
+        run_task(store, &live, "extract").await;
+
+        // Not served at the root: that is the host's.
+        for outside in ["/dags", "/login", "/static/app.css", "/healthz"] {
+            let r = send(&app.app, Request::get(outside).body(Body::empty()).unwrap()).await;
+            assert_eq!(r.status, StatusCode::NOT_FOUND, "{outside}");
+        }
+
+        // A page without a session goes to the login form, and back.
+        let r = send(
+            &app.app,
+            Request::get("/goflow/dags?q=a")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::SEE_OTHER);
+        assert_eq!(r.location(), "/goflow/login?next=%2Fgoflow%2Fdags%3Fq%3Da");
+        let r = send(
+            &app.app,
+            Request::get("/goflow/dags").body(Body::empty()).unwrap(),
+        )
+        .await;
+        assert_eq!(r.location(), "/goflow/login?next=%2Fgoflow%2Fdags");
+        let login_page = send(
+            &app.app,
+            Request::get(r.location()).body(Body::empty()).unwrap(),
+        )
+        .await;
+        assert_eq!(login_page.status, StatusCode::OK);
+        let html = &login_page.text;
+        let paths = all_under_base("the login page", html);
+        assert!(
+            paths.contains(&("action", "/goflow/login".to_owned())),
+            "{paths:?}"
+        );
+        assert!(paths.contains(&("href", "/goflow/static/app.css".to_owned())));
+        assert!(paths.contains(&("src", "/goflow/static/app.js".to_owned())));
+        assert!(
+            html.contains("name=\"next\" value=\"/goflow/dags\""),
+            "{html}"
+        );
+        let login_cookie = login_page.set_cookie("goflow_login").unwrap();
+        assert!(login_cookie.contains("; Path=/goflow;"), "{login_cookie}");
+        let login_cookie = cookie_pair(&login_cookie);
+        let csrf = csrf_of(html);
+
+        // The login form: back to the page asked for, a cookie for the base.
+        let form_body = format!(
+            "username=admin&password={}&csrf={csrf}&next=%2Fgoflow%2Fdags%2Fetl",
+            app.token
+        );
+        let r = send(
+            &app.app,
+            Request::post("/goflow/login")
+                .header(header::COOKIE, &login_cookie)
+                .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+                .body(Body::from(form_body))
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.text);
+        assert_eq!(r.location(), "/goflow/dags/etl");
+        let session = r.set_cookie("goflow_session").unwrap();
+        for attr in ["Path=/goflow;", "HttpOnly", "SameSite=Strict"] {
+            assert!(session.contains(attr), "{attr} in {session}");
+        }
+        assert!(!session.contains("Path=/;"), "{session}");
+        let user = User {
+            cookie: cookie_pair(&session),
+            csrf: String::new(),
+        };
+
+        // Every page links, posts and loads under the base only.
+        let run_page = format!("/goflow/dags/etl/runs/{}", live.run_id);
+        let logs_page = format!("{run_page}/tasks/extract/logs");
+        for uri in [
+            "/goflow/dags".to_owned(),
+            "/goflow/dags/etl".to_owned(),
+            format!("/goflow/dags/etl?run={}", enc(&done.run_id)),
+            run_page.clone(),
+            format!("/goflow/dags/etl/runs/{}", done.run_id),
+            logs_page.clone(),
+            "/goflow/dags/etl/tasks/left".to_owned(),
+            "/goflow/health".to_owned(),
+        ] {
+            let p = page(&app, &user, &uri).await;
+            assert_eq!(p.status, StatusCode::OK, "{uri}: {}", p.text);
+            let paths = all_under_base(&uri, &p.text);
+            assert!(
+                paths.contains(&("action", "/goflow/logout".to_owned())),
+                "{uri}: {paths:?}"
+            );
+        }
+        let list = page(&app, &user, "/goflow/dags").await;
+        let paths = paths_in(&list.text);
+        for expected in [
+            ("href", "/goflow/dags/etl".to_owned()),
+            ("href", "/goflow/dags?tag=sales".to_owned()),
+            ("action", "/goflow/dags".to_owned()),
+            ("action", "/goflow/dags/etl/pause".to_owned()),
+            ("href", "/goflow/api/v1/openapi.json".to_owned()),
+        ] {
+            assert!(paths.contains(&expected), "{expected:?} in {paths:?}");
+        }
+        let dag = page(&app, &user, "/goflow/dags/etl").await;
+        assert!(dag.text.contains("<svg class=\"graph\""), "{}", dag.text);
+        assert!(paths_in(&dag.text).contains(&("action", "/goflow/dags/etl/trigger".to_owned())));
+        // The log viewer's script follows the API under the base.
+        let logs = page(&app, &user, &logs_page).await;
+        let api = format!(
+            "/goflow/api/v1/dags/etl/runs/{}/tasks/extract/logs",
+            live.run_id
+        );
+        assert!(
+            logs.text
+                .contains(&format!("data-stream=\"{api}/stream?try=1\"")),
+            "{}",
+            logs.text
+        );
+        assert!(logs.text.contains(&format!("data-src=\"{api}?try=1\"")));
+        assert!(logs.text.contains("<body data-base=\"/goflow\">"));
+
+        // The assets answer under the base.
+        let css = send(
+            &app.app,
+            Request::get("/goflow/static/app.css")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(css.status, StatusCode::OK);
+        assert!(css.text.contains(".st-success"));
+        let js = send(
+            &app.app,
+            Request::get("/goflow/static/app.js")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(js.status, StatusCode::OK);
+        assert!(js.text.contains("followLog"));
+        let missing = send(
+            &app.app,
+            Request::get("/goflow/static/nope.js")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(missing.status, StatusCode::NOT_FOUND);
+        all_under_base("a missing asset's page", &missing.text);
+
+        // The base itself leads to the DAGs; unknown paths under it get
+        // the UI's 404 page, its links under the base.
+        for home in ["/goflow", "/goflow/"] {
+            let r = page(&app, &user, home).await;
+            assert_eq!(r.status, StatusCode::SEE_OTHER, "{home}");
+            assert_eq!(r.location(), "/goflow/dags", "{home}");
+        }
+        let nothing = page(&app, &user, "/goflow/nothing").await;
+        assert_eq!(nothing.status, StatusCode::NOT_FOUND);
+        assert!(nothing.text.contains("no such page"), "{}", nothing.text);
+        all_under_base("the 404 page", &nothing.text);
+        assert!(nothing
+            .headers
+            .contains_key(header::CONTENT_SECURITY_POLICY));
+        let gone = page(&app, &user, "/goflow/dags/nope").await;
+        assert_eq!(gone.status, StatusCode::NOT_FOUND);
+        all_under_base("a missing DAG's page", &gone.text);
+
+        // Redirects after forms stay under the base.
+        let user = User {
+            csrf: csrf_of(&list.text),
+            ..user
+        };
+        for (next, to) in [
+            ("%2Fgoflow%2Fdags%3Fpage%3D1", "/goflow/dags?page=1"),
+            ("%2Fdags", "/goflow/dags/etl"),
+            ("%2Fother-app", "/goflow/dags/etl"),
+            ("%2Fgoflow%2F..%2Fadmin", "/goflow/dags/etl"),
+            ("%2F%2Fevil.example", "/goflow/dags/etl"),
+        ] {
+            let r = form(
+                &app,
+                Some(&user.cookie),
+                "/goflow/dags/etl/pause",
+                &format!("csrf={}&paused=false&next={next}", user.csrf),
+            )
+            .await;
+            assert_eq!(r.status, StatusCode::SEE_OTHER, "{next}: {}", r.text);
+            assert_eq!(r.location(), to, "{next}");
+        }
+        let r = send(
+            &app.app,
+            Request::get("/goflow/login?next=/elsewhere")
+                .header(header::COOKIE, &user.cookie)
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(
+            r.location(),
+            "/goflow/dags",
+            "logged in: to the DAGs, not away"
+        );
+        let r = form(
+            &app,
+            Some(&user.cookie),
+            &format!("{run_page}/stop"),
+            &format!("csrf={}", user.csrf),
+        )
+        .await;
+        assert_eq!(r.location(), run_page);
+
+        // Logging out: to the login page, the cookie cleared for the base.
+        let r = form(
+            &app,
+            Some(&user.cookie),
+            "/goflow/logout",
+            &format!("csrf={}", user.csrf),
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::SEE_OTHER);
+        assert_eq!(r.location(), "/goflow/login");
+        let cleared = r.set_cookie("goflow_session").unwrap();
+        assert!(cleared.contains("Max-Age=0") && cleared.contains("Path=/goflow;"));
     }
 }

@@ -3,11 +3,14 @@
 //! read-only sessions, the schema check of a new store, and write
 //! transactions.
 
+use std::sync::Mutex;
 use std::time::Duration;
 
+use diesel::backend::Backend as DieselBackend;
 use diesel::connection::{AnsiTransactionManager, SimpleConnection, TransactionManager};
+use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
 use diesel::r2d2::{CustomizeConnection, ManageConnection, R2D2Connection};
-use diesel::Connection;
+use diesel::{Connection, QueryResult, RunQueryDsl};
 
 use crate::url::Target;
 use crate::{Backend, Result, StoreError};
@@ -57,9 +60,29 @@ impl Target {
 
 /// The r2d2 manager: connects to the backend the URL named, instead of
 /// trying each backend in turn as `MultiConnection::establish` does.
-#[derive(Debug)]
 pub(crate) struct Manager {
     pub target: Target,
+    /// The connection that checked the schema when the store was opened
+    /// ([`open_first`]), handed out as the pool's first instead of opening
+    /// another: an in-memory database is the one it checked.
+    pub first: Mutex<Option<AnyConnection>>,
+}
+
+impl Manager {
+    pub(crate) fn new(target: Target, first: AnyConnection) -> Self {
+        Manager {
+            target,
+            first: Mutex::new(Some(first)),
+        }
+    }
+}
+
+impl std::fmt::Debug for Manager {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Manager")
+            .field("target", &self.target)
+            .finish_non_exhaustive()
+    }
 }
 
 impl ManageConnection for Manager {
@@ -67,9 +90,14 @@ impl ManageConnection for Manager {
     type Error = diesel::r2d2::Error;
 
     fn connect(&self) -> Result<AnyConnection, Self::Error> {
-        self.target
-            .establish()
-            .map_err(diesel::r2d2::Error::ConnectionError)
+        let first = self.first.lock().unwrap_or_else(|e| e.into_inner()).take();
+        match first {
+            Some(conn) => Ok(conn),
+            None => self
+                .target
+                .establish()
+                .map_err(diesel::r2d2::Error::ConnectionError),
+        }
     }
 
     fn is_valid(&self, conn: &mut AnyConnection) -> Result<(), Self::Error> {
@@ -226,6 +254,51 @@ macro_rules! per_backend {
     };
 }
 pub(crate) use per_backend;
+
+/// A statement the connection keeps prepared, keyed by its SQL text, for
+/// the statements of the scheduler's hot path that diesel would otherwise
+/// prepare afresh on every call: it never caches an `UPDATE`, an upsert,
+/// or an `INSERT` with optional columns, whatever their shape.
+///
+/// Keyed by text, a cached statement is always the one its SQL names, so
+/// this is safe for any query; what limits its use is the cache's size
+/// (one entry per distinct text, kept for the connection's life): only
+/// statements with a bounded number of shapes are wrapped, never one
+/// with an `IN` list as long as its input.
+///
+/// Run it with `load` or `get_result`, which hand the connection the
+/// statement itself: `execute` hands it a reference, through which diesel
+/// no longer sees this wrapper (and does not cache). A statement that
+/// returns nothing returns a column (`RETURNING id`) instead.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Cached<Q>(pub Q);
+
+impl<Q> QueryId for Cached<Q> {
+    type QueryId = ();
+    // Not a static id: diesel then keys the cache by the SQL text.
+    const HAS_STATIC_QUERY_ID: bool = false;
+}
+
+impl<Q: Query> Query for Cached<Q> {
+    type SqlType = Q::SqlType;
+}
+
+impl<Q, DB> QueryFragment<DB> for Cached<Q>
+where
+    DB: DieselBackend,
+    Q: QueryFragment<DB>,
+{
+    fn walk_ast<'b>(&'b self, pass: AstPass<'_, 'b, DB>) -> QueryResult<()> {
+        self.0.walk_ast(pass)
+    }
+
+    // diesel asks this of a query before caching it by its text.
+    fn is_safe_to_cache_prepared(&self, _backend: &DB) -> QueryResult<bool> {
+        Ok(true)
+    }
+}
+
+impl<Q, Conn> RunQueryDsl<Conn> for Cached<Q> {}
 
 /// One row of `__diesel_schema_migrations`.
 #[derive(diesel::QueryableByName)]

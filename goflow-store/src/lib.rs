@@ -62,7 +62,7 @@ pub use error::{Result, StoreError};
 pub use model::{
     ClaimedTask, DagRecord, DagRow, LogLevel, LogLine, LogStream, NewLogLine, NewRun,
     NewTaskInstance, PoolRow, RunRow, SchedulerRow, StopRequest, TaskInstanceRow, TaskTryRow,
-    TaskUpdate, UnknownLogLevel, UnknownLogStream,
+    TaskUpdate, TryMeasurements, UnknownLogLevel, UnknownLogStream,
 };
 pub use retention::{CleanCounts, CleanOptions, CleanReport, DEFAULT_CLEAN_BATCH};
 pub use stop::PendingStop;

@@ -390,22 +390,9 @@ pub struct TaskInstanceRow {
     pub duration_ms: Option<i64>,
     /// When an `up_for_retry` task is due again.
     pub next_retry_date: Option<DateTime<Utc>>,
-    /// Exit code of the current try's process.
-    pub exit_code: Option<i32>,
-    /// Peak memory of the current try.
-    pub peak_memory_bytes: Option<i64>,
-    /// User CPU time of the current try.
-    pub cpu_user_ms: Option<i64>,
-    /// System CPU time of the current try.
-    pub cpu_system_ms: Option<i64>,
-    /// CPU the try's pod requested, in millicores (Kubernetes only).
-    pub cpu_request_millis: Option<i64>,
-    /// Memory the try's pod requested, in bytes (Kubernetes only).
-    pub memory_request_bytes: Option<i64>,
-    /// The try's pod's CPU limit, in millicores (Kubernetes only).
-    pub cpu_limit_millis: Option<i64>,
-    /// The try's pod's memory limit, in bytes (Kubernetes only).
-    pub memory_limit_bytes: Option<i64>,
+    /// What the current try measured and reserved (empty until it ends).
+    #[serde(flatten)]
+    pub measurements: TryMeasurements,
     /// The error of the current try.
     pub last_error: Option<String>,
     /// The scheduler that claimed it.
@@ -419,6 +406,98 @@ pub struct TaskInstanceRow {
     pub lost_tries: u32,
     /// A stop of the active try was asked for.
     pub stop_requested: Option<StopRequest>,
+}
+
+/// What one try measured about itself and what its pod reserved, kept in
+/// the same columns of `task_instances` (the current try) and `task_tries`
+/// (each finished one). A figure is `None` when it was not measured or
+/// nothing was reserved.
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    Hash,
+    Serialize,
+    Deserialize,
+    Queryable,
+    Selectable,
+    AsChangeset,
+)]
+#[diesel(table_name = task_instances, treat_none_as_null = true)]
+pub struct TryMeasurements {
+    /// Exit code of the try's process.
+    pub exit_code: Option<i32>,
+    /// Peak memory, in bytes.
+    pub peak_memory_bytes: Option<i64>,
+    /// User CPU time, in milliseconds.
+    pub cpu_user_ms: Option<i64>,
+    /// System CPU time, in milliseconds.
+    pub cpu_system_ms: Option<i64>,
+    /// CPU the try's pod requested, in millicores (Kubernetes only).
+    pub cpu_request_millis: Option<i64>,
+    /// Memory the try's pod requested, in bytes (Kubernetes only).
+    pub memory_request_bytes: Option<i64>,
+    /// The try's pod's CPU limit, in millicores (Kubernetes only).
+    pub cpu_limit_millis: Option<i64>,
+    /// The try's pod's memory limit, in bytes (Kubernetes only).
+    pub memory_limit_bytes: Option<i64>,
+}
+
+// diesel derives `Selectable` and `AsChangeset` for a single table, so the
+// derives above are `task_instances`'; the `task_tries` side of
+// `TryMeasurements` (what `DbTaskTry` selects and inserts) is written here.
+
+/// The measurement columns of `task_tries`, in the fields' order.
+type TriedColumns = (
+    task_tries::exit_code,
+    task_tries::peak_memory_bytes,
+    task_tries::cpu_user_ms,
+    task_tries::cpu_system_ms,
+    task_tries::cpu_request_millis,
+    task_tries::memory_request_bytes,
+    task_tries::cpu_limit_millis,
+    task_tries::memory_limit_bytes,
+);
+
+type TriedValues = (
+    diesel::dsl::Eq<task_tries::exit_code, Option<i32>>,
+    diesel::dsl::Eq<task_tries::peak_memory_bytes, Option<i64>>,
+    diesel::dsl::Eq<task_tries::cpu_user_ms, Option<i64>>,
+    diesel::dsl::Eq<task_tries::cpu_system_ms, Option<i64>>,
+    diesel::dsl::Eq<task_tries::cpu_request_millis, Option<i64>>,
+    diesel::dsl::Eq<task_tries::memory_request_bytes, Option<i64>>,
+    diesel::dsl::Eq<task_tries::cpu_limit_millis, Option<i64>>,
+    diesel::dsl::Eq<task_tries::memory_limit_bytes, Option<i64>>,
+);
+
+impl Insertable<task_tries::table> for TryMeasurements {
+    type Values = <TriedValues as Insertable<task_tries::table>>::Values;
+
+    fn values(self) -> Self::Values {
+        use task_tries as t;
+        (
+            t::exit_code.eq(self.exit_code),
+            t::peak_memory_bytes.eq(self.peak_memory_bytes),
+            t::cpu_user_ms.eq(self.cpu_user_ms),
+            t::cpu_system_ms.eq(self.cpu_system_ms),
+            t::cpu_request_millis.eq(self.cpu_request_millis),
+            t::memory_request_bytes.eq(self.memory_request_bytes),
+            t::cpu_limit_millis.eq(self.cpu_limit_millis),
+            t::memory_limit_bytes.eq(self.memory_limit_bytes),
+        )
+            .values()
+    }
+}
+
+impl Insertable<task_tries::table> for &TryMeasurements {
+    type Values = <TryMeasurements as Insertable<task_tries::table>>::Values;
+
+    fn values(self) -> Self::Values {
+        (*self).values()
+    }
 }
 
 /// A request to stop a task instance's active try, kept in the store until
@@ -474,14 +553,8 @@ pub(crate) struct DbTaskInstance {
     pub end_date: Option<i64>,
     pub duration_ms: Option<i64>,
     pub next_retry_date: Option<i64>,
-    pub exit_code: Option<i32>,
-    pub peak_memory_bytes: Option<i64>,
-    pub cpu_user_ms: Option<i64>,
-    pub cpu_system_ms: Option<i64>,
-    pub cpu_request_millis: Option<i64>,
-    pub memory_request_bytes: Option<i64>,
-    pub cpu_limit_millis: Option<i64>,
-    pub memory_limit_bytes: Option<i64>,
+    #[diesel(embed)]
+    pub measurements: TryMeasurements,
     pub last_error: Option<String>,
     pub claimed_by: Option<String>,
     pub heartbeat_date: Option<i64>,
@@ -541,14 +614,7 @@ impl TryFrom<DbTaskInstance> for TaskInstanceRow {
             pool: t.pool,
             executor_handle: t.executor_handle,
             duration_ms: t.duration_ms,
-            exit_code: t.exit_code,
-            peak_memory_bytes: t.peak_memory_bytes,
-            cpu_user_ms: t.cpu_user_ms,
-            cpu_system_ms: t.cpu_system_ms,
-            cpu_request_millis: t.cpu_request_millis,
-            memory_request_bytes: t.memory_request_bytes,
-            cpu_limit_millis: t.cpu_limit_millis,
-            memory_limit_bytes: t.memory_limit_bytes,
+            measurements: t.measurements,
             last_error: t.last_error,
             claimed_by: t.claimed_by,
         })
@@ -579,22 +645,9 @@ pub struct TaskUpdate {
     pub follow: Option<Vec<String>>,
     /// The try's error.
     pub error: Option<String>,
-    /// The try's exit code.
-    pub exit_code: Option<i32>,
-    /// The try's peak memory.
-    pub peak_memory_bytes: Option<i64>,
-    /// The try's user CPU time.
-    pub cpu_user_ms: Option<i64>,
-    /// The try's system CPU time.
-    pub cpu_system_ms: Option<i64>,
-    /// CPU the try's pod requested, in millicores (Kubernetes only).
-    pub cpu_request_millis: Option<i64>,
-    /// Memory the try's pod requested, in bytes (Kubernetes only).
-    pub memory_request_bytes: Option<i64>,
-    /// The try's pod's CPU limit, in millicores (Kubernetes only).
-    pub cpu_limit_millis: Option<i64>,
-    /// The try's pod's memory limit, in bytes (Kubernetes only).
-    pub memory_limit_bytes: Option<i64>,
+    /// What the try measured and reserved, recorded as a whole: a figure
+    /// left `None` in it is stored as unknown.
+    pub measurements: Option<TryMeasurements>,
     /// The executor's handle (a Job name, a pid).
     pub executor_handle: Option<String>,
     /// A sign of life.
@@ -615,14 +668,7 @@ impl TaskUpdate {
             next_retry_date: None,
             follow: None,
             error: None,
-            exit_code: None,
-            peak_memory_bytes: None,
-            cpu_user_ms: None,
-            cpu_system_ms: None,
-            cpu_request_millis: None,
-            memory_request_bytes: None,
-            cpu_limit_millis: None,
-            memory_limit_bytes: None,
+            measurements: None,
             executor_handle: None,
             heartbeat_date: None,
             lost_tries: None,
@@ -638,18 +684,11 @@ pub(crate) struct DbTaskChange {
     pub queued_date: Option<i64>,
     pub start_date: Option<i64>,
     pub end_date: Option<i64>,
-    pub duration_ms: Option<i64>,
     pub next_retry_date: Option<Option<i64>>,
     pub follow: Option<Option<String>>,
     pub last_error: Option<String>,
-    pub exit_code: Option<i32>,
-    pub peak_memory_bytes: Option<i64>,
-    pub cpu_user_ms: Option<i64>,
-    pub cpu_system_ms: Option<i64>,
-    pub cpu_request_millis: Option<i64>,
-    pub memory_request_bytes: Option<i64>,
-    pub cpu_limit_millis: Option<i64>,
-    pub memory_limit_bytes: Option<i64>,
+    #[diesel(embed)]
+    pub measurements: Option<TryMeasurements>,
     pub executor_handle: Option<String>,
     pub heartbeat_date: Option<i64>,
     pub lost_tries: Option<i32>,
@@ -660,21 +699,15 @@ pub(crate) struct DbTaskChange {
 /// Empties the columns that describe one try, when a new try is claimed or
 /// the task is cleared, so nothing of the last try is shown as the next
 /// one's.
-#[derive(AsChangeset, Default)]
+#[derive(AsChangeset, Clone, Default)]
 #[diesel(table_name = task_instances, treat_none_as_null = true)]
 pub(crate) struct DbTryReset {
     pub start_date: Option<i64>,
     pub end_date: Option<i64>,
     pub duration_ms: Option<i64>,
     pub next_retry_date: Option<i64>,
-    pub exit_code: Option<i32>,
-    pub peak_memory_bytes: Option<i64>,
-    pub cpu_user_ms: Option<i64>,
-    pub cpu_system_ms: Option<i64>,
-    pub cpu_request_millis: Option<i64>,
-    pub memory_request_bytes: Option<i64>,
-    pub cpu_limit_millis: Option<i64>,
-    pub memory_limit_bytes: Option<i64>,
+    #[diesel(embed)]
+    pub measurements: TryMeasurements,
     pub last_error: Option<String>,
     pub executor_handle: Option<String>,
     pub follow: Option<String>,
@@ -719,22 +752,9 @@ pub struct TaskTryRow {
     pub end_date: Option<DateTime<Utc>>,
     /// How long it ran.
     pub duration_ms: Option<i64>,
-    /// Exit code.
-    pub exit_code: Option<i32>,
-    /// Peak memory.
-    pub peak_memory_bytes: Option<i64>,
-    /// User CPU time.
-    pub cpu_user_ms: Option<i64>,
-    /// System CPU time.
-    pub cpu_system_ms: Option<i64>,
-    /// CPU the try's pod requested, in millicores (Kubernetes only).
-    pub cpu_request_millis: Option<i64>,
-    /// Memory the try's pod requested, in bytes (Kubernetes only).
-    pub memory_request_bytes: Option<i64>,
-    /// The try's pod's CPU limit, in millicores (Kubernetes only).
-    pub cpu_limit_millis: Option<i64>,
-    /// The try's pod's memory limit, in bytes (Kubernetes only).
-    pub memory_limit_bytes: Option<i64>,
+    /// What it measured and reserved.
+    #[serde(flatten)]
+    pub measurements: TryMeasurements,
     /// The executor's handle.
     pub executor_handle: Option<String>,
     /// Its error.
@@ -744,8 +764,10 @@ pub struct TaskTryRow {
     pub executor: Option<ExecutorKind>,
 }
 
+/// A finished try. Inserted with `None` bound as `NULL` (the columns'
+/// default anyway), so every row is the same statement, prepared once.
 #[derive(Queryable, Selectable, Insertable)]
-#[diesel(table_name = task_tries)]
+#[diesel(table_name = task_tries, treat_none_as_default_value = false)]
 pub(crate) struct DbTaskTry {
     pub dag_run_id: i64,
     pub dag_id: String,
@@ -756,14 +778,12 @@ pub(crate) struct DbTaskTry {
     pub start_date: Option<i64>,
     pub end_date: Option<i64>,
     pub duration_ms: Option<i64>,
-    pub exit_code: Option<i32>,
-    pub peak_memory_bytes: Option<i64>,
-    pub cpu_user_ms: Option<i64>,
-    pub cpu_system_ms: Option<i64>,
-    pub cpu_request_millis: Option<i64>,
-    pub memory_request_bytes: Option<i64>,
-    pub cpu_limit_millis: Option<i64>,
-    pub memory_limit_bytes: Option<i64>,
+    #[diesel(
+        embed,
+        select_expression = TriedColumns::default(),
+        select_expression_type = TriedColumns
+    )]
+    pub measurements: TryMeasurements,
     pub executor_handle: Option<String>,
     pub error: Option<String>,
     pub executor: Option<String>,
@@ -782,14 +802,7 @@ impl DbTaskTry {
             start_date: t.start_date,
             end_date: t.end_date,
             duration_ms: t.duration_ms,
-            exit_code: t.exit_code,
-            peak_memory_bytes: t.peak_memory_bytes,
-            cpu_user_ms: t.cpu_user_ms,
-            cpu_system_ms: t.cpu_system_ms,
-            cpu_request_millis: t.cpu_request_millis,
-            memory_request_bytes: t.memory_request_bytes,
-            cpu_limit_millis: t.cpu_limit_millis,
-            memory_limit_bytes: t.memory_limit_bytes,
+            measurements: t.measurements,
             executor_handle: t.executor_handle,
             error: t.last_error,
             executor: Some(t.executor),
@@ -811,14 +824,7 @@ impl TryFrom<DbTaskTry> for TaskTryRow {
             dag_id: t.dag_id,
             task_id: t.task_id,
             duration_ms: t.duration_ms,
-            exit_code: t.exit_code,
-            peak_memory_bytes: t.peak_memory_bytes,
-            cpu_user_ms: t.cpu_user_ms,
-            cpu_system_ms: t.cpu_system_ms,
-            cpu_request_millis: t.cpu_request_millis,
-            memory_request_bytes: t.memory_request_bytes,
-            cpu_limit_millis: t.cpu_limit_millis,
-            memory_limit_bytes: t.memory_limit_bytes,
+            measurements: t.measurements,
             executor: t
                 .executor
                 .as_deref()
@@ -1026,8 +1032,10 @@ pub(crate) struct DbLogLine {
     pub level: Option<String>,
 }
 
+/// A log line to insert. `None` is bound as `NULL` (the column's default
+/// anyway), so every row is the same statement, prepared once.
 #[derive(Insertable)]
-#[diesel(table_name = task_logs)]
+#[diesel(table_name = task_logs, treat_none_as_default_value = false)]
 pub(crate) struct DbNewLogLine<'a> {
     pub dag_run_id: i64,
     pub task_id: &'a str,

@@ -193,3 +193,6 @@ diesel::table! {
         last_updated_date -> BigInt,
     }
 }
+
+// A task instance's claim reads its run's id in a subquery.
+diesel::allow_tables_to_appear_in_same_query!(dag_runs, task_instances);

@@ -5,16 +5,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use diesel::dsl::count_star;
+use diesel::dsl::{case_when, count_star};
 use diesel::prelude::*;
 use diesel::r2d2::Pool;
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
+use diesel::upsert::excluded;
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 use goflow_core::{ExecutorKind, RunState, RunType, TaskState};
 
 use crate::conn::{
     applied_migrations, check_schema, open_first, per_backend, savepoint_if, transaction,
-    AnyConnection, Manager, Setup,
+    transaction_if, AnyConnection, Cached, Manager, Setup,
 };
 use crate::model::{
     convert, int, micros, parse, ClaimedTask, DagRecord, DagRow, DbDag, DbLogLine, DbNewLogLine,
@@ -61,6 +62,14 @@ pub(crate) fn known_migrations(backend: Backend) -> Result<Vec<String>> {
     }
 }
 
+diesel::define_sql_function! {
+    /// SQL's `COALESCE` of two nullable `BIGINT`s.
+    fn coalesce(
+        x: diesel::sql_types::Nullable<diesel::sql_types::BigInt>,
+        y: diesel::sql_types::Nullable<diesel::sql_types::BigInt>,
+    ) -> diesel::sql_types::Nullable<diesel::sql_types::BigInt>;
+}
+
 /// Key of the PostgreSQL advisory lock that serializes concurrent
 /// migrations (ASCII "goflow").
 #[cfg(feature = "postgres")]
@@ -68,6 +77,12 @@ const MIGRATION_LOCK: i64 = 0x676f_666c_6f77;
 
 /// Rows per multi-row `INSERT`, well under both backends' bind limits.
 const INSERT_CHUNK: usize = 1000;
+
+/// The longest `IN` list of a statement kept prepared ([`Cached`]) on
+/// SQLite, whose text has one `?` per item: a statement per length up to
+/// this, not one per length there can be.
+#[cfg(feature = "sqlite")]
+const CACHED_LIST: usize = 16;
 
 /// Tuning for [`Store::connect_with`].
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -158,6 +173,8 @@ impl RunChange {
 pub struct Store {
     pool: Pool<Manager>,
     backend: Backend,
+    /// An in-memory SQLite database (one connection, private to this store).
+    memory: bool,
     url: Arc<str>,
 }
 
@@ -223,20 +240,24 @@ impl Store {
         };
         // One connection first, for a precise error instead of a pool
         // timeout, and to refuse a schema this build does not know.
+        // It becomes the pool's first connection.
         let (target, probe) = open_first(target, setup, &shown, known_migrations)?;
         let backend = probe.backend();
-        drop(probe);
+        let memory = is_memory(&target);
 
         let builder = Pool::builder()
             .connection_customizer(Box::new(setup))
             .connection_timeout(options.checkout_timeout);
-        let builder = if is_memory(&target) {
-            // Every connection to `:memory:` is a new database: keep one, forever.
+        let builder = if memory {
+            // Every connection to `:memory:` is a new database: keep one,
+            // forever. It cannot be lost as a socket can, so it is not
+            // tested (a `SELECT 1`) on every checkout.
             builder
                 .max_size(1)
                 .min_idle(Some(1))
                 .idle_timeout(None)
                 .max_lifetime(None)
+                .test_on_check_out(false)
         } else {
             // No idle connections kept topped up: r2d2 opens those on
             // its own threads, and a process that exits while one is
@@ -247,7 +268,7 @@ impl Store {
                 .min_idle(Some(0))
         };
         let pool = builder
-            .build(Manager { target })
+            .build(Manager::new(target, probe))
             .map_err(|source| StoreError::Pool {
                 url: shown.clone(),
                 source,
@@ -256,6 +277,7 @@ impl Store {
         Ok(Store {
             pool,
             backend,
+            memory,
             url: shown.into(),
         })
     }
@@ -304,9 +326,13 @@ impl Store {
     /// refused ([`StoreError::UnknownMigrations`]), like at connection.
     pub async fn migrate(&self) -> Result<Vec<String>> {
         let url = self.url.clone();
+        let memory = self.memory;
         self.run("migrate", move |conn| {
             let known = known_migrations(conn.backend())?;
-            check_schema(&applied_migrations(conn)?, &known, &url, false)?;
+            let before = applied_migrations(conn)?;
+            check_schema(&before, &known, &url, false)?;
+            #[cfg(not(feature = "sqlite"))]
+            let _ = memory;
             let applied = match conn {
                 #[cfg(feature = "postgres")]
                 AnyConnection::Postgres(c) => c.transaction::<_, StoreError, _>(|c| {
@@ -317,11 +343,24 @@ impl Store {
                         .map_err(|source| StoreError::Migration { source })
                 })?,
                 #[cfg(feature = "sqlite")]
-                AnyConnection::Sqlite(c) => c.immediate_transaction::<_, StoreError, _>(|c| {
-                    c.run_pending_migrations(SQLITE_MIGRATIONS)
-                        .map(|v| v.iter().map(ToString::to_string).collect::<Vec<_>>())
-                        .map_err(|source| StoreError::Migration { source })
-                })?,
+                AnyConnection::Sqlite(c) => {
+                    // A new in-memory database (`dags test`'s) is given the
+                    // schema the migrations make, copied, instead of being
+                    // migrated step by step.
+                    let copied = if memory && before.is_empty() {
+                        sqlite_schema::copy_to(c)?
+                    } else {
+                        None
+                    };
+                    match copied {
+                        Some(applied) => applied,
+                        None => c.immediate_transaction::<_, StoreError, _>(|c| {
+                            c.run_pending_migrations(SQLITE_MIGRATIONS)
+                                .map(|v| v.iter().map(ToString::to_string).collect::<Vec<_>>())
+                                .map_err(|source| StoreError::Migration { source })
+                        })?,
+                    }
+                }
             };
             if !applied.is_empty() {
                 tracing::info!(?applied, "applied store migrations");
@@ -341,17 +380,8 @@ impl Store {
     /// fields (schedule, description, tags...) always follow the record.
     pub async fn sync_dag(&self, record: &DagRecord, now: DateTime<Utc>) -> Result<DagRow> {
         let record = record.clone();
-        self.run("sync_dag", move |conn| {
-            match transaction(conn, |c| sync_dag_tx(c, &record, now)) {
-                // Another scheduler inserted it first: update instead.
-                Err(StoreError::Database {
-                    source: DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, _),
-                    ..
-                }) => transaction(conn, |c| sync_dag_tx(c, &record, now)),
-                other => other,
-            }
-        })
-        .await
+        self.run("sync_dag", move |conn| upsert_dag(conn, &record, now))
+            .await
     }
 
     /// Pauses or unpauses a DAG.
@@ -612,6 +642,19 @@ impl Store {
         changes: Vec<RunChange>,
         now: DateTime<Utc>,
     ) -> Result<Vec<bool>> {
+        self.update_runs_with_logs(changes, Vec::new(), now).await
+    }
+
+    /// [`Store::update_runs`], appending `lines` to the log in the same
+    /// transaction, whichever runs' changes applied: a scheduler writes
+    /// what a batch of executor events changed and the lines they logged
+    /// in one commit.
+    pub async fn update_runs_with_logs(
+        &self,
+        changes: Vec<RunChange>,
+        lines: Vec<NewLogLine>,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<bool>> {
         for change in &changes {
             for c in &change.tasks {
                 if c.expected != c.update.state {
@@ -622,19 +665,43 @@ impl Store {
                 from.transition(to)?;
             }
         }
-        if changes.iter().all(RunChange::is_empty) {
+        if changes.iter().all(RunChange::is_empty) && lines.is_empty() {
             return Ok(vec![true; changes.len()]);
         }
         self.run("update_runs", move |conn| {
             let now = micros(now);
+            let mut changed = changes.iter().enumerate().filter(|(_, c)| !c.is_empty());
+            if let (Some((one, change)), None) = (changed.next(), changed.next()) {
+                // One run (the usual case): no savepoint. If its
+                // compare-and-set is refused, everything is rolled back
+                // and the lines are written alone.
+                let done = transaction_if(conn, |c| {
+                    if apply_run_change(c, change, now)?.is_none() {
+                        return Ok(None);
+                    }
+                    insert_logs(c, &lines)?;
+                    Ok(Some(()))
+                })?;
+                if done.is_none() && !lines.is_empty() {
+                    transaction(conn, |c| insert_logs(c, &lines))?;
+                }
+                let mut applied = vec![true; changes.len()];
+                applied[one] = done.is_some();
+                return Ok(applied);
+            }
             transaction(conn, |conn| {
                 let mut applied = Vec::with_capacity(changes.len());
                 for change in &changes {
+                    if change.is_empty() {
+                        applied.push(true);
+                        continue;
+                    }
                     // A savepoint per run: one run's refused compare-and-set
                     // undoes that run's changes, not the others'.
                     let done = savepoint_if(conn, |c| apply_run_change(c, change, now))?;
                     applied.push(done.is_some());
                 }
+                insert_logs(conn, &lines)?;
                 Ok(applied)
             })
         })
@@ -660,7 +727,7 @@ impl Store {
         let scheduler_id = scheduler_id.to_owned();
         self.run("claim_tasks", move |conn| {
             transaction(conn, |c| {
-                claim_tx(c, &scheduler_id, None, i64::from(limit), micros(now))
+                claim_tx(c, &scheduler_id, None, None, i64::from(limit), micros(now))
             })
         })
         .await
@@ -686,9 +753,14 @@ impl Store {
         let executors = executors.clone();
         self.run("claim_tasks", move |conn| {
             transaction(conn, |c| {
-                let claimed =
-                    claim_tx(c, &scheduler_id, Some(&runs), i64::from(limit), micros(now))?;
-                set_executors(c, claimed, &executors)
+                claim_tx(
+                    c,
+                    &scheduler_id,
+                    Some(&runs),
+                    Some(&executors),
+                    i64::from(limit),
+                    micros(now),
+                )
             })
         })
         .await
@@ -949,26 +1021,7 @@ impl Store {
             return Ok(());
         }
         self.run("append_logs", move |conn| {
-            let rows = lines
-                .iter()
-                .map(|l| {
-                    Ok(DbNewLogLine {
-                        dag_run_id: l.run,
-                        task_id: &l.task_id,
-                        try_number: int("try number", l.try_number)?,
-                        timestamp: micros(l.timestamp),
-                        stream: l.stream.as_str(),
-                        line: &l.line,
-                        level: LogLevel::of_line(&l.line).map(LogLevel::as_str),
-                    })
-                })
-                .collect::<Result<Vec<_>>>()?;
-            transaction(conn, |c| {
-                for chunk in rows.chunks(INSERT_CHUNK) {
-                    per_backend!(&mut *c, c => diesel::insert_into(task_logs::table).values(chunk).execute(c))?;
-                }
-                Ok(())
-            })
+            transaction(conn, |c| insert_logs(c, &lines))
         })
         .await
     }
@@ -1045,28 +1098,26 @@ impl Store {
         let (id, hostname) = (id.to_owned(), hostname.to_owned());
         let pid = int("pid", pid)?;
         self.run("heartbeat", move |conn| {
-            transaction(conn, |c| {
-                let now = micros(now);
-                let n = diesel::update(schedulers::table.find(&id))
-                    .set((
-                        schedulers::heartbeat_date.eq(now),
-                        schedulers::hostname.eq(&hostname),
-                        schedulers::pid.eq(pid),
-                    ))
-                    .execute(c)?;
-                if n == 0 {
-                    diesel::insert_into(schedulers::table)
-                        .values(DbScheduler {
-                            id: id.clone(),
-                            hostname: hostname.clone(),
-                            pid,
-                            started_date: now,
-                            heartbeat_date: now,
-                        })
-                        .execute(c)?;
-                }
-                Ok(())
-            })
+            let now = micros(now);
+            let row = DbScheduler {
+                id,
+                hostname,
+                pid,
+                started_date: now,
+                heartbeat_date: now,
+            };
+            // A scheduler seen before keeps its `started_date`.
+            per_backend!(&mut *conn, c => diesel::insert_into(schedulers::table)
+                .values(&row)
+                .on_conflict(schedulers::id)
+                .do_update()
+                .set((
+                    schedulers::hostname.eq(excluded(schedulers::hostname)),
+                    schedulers::pid.eq(excluded(schedulers::pid)),
+                    schedulers::heartbeat_date.eq(excluded(schedulers::heartbeat_date)),
+                ))
+                .execute(c))?;
+            Ok(())
         })
         .await
     }
@@ -1123,21 +1174,21 @@ impl Store {
         let (name, description) = (name.to_owned(), description.to_owned());
         let slots = int("pool slots", slots)?;
         self.run("set_pool", move |conn| {
-            transaction(conn, |c| {
-                let n = diesel::update(pools::table.find(&name))
-                    .set((pools::slots.eq(slots), pools::description.eq(&description)))
-                    .execute(c)?;
-                if n == 0 {
-                    diesel::insert_into(pools::table)
-                        .values(DbPool {
-                            name: name.clone(),
-                            slots,
-                            description: description.clone(),
-                        })
-                        .execute(c)?;
-                }
-                Ok(())
-            })
+            let row = DbPool {
+                name,
+                slots,
+                description,
+            };
+            per_backend!(&mut *conn, c => diesel::insert_into(pools::table)
+                .values(&row)
+                .on_conflict(pools::name)
+                .do_update()
+                .set((
+                    pools::slots.eq(excluded(pools::slots)),
+                    pools::description.eq(excluded(pools::description)),
+                ))
+                .execute(c))?;
+            Ok(())
         })
         .await
     }
@@ -1166,6 +1217,120 @@ impl Store {
     }
 }
 
+/// The schema this build's migrations give a new SQLite database, as a
+/// script that makes it again: what a new in-memory database is given
+/// instead of running the migrations one by one (`dags test` opens one per
+/// run, and the migrations' `ALTER TABLE`s each reload the whole schema).
+#[cfg(feature = "sqlite")]
+mod sqlite_schema {
+    use std::sync::OnceLock;
+
+    use diesel::connection::SimpleConnection;
+    use diesel::prelude::*;
+    use diesel::SqliteConnection;
+    use diesel_migrations::MigrationHarness;
+
+    use super::SQLITE_MIGRATIONS;
+    use crate::{Result, StoreError};
+
+    /// The schema, made once per process.
+    struct Schema {
+        /// The `CREATE` statements of the migrated database, in the order
+        /// it made them, and the rows recording the migrations.
+        script: String,
+        /// The migrations' versions, oldest first.
+        versions: Vec<String>,
+    }
+
+    #[derive(QueryableByName)]
+    struct Object {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        kind: String,
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        name: String,
+        #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
+        sql: Option<String>,
+    }
+
+    #[derive(QueryableByName)]
+    struct Count {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+
+    /// Runs the migrations on a scratch in-memory database and reads back
+    /// what they made. `None` if they left rows in a table: the script
+    /// would miss them, so such a build migrates each database.
+    fn read() -> Result<Option<Schema>> {
+        let mut c =
+            SqliteConnection::establish(":memory:").map_err(|source| StoreError::Connect {
+                url: "sqlite::memory:".to_owned(),
+                source,
+            })?;
+        let versions: Vec<String> = c
+            .run_pending_migrations(SQLITE_MIGRATIONS)
+            .map_err(|source| StoreError::Migration { source })?
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        let objects: Vec<Object> =
+            diesel::sql_query("SELECT type AS kind, name, sql FROM sqlite_master ORDER BY rowid")
+                .load(&mut c)?;
+        let mut script = String::new();
+        for o in objects {
+            // SQLite's own tables (`sqlite_sequence`) make themselves.
+            let Some(sql) = o.sql.filter(|_| !o.name.starts_with("sqlite_")) else {
+                continue;
+            };
+            if o.kind == "table" && o.name != "__diesel_schema_migrations" {
+                let rows: Count = diesel::sql_query(format!(
+                    "SELECT COUNT(*) AS n FROM \"{}\"",
+                    o.name.replace('"', "\"\"")
+                ))
+                .get_result(&mut c)?;
+                if rows.n > 0 {
+                    return Ok(None);
+                }
+            }
+            script.push_str(&sql);
+            script.push_str(";\n");
+        }
+        for v in &versions {
+            script.push_str(&format!(
+                "INSERT INTO __diesel_schema_migrations (version) VALUES ('{}');\n",
+                v.replace('\'', "''")
+            ));
+        }
+        Ok(Some(Schema { script, versions }))
+    }
+
+    /// Gives `c`, a database with nothing in it, this build's schema;
+    /// returns the migrations it counts as applied. `None` (and nothing
+    /// done) if the database is not empty, or the schema cannot be
+    /// copied: then it is migrated as any other.
+    pub(super) fn copy_to(c: &mut SqliteConnection) -> Result<Option<Vec<String>>> {
+        static SCHEMA: OnceLock<Option<Schema>> = OnceLock::new();
+        let schema = SCHEMA.get_or_init(|| {
+            read().unwrap_or_else(|e| {
+                tracing::debug!(error = %e, "could not read the migrated schema; migrating");
+                None
+            })
+        });
+        let Some(schema) = schema else {
+            return Ok(None);
+        };
+        c.immediate_transaction(|c| {
+            let objects: Count =
+                diesel::sql_query("SELECT COUNT(*) AS n FROM sqlite_master").get_result(c)?;
+            if objects.n > 0 {
+                return Ok(None);
+            }
+            c.batch_execute(&schema.script)?;
+            Ok(Some(schema.versions.clone()))
+        })
+    }
+}
+
 fn is_memory(target: &Target) -> bool {
     match target {
         #[cfg(feature = "sqlite")]
@@ -1175,72 +1340,59 @@ fn is_memory(target: &Target) -> bool {
     }
 }
 
-fn sync_dag_tx(conn: &mut AnyConnection, rec: &DagRecord, now: DateTime<Utc>) -> Result<DagRow> {
+/// Inserts `rec`, or updates the DAG stored under its id, in one
+/// statement (of schedulers syncing at once, each sees a consistent row).
+fn upsert_dag(conn: &mut AnyConnection, rec: &DagRecord, now: DateTime<Utc>) -> Result<DagRow> {
     let now = micros(now);
-    let tags = serde_json::Value::from(rec.tags.clone()).to_string();
-    let max_active_runs = int("max_active_runs", rec.max_active_runs)?;
-    let max_active_tasks = int("max_active_tasks", rec.max_active_tasks)?;
-    let existing: Option<DbDag> = dags::table
-        .find(&rec.id)
-        .select(DbDag::as_select())
-        .first(conn)
-        .optional()?;
-    match existing {
-        None => {
-            diesel::insert_into(dags::table)
-                .values(DbDag {
-                    id: rec.id.clone(),
-                    name: rec.name.clone(),
-                    namespace: rec.namespace.clone(),
-                    version: 1,
-                    fingerprint: rec.fingerprint.clone(),
-                    file_path: rec.file_path.clone(),
-                    file_format: rec.file_format.clone(),
-                    created_date: now,
-                    last_updated_date: now,
-                    last_seen_date: now,
-                    is_paused: rec.is_paused_on_create,
-                    schedule: rec.schedule.clone(),
-                    timezone: rec.timezone.clone(),
-                    description: rec.description.clone(),
-                    tags,
-                    max_active_runs,
-                    max_active_tasks,
-                })
-                .execute(conn)?;
-        }
-        Some(old) => {
-            let changed = old.fingerprint != rec.fingerprint;
-            let (version, last_updated) = if changed {
-                (old.version + 1, now)
-            } else {
-                (old.version, old.last_updated_date)
-            };
-            diesel::update(dags::table.find(&rec.id))
-                .set((
-                    dags::name.eq(&rec.name),
-                    dags::namespace.eq(&rec.namespace),
-                    dags::version.eq(version),
-                    dags::fingerprint.eq(&rec.fingerprint),
-                    dags::file_path.eq(&rec.file_path),
-                    dags::file_format.eq(&rec.file_format),
-                    dags::last_updated_date.eq(last_updated),
-                    dags::last_seen_date.eq(now),
-                    dags::schedule.eq(&rec.schedule),
-                    dags::timezone.eq(&rec.timezone),
-                    dags::description.eq(&rec.description),
-                    dags::tags.eq(&tags),
-                    dags::max_active_runs.eq(max_active_runs),
-                    dags::max_active_tasks.eq(max_active_tasks),
-                ))
-                .execute(conn)?;
-        }
-    }
-    dags::table
-        .find(&rec.id)
-        .select(DbDag::as_select())
-        .first(conn)?
-        .try_into()
+    let row = DbDag {
+        id: rec.id.clone(),
+        name: rec.name.clone(),
+        namespace: rec.namespace.clone(),
+        version: 1,
+        fingerprint: rec.fingerprint.clone(),
+        file_path: rec.file_path.clone(),
+        file_format: rec.file_format.clone(),
+        created_date: now,
+        last_updated_date: now,
+        last_seen_date: now,
+        is_paused: rec.is_paused_on_create,
+        schedule: rec.schedule.clone(),
+        timezone: rec.timezone.clone(),
+        description: rec.description.clone(),
+        tags: serde_json::Value::from(rec.tags.clone()).to_string(),
+        max_active_runs: int("max_active_runs", rec.max_active_runs)?,
+        max_active_tasks: int("max_active_tasks", rec.max_active_tasks)?,
+    };
+    // A DAG already stored keeps `created_date` and `is_paused` (not set
+    // here); its version and `last_updated_date` move only when its
+    // structure changed. `SET` expressions read the row as it was.
+    let changed = || dags::fingerprint.ne(excluded(dags::fingerprint));
+    let stored: DbDag = per_backend!(&mut *conn, c => diesel::insert_into(dags::table)
+        .values(&row)
+        .on_conflict(dags::id)
+        .do_update()
+        .set((
+            dags::name.eq(excluded(dags::name)),
+            dags::namespace.eq(excluded(dags::namespace)),
+            dags::version.eq(case_when(changed(), dags::version + 1).otherwise(dags::version)),
+            dags::fingerprint.eq(excluded(dags::fingerprint)),
+            dags::file_path.eq(excluded(dags::file_path)),
+            dags::file_format.eq(excluded(dags::file_format)),
+            dags::last_updated_date.eq(
+                case_when(changed(), excluded(dags::last_updated_date))
+                    .otherwise(dags::last_updated_date),
+            ),
+            dags::last_seen_date.eq(excluded(dags::last_seen_date)),
+            dags::schedule.eq(excluded(dags::schedule)),
+            dags::timezone.eq(excluded(dags::timezone)),
+            dags::description.eq(excluded(dags::description)),
+            dags::tags.eq(excluded(dags::tags)),
+            dags::max_active_runs.eq(excluded(dags::max_active_runs)),
+            dags::max_active_tasks.eq(excluded(dags::max_active_tasks)),
+        ))
+        .returning(DbDag::as_returning())
+        .get_result(c))?;
+    stored.try_into()
 }
 
 fn create_run_tx(conn: &mut AnyConnection, new: &NewRun, now: DateTime<Utc>) -> Result<RunRow> {
@@ -1326,6 +1478,46 @@ fn insert_task_instances(
     Ok(())
 }
 
+/// Inserts log lines, in order.
+fn insert_logs(conn: &mut AnyConnection, lines: &[NewLogLine]) -> Result<()> {
+    let rows = lines
+        .iter()
+        .map(|l| {
+            Ok(DbNewLogLine {
+                dag_run_id: l.run,
+                task_id: &l.task_id,
+                try_number: int("try number", l.try_number)?,
+                timestamp: micros(l.timestamp),
+                stream: l.stream.as_str(),
+                line: &l.line,
+                level: LogLevel::of_line(&l.line).map(LogLevel::as_str),
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    match conn {
+        #[cfg(feature = "postgres")]
+        AnyConnection::Postgres(c) => {
+            for chunk in rows.chunks(INSERT_CHUNK) {
+                diesel::insert_into(task_logs::table)
+                    .values(chunk)
+                    .execute(c)?;
+            }
+        }
+        // One row at a time, one statement kept prepared: in-process SQLite
+        // inserts a row in microseconds, and a multi-row `INSERT` of each
+        // length would be compiled afresh.
+        #[cfg(feature = "sqlite")]
+        AnyConnection::Sqlite(c) => {
+            for row in &rows {
+                diesel::insert_into(task_logs::table)
+                    .values(row)
+                    .execute(c)?;
+            }
+        }
+    }
+    Ok(())
+}
+
 /// One run's changes; `None` (to roll back) if a compare-and-set fails.
 fn apply_run_change(conn: &mut AnyConnection, change: &RunChange, now: i64) -> Result<Option<()>> {
     for c in &change.tasks {
@@ -1352,10 +1544,12 @@ fn apply_run_change(conn: &mut AnyConnection, change: &RunChange, now: i64) -> R
 
 /// The row of run `run`, or [`StoreError::RunNotFound`].
 pub(crate) fn find_run(conn: &mut AnyConnection, run: i64) -> Result<DbRun> {
+    // `get_result`, not `first`: SQLite compiles a statement with a bound
+    // `LIMIT` again on every execution.
     dag_runs::table
         .find(run)
         .select(DbRun::as_select())
-        .first(conn)
+        .get_result(conn)
         .optional()?
         .ok_or(StoreError::RunNotFound { run })
 }
@@ -1395,20 +1589,14 @@ fn apply_run_state(
 
 /// Applies one compare-and-set change; `false` if the task instance is no
 /// longer in the expected state.
+///
+/// One `UPDATE` of the row, compare-and-set on its state, returning the row
+/// when it ends a try (for the try's history row); the task instance is
+/// read only when the update did not apply, to tell a missing one from one
+/// in another state.
 fn apply_task_change(conn: &mut AnyConnection, run: i64, c: &TaskChange, now: i64) -> Result<bool> {
-    let row: DbTaskInstance = ti::table
-        .filter(ti::dag_run_id.eq(run))
-        .filter(ti::task_id.eq(&c.task_id))
-        .select(DbTaskInstance::as_select())
-        .first(conn)
-        .optional()?
-        .ok_or_else(|| StoreError::TaskNotFound {
-            run,
-            task_id: c.task_id.clone(),
-        })?;
-    if row.state != c.expected.as_str() {
-        return Ok(false);
-    }
+    use diesel::sql_types::{BigInt, Nullable};
+
     let u = &c.update;
     let moves = u.state != c.expected;
     let ends_try = c.expected.is_active()
@@ -1424,16 +1612,12 @@ fn apply_task_change(conn: &mut AnyConnection, run: i64, c: &TaskChange, now: i6
         .end_date
         .map(micros)
         .or_else(|| (moves && (ends_try || u.state.is_terminal())).then_some(now));
-    let duration = end
-        .zip(start.or(row.start_date))
-        .map(|(e, s)| (e - s) / 1000);
     let change = DbTaskChange {
         state: u.state.as_str(),
         try_number: u.try_number.map(|t| int("try number", t)).transpose()?,
         queued_date: u.queued_date.map(micros),
         start_date: start,
         end_date: end,
-        duration_ms: duration,
         next_retry_date: Some(if u.state == TaskState::UpForRetry {
             u.next_retry_date.map(micros)
         } else {
@@ -1444,14 +1628,7 @@ fn apply_task_change(conn: &mut AnyConnection, run: i64, c: &TaskChange, now: i6
             .as_ref()
             .map(|f| Some(serde_json::Value::from(f.clone()).to_string())),
         last_error: u.error.clone(),
-        exit_code: u.exit_code,
-        peak_memory_bytes: u.peak_memory_bytes,
-        cpu_user_ms: u.cpu_user_ms,
-        cpu_system_ms: u.cpu_system_ms,
-        cpu_request_millis: u.cpu_request_millis,
-        memory_request_bytes: u.memory_request_bytes,
-        cpu_limit_millis: u.cpu_limit_millis,
-        memory_limit_bytes: u.memory_limit_bytes,
+        measurements: u.measurements,
         executor_handle: u.executor_handle.clone(),
         heartbeat_date: u.heartbeat_date.map(micros),
         lost_tries: u.lost_tries.map(|n| int("lost tries", n)).transpose()?,
@@ -1459,58 +1636,94 @@ fn apply_task_change(conn: &mut AnyConnection, run: i64, c: &TaskChange, now: i6
         stop_requested: (!u.state.is_active()).then_some(None),
         last_updated_date: now,
     };
-    let n = diesel::update(
+    // The try's duration once it ends, from its start (this change's, else
+    // the stored one; `SET` expressions read the row as it was); otherwise
+    // the stored figure stays.
+    let duration = ti::duration_ms.eq(coalesce(
+        (end.into_sql::<Nullable<BigInt>>()
+            - coalesce(start.into_sql::<Nullable<BigInt>>(), ti::start_date))
+            / 1000_i64,
+        ti::duration_ms,
+    ));
+    let update = diesel::update(
         ti::table
-            .find(row.id)
+            .filter(ti::dag_run_id.eq(run))
+            .filter(ti::task_id.eq(&c.task_id))
             .filter(ti::state.eq(c.expected.as_str())),
     )
-    .set(&change)
-    .execute(conn)?;
-    if n == 0 {
+    .set((&change, duration));
+    let applied = if ends_try {
+        let ended: Option<DbTaskInstance> = per_backend!(&mut *conn, c => Cached(
+            update.returning(DbTaskInstance::as_returning())
+        )
+        .get_result(c)
+        .optional())?;
+        match ended {
+            Some(ended) => {
+                per_backend!(&mut *conn, c => diesel::insert_into(task_tries::table)
+                    .values(DbTaskTry::ended(ended))
+                    .execute(c))?;
+                true
+            }
+            None => false,
+        }
+    } else {
+        let updated: Option<i64> = per_backend!(&mut *conn, c => Cached(
+            update.returning(ti::id)
+        )
+        .get_result(c)
+        .optional())?;
+        updated.is_some()
+    };
+    if !applied {
+        let exists: i64 = ti::table
+            .filter(ti::dag_run_id.eq(run))
+            .filter(ti::task_id.eq(&c.task_id))
+            .count()
+            .get_result(conn)?;
+        if exists == 0 {
+            return Err(StoreError::TaskNotFound {
+                run,
+                task_id: c.task_id.clone(),
+            });
+        }
         return Ok(false);
     }
     if let Some(value) = &c.output {
         write_output(conn, run, &c.task_id, &value.to_string())?;
     }
-    if ends_try {
-        let ended: DbTaskInstance = ti::table
-            .find(row.id)
-            .select(DbTaskInstance::as_select())
-            .first(conn)?;
-        diesel::insert_into(task_tries::table)
-            .values(DbTaskTry::ended(ended))
-            .execute(conn)?;
-    }
     Ok(true)
 }
 
 fn write_output(conn: &mut AnyConnection, run: i64, task_id: &str, value: &str) -> Result<()> {
-    diesel::delete(
-        task_outputs::table
-            .filter(task_outputs::dag_run_id.eq(run))
-            .filter(task_outputs::task_id.eq(task_id)),
-    )
-    .execute(conn)?;
-    diesel::insert_into(task_outputs::table)
+    let written = per_backend!(&mut *conn, c => Cached(diesel::insert_into(task_outputs::table)
         .values((
             task_outputs::dag_run_id.eq(run),
             task_outputs::task_id.eq(task_id),
             task_outputs::value.eq(value),
         ))
-        .execute(conn)
-        .map_err(|e| match e {
-            DieselError::DatabaseError(DatabaseErrorKind::ForeignKeyViolation, _) => {
-                StoreError::RunNotFound { run }
-            }
-            e => e.into(),
-        })?;
+        .on_conflict((task_outputs::dag_run_id, task_outputs::task_id))
+        .do_update()
+        .set(task_outputs::value.eq(excluded(task_outputs::value)))
+        .returning(task_outputs::dag_run_id))
+        .get_result::<i64>(c));
+    written.map_err(|e| match e {
+        DieselError::DatabaseError(DatabaseErrorKind::ForeignKeyViolation, _) => {
+            StoreError::RunNotFound { run }
+        }
+        e => e.into(),
+    })?;
     Ok(())
 }
 
+/// Claims up to `limit` scheduled task instances (of `runs`, or of any
+/// run) for `scheduler_id`, within the pools' free slots, giving each the
+/// executor `executors` names for its task id (the stored one otherwise).
 fn claim_tx(
     conn: &mut AnyConnection,
     scheduler_id: &str,
     runs: Option<&[i64]>,
+    executors: Option<&HashMap<String, ExecutorKind>>,
     limit: i64,
     now: i64,
 ) -> Result<Vec<ClaimedTask>> {
@@ -1544,15 +1757,26 @@ fn claim_tx(
         }
     }
 
-    let mut claimed: Vec<i64> = Vec::new();
+    let mut claimed: Vec<DbTaskInstance> = Vec::new();
+    let mut run_ids: HashMap<i64, String> = HashMap::new();
     while (claimed.len() as i64) < limit {
         let full: Vec<String> = free
             .iter()
             .filter(|(_, f)| **f <= 0)
             .map(|(p, _)| p.clone())
             .collect();
+        // SQLite's text of the query has one `?` per run and full pool.
+        #[cfg(feature = "sqlite")]
+        let cacheable = full.len() <= CACHED_LIST && runs.unwrap_or_default().len() <= CACHED_LIST;
+        let wanted = limit - claimed.len() as i64;
         // One query shape for both cases, so it runs on either backend.
         let any_run = runs.is_none();
+        // The run's own id, read with each candidate: a subquery, so that
+        // PostgreSQL locks only the task instances' rows.
+        let run_id = dag_runs::table
+            .filter(dag_runs::id.eq(ti::dag_run_id))
+            .select(dag_runs::run_id)
+            .single_value();
         let q = ti::table
             .filter(ti::state.eq(TaskState::Scheduled.as_str()))
             .filter(ti::pool.ne_all(full))
@@ -1562,60 +1786,107 @@ fn claim_tx(
                     .or(any_run.into_sql::<diesel::sql_types::Bool>()),
             )
             .order((ti::priority_weight.desc(), ti::id.asc()))
-            .limit(limit - claimed.len() as i64)
-            .select((ti::id, ti::pool));
-        let candidates: Vec<(i64, String)> = match &mut *conn {
+            .select((
+                ti::id,
+                ti::pool,
+                ti::task_id,
+                ti::executor,
+                ti::dag_run_id,
+                run_id,
+            ));
+        let candidates: Vec<(i64, String, String, String, i64, Option<String>)> = match &mut *conn {
             #[cfg(feature = "postgres")]
-            AnyConnection::Postgres(c) => q.for_update().skip_locked().load(c)?,
+            AnyConnection::Postgres(c) => q.limit(wanted).for_update().skip_locked().load(c)?,
+            // The first `wanted` rows, without a `LIMIT`: SQLite compiles
+            // a statement with a bound `LIMIT` twice on every execution.
+            // The claim index yields them in order; no more are read.
             #[cfg(feature = "sqlite")]
-            AnyConnection::Sqlite(c) => q.load(c)?,
+            AnyConnection::Sqlite(c) => {
+                use diesel::connection::DefaultLoadingMode as Rows;
+                let wanted = usize::try_from(wanted).unwrap_or(usize::MAX);
+                if cacheable {
+                    Cached(q)
+                        .load_iter::<_, Rows>(c)?
+                        .take(wanted)
+                        .collect::<QueryResult<_>>()?
+                } else {
+                    q.load_iter::<_, Rows>(c)?
+                        .take(wanted)
+                        .collect::<QueryResult<_>>()?
+                }
+            }
         };
         if candidates.is_empty() {
             break;
         }
-        let mut batch = Vec::with_capacity(candidates.len());
-        for (id, pool) in candidates {
+        let found = candidates.len();
+        // The accepted ones, by the executor each is to run on.
+        let mut batches: HashMap<String, Vec<i64>> = HashMap::new();
+        let mut accepted = 0;
+        for (id, pool, task_id, stored, run, run_id) in candidates {
             match free.get_mut(&pool) {
-                Some(f) if *f <= 0 => {}
-                Some(f) => {
-                    *f -= 1;
-                    batch.push(id);
-                }
-                None => batch.push(id),
+                Some(f) if *f <= 0 => continue,
+                Some(f) => *f -= 1,
+                None => {}
             }
+            accepted += 1;
+            let executor = executors
+                .and_then(|e| e.get(&task_id))
+                .map_or(stored, |k| k.as_str().to_owned());
+            batches.entry(executor).or_default().push(id);
+            run_ids.insert(run, run_id.unwrap_or_default());
         }
-        if batch.is_empty() {
+        if accepted == 0 {
             break;
         }
-        diesel::update(ti::table.filter(ti::id.eq_any(&batch)))
-            .set((
+        for (executor, ids) in batches {
+            let claim = (
                 ti::state.eq(QUEUED),
                 ti::claimed_by.eq(scheduler_id),
                 ti::try_number.eq(ti::try_number + 1),
                 ti::queued_date.eq(now),
+                ti::executor.eq(&executor),
                 DbTryReset::default(),
                 ti::last_updated_date.eq(now),
-            ))
-            .execute(conn)?;
-        claimed.extend(batch);
+            );
+            match &mut *conn {
+                // `id = ANY($1)`: one statement, whatever the number.
+                #[cfg(feature = "postgres")]
+                AnyConnection::Postgres(c) => claimed.extend(
+                    Cached(
+                        diesel::update(ti::table.filter(ti::id.eq_any(&ids)))
+                            .set(claim)
+                            .returning(DbTaskInstance::as_returning()),
+                    )
+                    .load::<DbTaskInstance>(c)?,
+                ),
+                // One statement per row, kept prepared: SQLite runs it in
+                // microseconds, where it would compile an `IN` list of
+                // each length afresh.
+                #[cfg(feature = "sqlite")]
+                AnyConnection::Sqlite(c) => {
+                    for id in ids {
+                        claimed.push(
+                            Cached(
+                                diesel::update(ti::table.find(id))
+                                    .set(claim.clone())
+                                    .returning(DbTaskInstance::as_returning()),
+                            )
+                            .get_result(c)?,
+                        );
+                    }
+                }
+            }
+        }
+        // Fewer than asked for, and none passed over for a full pool:
+        // there are no more to claim.
+        if (found as i64) < wanted && accepted == found {
+            break;
+        }
     }
-    if claimed.is_empty() {
-        return Ok(Vec::new());
-    }
-
-    let rows: Vec<DbTaskInstance> = ti::table
-        .filter(ti::id.eq_any(&claimed))
-        .order((ti::priority_weight.desc(), ti::id.asc()))
-        .select(DbTaskInstance::as_select())
-        .load(conn)?;
-    let runs: HashSet<i64> = rows.iter().map(|r| r.dag_run_id).collect();
-    let run_ids: HashMap<i64, String> = dag_runs::table
-        .filter(dag_runs::id.eq_any(runs.into_iter().collect::<Vec<_>>()))
-        .select((dag_runs::id, dag_runs::run_id))
-        .load::<(i64, String)>(conn)?
+    claimed.sort_by_key(|r| (std::cmp::Reverse(r.priority_weight), r.id));
+    claimed
         .into_iter()
-        .collect();
-    rows.into_iter()
         .map(|r| {
             let run_id = run_ids.get(&r.dag_run_id).cloned().unwrap_or_default();
             Ok(ClaimedTask {
@@ -1624,30 +1895,6 @@ fn claim_tx(
             })
         })
         .collect()
-}
-
-/// Records on each of `claimed` (and in what is returned) the executor
-/// `executors` names for its task.
-fn set_executors(
-    conn: &mut AnyConnection,
-    mut claimed: Vec<ClaimedTask>,
-    executors: &HashMap<String, ExecutorKind>,
-) -> Result<Vec<ClaimedTask>> {
-    let mut by_kind: HashMap<ExecutorKind, Vec<i64>> = HashMap::new();
-    for c in &mut claimed {
-        if let Some(&kind) = executors.get(&c.instance.task_id) {
-            if kind != c.instance.executor {
-                c.instance.executor = kind;
-                by_kind.entry(kind).or_default().push(c.instance.id);
-            }
-        }
-    }
-    for (kind, ids) in by_kind {
-        diesel::update(ti::table.filter(ti::id.eq_any(&ids)))
-            .set(ti::executor.eq(kind.as_str()))
-            .execute(conn)?;
-    }
-    Ok(claimed)
 }
 
 /// Checks that the run has every one of `task_ids` and that no executor
@@ -1740,4 +1987,58 @@ fn clear_tx(conn: &mut AnyConnection, run: i64, task_ids: &[String], now: i64) -
             .execute(conn)?;
     }
     Ok(n)
+}
+
+#[cfg(all(test, feature = "sqlite"))]
+mod tests {
+    use super::*;
+
+    #[derive(QueryableByName, Clone, Debug, PartialEq)]
+    struct Object {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        kind: String,
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        name: String,
+        #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
+        sql: Option<String>,
+    }
+
+    /// Every table, index and SQLite table of `store`'s database, and the
+    /// migrations it records.
+    async fn schema(store: &Store) -> (Vec<Object>, Vec<String>) {
+        store
+            .run("schema", |conn| {
+                let objects = per_backend!(&mut *conn, c => diesel::sql_query(
+                    "SELECT type AS kind, name, sql FROM sqlite_master ORDER BY type, name",
+                )
+                .load::<Object>(c))?;
+                Ok((objects, applied_migrations(conn)?))
+            })
+            .await
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_new_in_memory_database_gets_the_schema_the_migrations_make() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = Store::connect(&format!(
+            "sqlite://{}",
+            dir.path().join("goflow.db").display()
+        ))
+        .await
+        .unwrap();
+        let known = known_migrations(Backend::Sqlite).unwrap();
+        assert_eq!(file.migrate().await.unwrap(), known);
+        let (migrated, versions) = schema(&file).await;
+        assert_eq!(versions, known);
+        assert!(migrated.iter().any(|o| o.name == "task_instances"));
+
+        // Twice: the schema is read once per process, then copied.
+        for _ in 0..2 {
+            let memory = Store::connect("sqlite::memory:").await.unwrap();
+            assert_eq!(memory.migrate().await.unwrap(), known);
+            assert_eq!(schema(&memory).await, (migrated.clone(), known.clone()));
+            assert_eq!(memory.migrate().await.unwrap(), Vec::<String>::new());
+        }
+    }
 }

@@ -9,7 +9,6 @@ use std::collections::HashMap;
 use chrono::{DateTime, Utc};
 use diesel::dsl::count_star;
 use diesel::prelude::*;
-use diesel::result::{DatabaseErrorKind, Error as DieselError};
 use goflow_core::{RunState, TaskState};
 
 use crate::conn::{per_backend, transaction};
@@ -389,40 +388,30 @@ impl Store {
     ) -> Result<(String, bool)> {
         let (key, value) = (key.to_owned(), value.to_owned());
         self.run("init_setting", move |conn| {
-            let read = |c: &mut crate::conn::AnyConnection| -> Result<Option<String>> {
-                Ok(web_settings::table
-                    .find(&key)
-                    .select(web_settings::value)
-                    .first(c)
-                    .optional()?)
-            };
-            let inserted = transaction(conn, |c| {
-                if let Some(v) = read(c)? {
-                    return Ok((v, false));
-                }
-                diesel::insert_into(web_settings::table)
-                    .values((
-                        web_settings::key.eq(&key),
-                        web_settings::value.eq(&value),
-                        web_settings::created_date.eq(micros(now)),
-                    ))
-                    .execute(c)?;
-                Ok((value.clone(), true))
-            });
-            match inserted {
-                Err(StoreError::Database {
-                    source: DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, _),
-                    ..
-                }) => match read(conn)? {
-                    Some(v) => Ok((v, false)),
-                    None => Err(StoreError::InvalidInput {
-                        what: "setting",
-                        value: key.clone(),
-                        reason: "was inserted concurrently and then deleted",
-                    }),
-                },
-                other => other,
+            let inserted = per_backend!(&mut *conn, c => diesel::insert_into(web_settings::table)
+                .values((
+                    web_settings::key.eq(&key),
+                    web_settings::value.eq(&value),
+                    web_settings::created_date.eq(micros(now)),
+                ))
+                .on_conflict(web_settings::key)
+                .do_nothing()
+                .execute(c))?;
+            if inserted == 1 {
+                return Ok((value, true));
             }
+            let stored = web_settings::table
+                .find(&key)
+                .select(web_settings::value)
+                .first(conn)
+                .optional()?;
+            stored
+                .map(|v| (v, false))
+                .ok_or_else(|| StoreError::InvalidInput {
+                    what: "setting",
+                    value: key.clone(),
+                    reason: "was inserted concurrently and then deleted",
+                })
         })
         .await
     }

@@ -7,7 +7,9 @@ use std::collections::HashSet;
 
 use common::{dag_record, dag_with_run, databases, new_run, schedule, t, task};
 use goflow_core::{RunState, TaskState};
-use goflow_store::{LogStream, NewLogLine, RunChange, Store, StoreError, TaskChange, TaskUpdate};
+use goflow_store::{
+    LogStream, NewLogLine, RunChange, Store, StoreError, TaskChange, TaskUpdate, TryMeasurements,
+};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn migrations_are_idempotent() {
@@ -84,6 +86,25 @@ async fn sync_dag_bumps_the_version_only_when_the_fingerprint_changes() {
 
         let err = s.set_paused("nope", true).await.unwrap_err();
         assert!(matches!(err, StoreError::DagNotFound { .. }), "{b}: {err}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn schedulers_syncing_one_dag_at_once_all_succeed() {
+    for db in databases().await {
+        let b = db.backend();
+        let syncs: Vec<_> = (0..6)
+            .map(|i| {
+                let s = db.store.clone();
+                tokio::spawn(async move { s.sync_dag(&dag_record("race", "f1"), t(i)).await })
+            })
+            .collect();
+        for sync in syncs {
+            let dag = sync.await.unwrap().unwrap();
+            assert_eq!(dag.version, 1, "{b}: the same structure, one version");
+        }
+        let dags = db.store.list_dags().await.unwrap();
+        assert_eq!((dags.len(), dags[0].version), (1, 1), "{b}");
     }
 }
 
@@ -317,9 +338,7 @@ async fn each_finished_try_is_recorded() {
             .update_task(run.id, "a", TaskState::Queued, running, t(11))
             .await
             .unwrap());
-        let failed = TaskUpdate {
-            end_date: Some(t(14)),
-            error: Some("boom".into()),
+        let measured = TryMeasurements {
             exit_code: Some(1),
             peak_memory_bytes: Some(1 << 20),
             cpu_user_ms: Some(120),
@@ -328,6 +347,11 @@ async fn each_finished_try_is_recorded() {
             memory_request_bytes: Some(256 << 20),
             cpu_limit_millis: Some(1000),
             memory_limit_bytes: Some(1 << 30),
+        };
+        let failed = TaskUpdate {
+            end_date: Some(t(14)),
+            error: Some("boom".into()),
+            measurements: Some(measured),
             next_retry_date: Some(t(74)),
             ..TaskUpdate::new(TaskState::UpForRetry)
         };
@@ -341,6 +365,7 @@ async fn each_finished_try_is_recorded() {
             (Some(3000), Some(t(74))),
             "{b}"
         );
+        assert_eq!(ti.measurements, measured, "{b}");
 
         let up = TaskUpdate::new(TaskState::Scheduled);
         assert!(s
@@ -352,18 +377,16 @@ async fn each_finished_try_is_recorded() {
             ti.next_retry_date, None,
             "{b}: cleared outside up_for_retry"
         );
+        assert_eq!(
+            ti.measurements, measured,
+            "{b}: an update without measurements keeps them"
+        );
         let claimed = s.claim_tasks("s1", 10, t(75)).await.unwrap();
         assert_eq!(claimed[0].instance.try_number, 2, "{b}");
         let next = &claimed[0].instance;
         assert_eq!(
-            (
-                next.last_error.as_deref(),
-                next.exit_code,
-                next.peak_memory_bytes,
-                next.cpu_request_millis,
-                next.memory_limit_bytes,
-            ),
-            (None, None, None, None, None),
+            (next.last_error.as_deref(), next.measurements),
+            (None, TryMeasurements::default()),
             "{b}: per-try fields reset"
         );
         assert!(s
@@ -400,21 +423,10 @@ async fn each_finished_try_is_recorded() {
         assert_eq!(tries[0].error.as_deref(), Some("boom"), "{b}");
         assert_eq!(tries[0].executor_handle.as_deref(), Some("pid-42"), "{b}");
         assert_eq!(
-            (tries[0].peak_memory_bytes, tries[0].cpu_user_ms),
-            (Some(1 << 20), Some(120)),
-            "{b}"
+            tries[0].measurements, measured,
+            "{b}: what the try used and its pod reserved is kept with the try"
         );
-        assert_eq!(
-            (
-                tries[0].cpu_request_millis,
-                tries[0].memory_request_bytes,
-                tries[0].cpu_limit_millis,
-                tries[0].memory_limit_bytes
-            ),
-            (Some(250), Some(256 << 20), Some(1000), Some(1 << 30)),
-            "{b}: what the pod reserved is kept with the try"
-        );
-        assert_eq!(tries[1].cpu_request_millis, None, "{b}");
+        assert_eq!(tries[1].measurements, TryMeasurements::default(), "{b}");
         assert_eq!(
             (tries[1].try_number, tries[1].state),
             (2, TaskState::Success),
@@ -578,6 +590,16 @@ async fn claims_follow_priority_and_respect_pools() {
             "{b}: a slot freed"
         );
         assert_eq!(s.list_pools().await.unwrap()[0].slots, 2, "{b}");
+        s.set_pool("small", 3, "resized").await.unwrap();
+        let pools = s.list_pools().await.unwrap();
+        assert_eq!(
+            pools
+                .iter()
+                .map(|p| (p.name.as_str(), p.slots, p.description.as_str()))
+                .collect::<Vec<_>>(),
+            [("small", 3, "resized")],
+            "{b}: set_pool resizes the pool it names"
+        );
         assert!(s.delete_pool("small").await.unwrap(), "{b}");
     }
 }
@@ -787,8 +809,11 @@ async fn clear_tasks_resets_them_and_reopens_the_run() {
                 .await
                 .unwrap());
             let done = TaskUpdate {
-                exit_code: Some(0),
-                memory_request_bytes: Some(1 << 20),
+                measurements: Some(TryMeasurements {
+                    exit_code: Some(0),
+                    memory_request_bytes: Some(1 << 20),
+                    ..TryMeasurements::default()
+                }),
                 ..TaskUpdate::new(TaskState::Success)
             };
             assert!(s
@@ -818,8 +843,8 @@ async fn clear_tasks_resets_them_and_reopens_the_run() {
         );
         assert_eq!((cleared.end_date, cleared.claimed_by), (None, None), "{b}");
         assert_eq!(
-            (cleared.exit_code, cleared.memory_request_bytes),
-            (None, None),
+            cleared.measurements,
+            TryMeasurements::default(),
             "{b}: the last try's figures go with it"
         );
         assert_eq!(s.get_output(run.id, "b").await.unwrap(), None, "{b}");
@@ -1176,6 +1201,103 @@ async fn update_runs_applies_each_run_all_or_nothing_in_one_call() {
         assert_eq!(
             s.update_runs(vec![], t(5)).await.unwrap(),
             Vec::<bool>::new()
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claim_records_the_executor_named_for_each_task() {
+    use goflow_core::ExecutorKind;
+    for db in databases().await {
+        let (s, b) = (&db.store, db.backend());
+        // Created for the in-process executor (`common::task`).
+        let run = dag_with_run(s, "exec", 0, vec![task("a", 2, "p"), task("b", 1, "p")]).await;
+        schedule(s, run.id, &["a", "b"]).await;
+        let executors = [("a".to_owned(), ExecutorKind::LocalProcess)].into();
+        let got = s
+            .claim_tasks_in("s1", &[run.id], &executors, 10, t(10))
+            .await
+            .unwrap();
+        let claimed: Vec<_> = got
+            .iter()
+            .map(|c| {
+                let i = &c.instance;
+                (i.task_id.as_str(), i.executor, i.state, i.try_number)
+            })
+            .collect();
+        assert_eq!(
+            claimed,
+            [
+                ("a", ExecutorKind::LocalProcess, TaskState::Queued, 1),
+                ("b", ExecutorKind::InProcess, TaskState::Queued, 1),
+            ],
+            "{b}: highest priority first; `b` keeps the stored executor"
+        );
+        assert!(got.iter().all(|c| c.run_id == run.run_id), "{b}");
+        let stored: Vec<_> = s
+            .task_instances(run.id)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|i| (i.task_id, i.executor, i.claimed_by))
+            .collect();
+        assert_eq!(
+            stored,
+            [
+                ("a".into(), ExecutorKind::LocalProcess, Some("s1".into())),
+                ("b".into(), ExecutorKind::InProcess, Some("s1".into())),
+            ],
+            "{b}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn log_lines_written_with_run_changes_are_kept_whatever_the_changes_give() {
+    for db in databases().await {
+        let (s, b) = (&db.store, db.backend());
+        let run = dag_with_run(s, "logged", 0, vec![task("a", 1, "p")]).await;
+        let line = |text: &str| NewLogLine {
+            run: run.id,
+            task_id: "a".into(),
+            try_number: 1,
+            timestamp: t(3),
+            stream: LogStream::System,
+            line: text.into(),
+        };
+        // `a` is pending, not scheduled: the change is refused, the lines
+        // are written.
+        let refused = RunChange::tasks(
+            run.id,
+            vec![TaskChange::new(
+                "a",
+                TaskState::Scheduled,
+                TaskUpdate::new(TaskState::Queued),
+            )],
+        );
+        let applied = s
+            .update_runs_with_logs(vec![refused], vec![line("one"), line("two")], t(3))
+            .await
+            .unwrap();
+        assert_eq!(applied, [false], "{b}");
+        // Lines alone.
+        let applied = s
+            .update_runs_with_logs(vec![], vec![line("three")], t(4))
+            .await
+            .unwrap();
+        assert!(applied.is_empty(), "{b}");
+        let lines: Vec<String> = s
+            .read_logs(run.id, "a", Some(1), 0, 100)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|l| l.line)
+            .collect();
+        assert_eq!(lines, ["one", "two", "three"], "{b}");
+        assert_eq!(
+            s.task_instance(run.id, "a").await.unwrap().unwrap().state,
+            TaskState::Pending,
+            "{b}"
         );
     }
 }

@@ -2,6 +2,12 @@
 //! its schedule or its deadline — through a JSON webhook, a Slack-compatible
 //! webhook or email — durably, once per event.
 //!
+//! Detection, the outbox and the UI's list of alerts are always built; the
+//! channels are features: `alerts-http` (webhook, Slack) and `alerts-smtp`
+//! (email), both in `alerts`. Configuring a channel this binary was built
+//! without (its environment variable, or a DAG's `alerts(channels = [..])`)
+//! is an [`AlertConfigError`] from [`AlertService::new`] naming the feature.
+//!
 //! ```no_run
 //! # async fn demo(store: goflow_store::Store, registry: std::sync::Arc<goflow_runtime::Registry>)
 //! # -> Result<(), Box<dyn std::error::Error>> {
@@ -62,10 +68,13 @@ use tokio::sync::Notify;
 
 use crate::Registry;
 
-pub use channels::{
-    email_message, slack_payload, webhook_payload, CaCertificates, Channel, ChannelError,
-    EmailChannel, SlackChannel, WebhookChannel,
-};
+#[cfg(feature = "alerts-smtp")]
+#[cfg_attr(docsrs, doc(cfg(feature = "alerts-smtp")))]
+pub use channels::{email_message, EmailChannel};
+pub use channels::{slack_payload, webhook_payload, CaCertificates, Channel, ChannelError};
+#[cfg(feature = "alerts-http")]
+#[cfg_attr(docsrs, doc(cfg(feature = "alerts-http")))]
+pub use channels::{SlackChannel, WebhookChannel};
 
 /// The environment variable of the generic JSON webhook's URL.
 pub const WEBHOOK_URL_ENV: &str = "GOFLOW_ALERT_WEBHOOK_URL";
@@ -126,7 +135,11 @@ impl std::fmt::Debug for SmtpConfig {
 
 /// How alerts are sent: the channels (from the environment or the CLI,
 /// see [`AlertArgs`]) and the delivery policy.
+///
+/// Non-exhaustive: start from [`AlertConfig::default`] (or
+/// [`AlertArgs::into_config`]) and set the fields you need.
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct AlertConfig {
     /// The generic JSON webhook (`GOFLOW_ALERT_WEBHOOK_URL`).
     pub webhook_url: Option<String>,
@@ -199,6 +212,7 @@ impl Default for AlertConfig {
 /// A setting that is not usable.
 #[derive(Debug, thiserror::Error)]
 #[error("invalid alert setting {setting}: {reason}")]
+#[non_exhaustive]
 pub struct AlertConfigError {
     /// The setting (environment variable or option).
     pub setting: &'static str,
@@ -255,18 +269,104 @@ pub struct AlertArgs {
     pub base_url: Option<String>,
 }
 
+/// Checks that `url` is an absolute `http` or `https` URL with a host.
 fn check_http_url(setting: &'static str, url: &str) -> Result<(), AlertConfigError> {
-    match reqwest::Url::parse(url) {
-        Ok(u) if matches!(u.scheme(), "http" | "https") => Ok(()),
-        Ok(u) => Err(AlertConfigError {
-            setting,
-            reason: format!("{url:?} is a {} URL; expected http or https", u.scheme()),
-        }),
-        Err(e) => Err(AlertConfigError {
-            setting,
-            reason: format!("{url:?} is not a URL: {e}"),
-        }),
+    let invalid = |reason: String| AlertConfigError { setting, reason };
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return Err(invalid(format!(
+            "{url:?} is not a URL; expected http://host/... or https://host/..."
+        )));
+    };
+    if !scheme.eq_ignore_ascii_case("http") && !scheme.eq_ignore_ascii_case("https") {
+        return Err(invalid(format!(
+            "{url:?} is a {scheme} URL; expected http or https"
+        )));
     }
+    let host = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let host = host.rsplit_once('@').map_or(host, |(_, h)| h);
+    if host.is_empty() || host.starts_with(':') || url.chars().any(char::is_whitespace) {
+        return Err(invalid(format!(
+            "{url:?} is not a URL: it has no host or has spaces"
+        )));
+    }
+    Ok(())
+}
+
+/// Which channel features this binary was built with.
+#[derive(Clone, Copy, Debug)]
+struct Built {
+    http: bool,
+    smtp: bool,
+}
+
+impl Built {
+    const THIS: Built = Built {
+        http: cfg!(feature = "alerts-http"),
+        smtp: cfg!(feature = "alerts-smtp"),
+    };
+
+    /// The Cargo feature that builds the channel named `channel` in, and
+    /// whether this binary has it.
+    fn channel(self, channel: &str) -> Option<(&'static str, bool)> {
+        match channel {
+            "webhook" | "slack" => Some(("alerts-http", self.http)),
+            "email" => Some(("alerts-smtp", self.smtp)),
+            _ => None,
+        }
+    }
+}
+
+/// `setting` configures `what`, which this binary was built without.
+fn feature_off(setting: &'static str, what: &str, feature: &str) -> AlertConfigError {
+    AlertConfigError {
+        setting,
+        reason: format!(
+            "{what}, but this binary was built without it: enable goflow's \
+             {feature} feature (or `alerts`, every channel)"
+        ),
+    }
+}
+
+/// Refuses what configures a channel whose feature is off: its settings,
+/// a CA file with no channel built in, and a DAG that names it.
+fn check_features(
+    registry: &Registry,
+    config: &AlertConfig,
+    built: Built,
+) -> Result<(), AlertConfigError> {
+    let configured = [
+        (WEBHOOK_URL_ENV, "webhook", config.webhook_url.is_some()),
+        (SLACK_URL_ENV, "slack", config.slack_url.is_some()),
+        ("GOFLOW_SMTP_HOST", "email", config.smtp.is_some()),
+    ];
+    for (setting, channel, set) in configured {
+        if let Some((feature, false)) = built.channel(channel).filter(|_| set) {
+            return Err(feature_off(
+                setting,
+                &format!("it configures the {channel} alert channel"),
+                &format!("`{feature}`"),
+            ));
+        }
+    }
+    if config.ca_certificates.is_some() && !built.http && !built.smtp {
+        return Err(feature_off(
+            CA_FILE_ENV,
+            "it is for the alert channels' TLS",
+            "`alerts-http` or `alerts-smtp`",
+        ));
+    }
+    for dag in registry.dags() {
+        for channel in dag.alerts().channels.iter().flatten() {
+            if let Some((feature, false)) = built.channel(channel) {
+                return Err(feature_off(
+                    "#[dag(alerts(channels))]",
+                    &format!("DAG {} sends its alerts to the {channel} channel", dag.id()),
+                    &format!("`{feature}`"),
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 impl AlertArgs {
@@ -402,30 +502,41 @@ impl std::fmt::Debug for AlertService {
 impl AlertService {
     /// A service over `store` for the DAGs of `registry` (their alert
     /// settings), with the channels of `config`. A channel that cannot be
-    /// set up (an unusable SMTP setting, a TLS set-up failure) is an error
+    /// set up (an unusable SMTP setting, a TLS set-up failure), or that this
+    /// binary was built without (its feature, `alerts-http` or
+    /// `alerts-smtp`, is off) while `config` or a DAG names it, is an error
     /// naming its setting.
     pub fn new(
         store: Store,
         registry: Arc<Registry>,
         config: AlertConfig,
     ) -> Result<Self, AlertConfigError> {
+        check_features(&registry, &config, Built::THIS)?;
+        #[allow(unused_mut)]
         let mut channels: BTreeMap<String, Arc<dyn Channel>> = BTreeMap::new();
-        let ca = config.ca_certificates.as_ref();
-        let timeout = config.request_timeout;
-        let invalid = |setting| move |reason| AlertConfigError { setting, reason };
-        if let Some(url) = &config.webhook_url {
-            let webhook =
-                WebhookChannel::new(url.clone(), timeout, ca).map_err(invalid(WEBHOOK_URL_ENV))?;
-            channels.insert("webhook".into(), Arc::new(webhook));
-        }
-        if let Some(url) = &config.slack_url {
-            let slack =
-                SlackChannel::new(url.clone(), timeout, ca).map_err(invalid(SLACK_URL_ENV))?;
-            channels.insert("slack".into(), Arc::new(slack));
-        }
-        if let Some(smtp) = &config.smtp {
-            let email = EmailChannel::new(smtp, timeout, ca).map_err(invalid("GOFLOW_SMTP_*"))?;
-            channels.insert("email".into(), Arc::new(email));
+        #[cfg(any(feature = "alerts-http", feature = "alerts-smtp"))]
+        {
+            let ca = config.ca_certificates.as_ref();
+            let timeout = config.request_timeout;
+            let invalid = |setting| move |reason| AlertConfigError { setting, reason };
+            #[cfg(feature = "alerts-http")]
+            if let Some(url) = &config.webhook_url {
+                let webhook = WebhookChannel::new(url.clone(), timeout, ca)
+                    .map_err(invalid(WEBHOOK_URL_ENV))?;
+                channels.insert("webhook".into(), Arc::new(webhook));
+            }
+            #[cfg(feature = "alerts-http")]
+            if let Some(url) = &config.slack_url {
+                let slack =
+                    SlackChannel::new(url.clone(), timeout, ca).map_err(invalid(SLACK_URL_ENV))?;
+                channels.insert("slack".into(), Arc::new(slack));
+            }
+            #[cfg(feature = "alerts-smtp")]
+            if let Some(smtp) = &config.smtp {
+                let email =
+                    EmailChannel::new(smtp, timeout, ca).map_err(invalid("GOFLOW_SMTP_*"))?;
+                channels.insert("email".into(), Arc::new(email));
+            }
         }
         Ok(AlertService {
             store,
@@ -499,6 +610,103 @@ mod tests {
         let delays: Vec<u64> = (1..=7).map(|a| c.backoff(a).as_secs()).collect();
         assert_eq!(delays, [2, 4, 8, 16, 32, 60, 60]);
         assert_eq!(c.backoff(1000), Duration::from_secs(60));
+    }
+
+    fn dag_with_channels(channels: &[&str]) -> goflow_core::Dag {
+        fn noop(_: goflow_core::TaskContext, _: &goflow_core::Inputs) -> goflow_core::TaskFuture {
+            Box::pin(async { Err(goflow_core::TaskError::msg("not run")) })
+        }
+        goflow_core::DagBuilder::new("etl")
+            .alerts(goflow_core::AlertSettings {
+                channels: Some(channels.iter().map(|c| c.to_string()).collect()),
+                ..goflow_core::AlertSettings::default()
+            })
+            .task(goflow_core::TaskSpec {
+                id: "load".into(),
+                function: "load",
+                options: Default::default(),
+                data_upstream: Vec::new(),
+                run: noop,
+            })
+            .build()
+            .unwrap()
+    }
+
+    #[test]
+    fn a_channel_built_without_its_feature_is_refused_naming_it() {
+        let none = Built {
+            http: false,
+            smtp: false,
+        };
+        let only_http = Built {
+            http: true,
+            smtp: false,
+        };
+        let no_dags = Registry::from_dags([]).unwrap();
+        let webhook = AlertConfig {
+            webhook_url: Some("https://hooks.example.com/x".into()),
+            ..AlertConfig::default()
+        };
+        let err = check_features(&no_dags, &webhook, none).unwrap_err();
+        assert_eq!(err.setting, WEBHOOK_URL_ENV);
+        assert!(err.to_string().contains("`alerts-http` feature"), "{err}");
+        assert!(check_features(&no_dags, &webhook, only_http).is_ok());
+
+        let smtp = AlertConfig {
+            smtp: Some(SmtpConfig {
+                host: "mail".into(),
+                port: None,
+                tls: SmtpTls::Starttls,
+                username: None,
+                password: None,
+                from: "goflow@example.com".into(),
+                to: vec!["ops@example.com".into()],
+            }),
+            ..AlertConfig::default()
+        };
+        let err = check_features(&no_dags, &smtp, only_http).unwrap_err();
+        assert_eq!(err.setting, "GOFLOW_SMTP_HOST");
+        assert!(err.to_string().contains("`alerts-smtp` feature"), "{err}");
+
+        // A DAG naming a channel that is not built in, even with nothing
+        // configured: its alerts would silently go nowhere.
+        let emails = Registry::from_dags([dag_with_channels(&["slack", "email"])]).unwrap();
+        let err = check_features(&emails, &AlertConfig::default(), only_http).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("DAG etl sends its alerts to the email channel"),
+            "{err}"
+        );
+        assert!(err.to_string().contains("`alerts-smtp`"), "{err}");
+        let both = Built {
+            http: true,
+            smtp: true,
+        };
+        assert!(check_features(&emails, &AlertConfig::default(), both).is_ok());
+        // Nothing configured and no DAG naming a channel: fine without any.
+        assert!(check_features(&no_dags, &AlertConfig::default(), none).is_ok());
+    }
+
+    /// What a user of a build without channels sees: `AlertService::new`
+    /// refuses to start.
+    #[cfg(not(feature = "alerts-http"))]
+    #[tokio::test]
+    async fn the_service_refuses_a_webhook_without_alerts_http() {
+        let store = Store::connect("sqlite::memory:").await.unwrap();
+        let config = AlertArgs {
+            webhook_url: Some("https://hooks.example.com/goflow".into()),
+            ..AlertArgs::default()
+        }
+        .into_config()
+        .unwrap();
+        let registry = Arc::new(Registry::from_dags([]).unwrap());
+        let err = AlertService::new(store, registry, config).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "invalid alert setting GOFLOW_ALERT_WEBHOOK_URL: it configures the webhook alert \
+             channel, but this binary was built without it: enable goflow's `alerts-http` \
+             feature (or `alerts`, every channel)"
+        );
     }
 
     #[test]

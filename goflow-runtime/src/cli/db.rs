@@ -182,59 +182,6 @@ pub(super) fn parse_before(input: &str) -> Result<DateTime<Utc>, CliError> {
     Ok(at)
 }
 
-/// How often the scheduler's `--retention` cleans.
-pub(super) const RETENTION_PERIOD: std::time::Duration = std::time::Duration::from_secs(3600);
-
-/// The scheduler's `--retention`: at once and then every
-/// [`RETENTION_PERIOD`] until `stop`, deletes the finished runs that ended
-/// more than `keep` ago. A failed clean is logged and tried again next
-/// time; each batch is one transaction, so a stop mid-way loses nothing.
-pub(super) async fn clean_periodically(
-    store: Store,
-    keep: std::time::Duration,
-    stop: impl std::future::Future<Output = ()>,
-) {
-    let mut tick = tokio::time::interval(RETENTION_PERIOD);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    tokio::pin!(stop);
-    loop {
-        tokio::select! {
-            _ = &mut stop => return,
-            _ = tick.tick() => {}
-        }
-        let Some(before) = chrono::Duration::from_std(keep)
-            .ok()
-            .and_then(|keep| Utc::now().checked_sub_signed(keep))
-        else {
-            // Longer ago than any date: nothing can be that old.
-            continue;
-        };
-        let options = CleanOptions::new(before);
-        let clean = store.clean(&options, |_| {});
-        let report = tokio::select! {
-            _ = &mut stop => return,
-            report = clean => report,
-        };
-        match report {
-            Ok(report) => {
-                for (dag, c) in &report.dags {
-                    tracing::info!(
-                        dag,
-                        runs = c.runs,
-                        task_instances = c.task_instances,
-                        log_lines = c.task_logs,
-                        before = %before,
-                        "retention: deleted old runs"
-                    );
-                }
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "retention: cleaning old runs failed; trying again in an hour")
-            }
-        }
-    }
-}
-
 /// Opens the database at `url` (connecting and migrating) and syncs the
 /// registry's DAGs into it; returns the store and the DAG rows by id.
 pub(super) async fn open(
@@ -304,7 +251,7 @@ mod tests {
             runs.push(run.id);
         }
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(clean_periodically(
+        let task = tokio::spawn(crate::db::clean_periodically(
             store.clone(),
             std::time::Duration::from_secs(7 * 86_400),
             async {

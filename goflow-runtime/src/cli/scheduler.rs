@@ -13,11 +13,9 @@ use goflow_store::StoreError;
 use tokio::sync::oneshot;
 
 use super::{dags::parse_conf, BackfillArgs, CliError, SchedulerArgs};
-use crate::alerts::AlertService;
-use crate::executor::LocalProcessExecutor;
-use crate::metrics::Metrics;
 use crate::scheduler::{Scheduler, SchedulerConfig};
-use crate::web::{TokenOrigin, WebConfig, WebState};
+use crate::server::Server;
+use crate::web::{TokenOrigin, WebConfig};
 use crate::Registry;
 
 /// Builds a scheduler with both local executors.
@@ -26,14 +24,7 @@ fn scheduler(
     registry: &Registry,
     config: SchedulerConfig,
 ) -> Scheduler {
-    let scheduler = Scheduler::new(store, Arc::new(registry.clone()), config);
-    match LocalProcessExecutor::current_exe() {
-        Ok(local) => scheduler.with_executor(Arc::new(local)),
-        Err(e) => {
-            tracing::warn!(error = %e, "the local-process executor is unavailable: cannot find this binary");
-            scheduler
-        }
-    }
+    crate::server::with_local_process(Scheduler::new(store, Arc::new(registry.clone()), config))
 }
 
 /// Completes on Ctrl-C or SIGTERM.
@@ -59,7 +50,7 @@ async fn stop_signal() {
 }
 
 /// `scheduler`: creates due runs and runs them until stopped, and serves
-/// the web UI and API next to it.
+/// the web UI and API next to it: a [`Server`] on a port of its own.
 pub(super) async fn serve(
     registry: &Registry,
     url: &str,
@@ -77,28 +68,11 @@ pub(super) async fn serve(
     if let Some(id) = &args.scheduler_id {
         config.id = id.clone();
     }
-    let mut alert_config = args
+    let alerts = args
         .alerts
         .clone()
         .into_config()
         .map_err(|e| CliError::InvalidSetting(e.to_string()))?;
-    #[cfg(feature = "elasticsearch")]
-    let logship = args
-        .logship
-        .clone()
-        .into_config()
-        .map_err(|e| CliError::InvalidSetting(e.to_string()))?;
-    let registry = Arc::new(registry.clone());
-    let metrics = Metrics::new();
-    let web_config = WebConfig::from_env().with_scheduler_id(config.id.clone());
-    let web = WebState::new(
-        store.clone(),
-        Arc::clone(&registry),
-        metrics.clone(),
-        web_config,
-    )
-    .await
-    .map_err(CliError::Web)?;
     let listener = tokio::net::TcpListener::bind(args.bind)
         .await
         .map_err(|source| CliError::Bind {
@@ -109,11 +83,39 @@ pub(super) async fn serve(
         addr: args.bind,
         source,
     })?;
+    let web_config = WebConfig::from_env();
+    let mut builder = Server::builder()
+        .store(store.clone())
+        .registry(registry.clone())
+        .scheduler_config(config)
+        .alerts(alerts);
+    if args.alerts.base_url.is_none() {
+        // Links in alerts point at this server unless told otherwise.
+        builder = builder.public_url(format!("http://{addr}{}", web_config.base_path));
+    }
+    builder = builder.web_config(web_config);
+    if let Some(keep) = args.retention {
+        builder = builder.retention(keep);
+    }
+    #[cfg(feature = "elasticsearch")]
+    if let Some(config) = args
+        .logship
+        .clone()
+        .into_config()
+        .map_err(|e| CliError::InvalidSetting(e.to_string()))?
+    {
+        builder = builder.logship(config);
+    }
+    #[cfg(feature = "kubernetes")]
+    {
+        builder = builder.kubernetes(args.kubernetes.to_config());
+    }
+    let server = builder.build().await.map_err(CliError::from)?;
 
     writeln!(
         out,
         "goflow scheduler {} on {} with {} DAG{} ({}); default executor {}.",
-        config.id,
+        server.scheduler_id(),
         store.url(),
         registry.len(),
         if registry.len() == 1 { "" } else { "s" },
@@ -122,24 +124,19 @@ pub(super) async fn serve(
             .map(|d| d.id().as_str())
             .collect::<Vec<_>>()
             .join(", "),
-        config.default_executor,
+        server.default_executor(),
     )?;
     writeln!(
         out,
-        "UI and API: http://{addr}/ (user {})",
-        web.config().ui_username
+        "UI and API: http://{addr}{}/ (user {})",
+        server.base_path(),
+        server.web_config().ui_username
     )?;
-    if args.alerts.base_url.is_none() {
-        // Links in alerts point at this server unless told otherwise.
-        alert_config.base_url = format!("http://{addr}");
-    }
-    let alerts = AlertService::new(store.clone(), Arc::clone(&registry), alert_config)
-        .map_err(|e| CliError::InvalidSetting(e.to_string()))?;
-    match web.api_token().origin {
+    match server.api_token().origin {
         TokenOrigin::Generated => writeln!(
             out,
             "API token (also the UI password), generated and stored in the database: {}",
-            web.api_token().token
+            server.api_token().token
         )?,
         TokenOrigin::Stored => writeln!(
             out,
@@ -147,97 +144,29 @@ pub(super) async fn serve(
         )?,
         TokenOrigin::Configured => writeln!(out, "API token: from GOFLOW_API_TOKEN")?,
     }
+    #[cfg(feature = "kubernetes")]
+    if server.runs_kubernetes() {
+        writeln!(
+            out,
+            "Kubernetes executor on; workers report to {}{}",
+            server.base_path(),
+            crate::task_api::MOUNT_PATH
+        )?;
+    }
+    if let Some(keep) = args.retention {
+        writeln!(
+            out,
+            "retention: finished runs that ended more than {} ago are deleted, every hour",
+            goflow_core::duration::format(keep)
+        )?;
+    }
+    #[cfg(feature = "elasticsearch")]
+    if let Some(url) = server.logship_url() {
+        writeln!(out, "shipping task logs to {url}")?;
+    }
     writeln!(out, "Ctrl-C stops it.")?;
     out.flush()?;
-
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let stopped = move |mut rx: tokio::sync::watch::Receiver<bool>| async move {
-        let _ = rx.wait_for(|stop| *stop).await;
-    };
-    #[allow(unused_mut)] // changed only with the `kubernetes` feature
-    let mut scheduler = scheduler(store.clone(), &registry, config).with_metrics(metrics);
-    #[allow(unused_mut)]
-    let mut extra_routes = axum::Router::new();
-    #[cfg(feature = "kubernetes")]
-    {
-        use crate::executor::kubernetes::KubernetesExecutor;
-        use goflow_core::ExecutorKind;
-        let wanted = args.executor == ExecutorKind::Kubernetes
-            || registry
-                .dags()
-                .flat_map(|d| d.tasks().iter())
-                .any(|t| t.options.executor == Some(ExecutorKind::Kubernetes));
-        if wanted {
-            let k8s = KubernetesExecutor::connect(
-                args.kubernetes.to_config(),
-                crate::task_api::TaskApi::from_env().with_max_body_bytes(args.max_output_bytes),
-            )
-            .await;
-            extra_routes = extra_routes.nest(
-                crate::task_api::MOUNT_PATH,
-                crate::task_api::router(k8s.task_api()),
-            );
-            scheduler = scheduler.with_executor(Arc::new(k8s));
-            writeln!(
-                out,
-                "Kubernetes executor on; workers report to {}",
-                crate::task_api::MOUNT_PATH
-            )?;
-        }
-    }
-    let web_task = tokio::spawn(crate::web::serve_app(
-        listener,
-        crate::web::router_with(web, extra_routes),
-        stopped(stop_rx.clone()),
-    ));
-    let alerts_task = tokio::spawn(alerts.run(stopped(stop_rx.clone())));
-    let retention_task = match args.retention {
-        Some(keep) => {
-            writeln!(
-                out,
-                "retention: finished runs that ended more than {} ago are deleted, every hour",
-                goflow_core::duration::format(keep)
-            )?;
-            Some(tokio::spawn(super::db::clean_periodically(
-                store.clone(),
-                keep,
-                stopped(stop_rx.clone()),
-            )))
-        }
-        None => None,
-    };
-    #[cfg(feature = "elasticsearch")]
-    let logship_task = match logship {
-        Some(config) => {
-            writeln!(out, "shipping task logs to {}", config.url)?;
-            let shipper = crate::logship::LogShipper::new(store.clone(), config)
-                .map_err(|e| CliError::InvalidSetting(e.to_string()))?;
-            Some(tokio::spawn(shipper.run(stopped(stop_rx.clone()))))
-        }
-        None => None,
-    };
-    let result = scheduler
-        .run(async move {
-            stop_signal().await;
-            let _ = stop_tx.send(true);
-        })
-        .await;
-    let _ = web_task.await;
-    let _ = alerts_task.await;
-    if let Some(task) = retention_task {
-        let _ = task.await;
-    }
-    #[cfg(feature = "elasticsearch")]
-    if let Some(task) = logship_task {
-        let _ = task.await;
-    }
-    result.map_err(|e| match e {
-        crate::scheduler::SchedulerError::Startup(s) => CliError::Store(s),
-        crate::scheduler::SchedulerError::MissingPools(missing) => CliError::UnknownPools(missing),
-        e @ crate::scheduler::SchedulerError::IdInUse { .. } => {
-            CliError::InvalidSetting(e.to_string())
-        }
-    })?;
+    server.serve(listener, stop_signal()).await?;
     Ok(ExitCode::SUCCESS)
 }
 

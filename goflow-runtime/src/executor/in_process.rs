@@ -1,12 +1,12 @@
 //! The in-process executor: a try is a tokio task of the scheduler's own
-//! runtime. The fastest, and what `dags test` and the quickstart use.
+//! runtime (started by `body.rs`, as every executor's tries are). The
+//! fastest, and what `dags test` and the quickstart use.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use goflow_core::{ExecutorKind, TaskError};
+use goflow_core::ExecutorKind;
 use tokio::task::AbortHandle;
-use tracing::instrument::{Instrument, WithSubscriber};
 
 use super::{EventSender, Executor, ExecutorEvent, Launch, TryKey, TryMetrics};
 
@@ -41,42 +41,27 @@ impl Executor for InProcessExecutor {
             inputs,
         } = launch;
         let node = &dag.tasks()[key.task];
-        let body = node.run;
-        let timeout = node.options.timeout;
         events.send_now(ExecutorEvent::Started {
             key: key.clone(),
             handle: None,
         });
-        // The body runs in its own task so that a panic, or an abort on
-        // cancel, is seen here as a `JoinError` and reported as a failure.
-        // It runs in the try's span (the scheduler's, current here), and
-        // what it logs with `tracing` goes to the try's log too.
+        // The body runs in the try's span (the scheduler's, current here),
+        // and what it logs with `tracing` goes to the try's log too.
         let capture = super::capture::Capture::around_current(key.clone(), events.clone());
-        let inner = tokio::spawn(
-            async move {
-                let fut = body(ctx, &inputs);
-                match timeout {
-                    Some(limit) => tokio::time::timeout(limit, fut)
-                        .await
-                        .unwrap_or_else(|_| Err(TaskError::timed_out(limit))),
-                    None => fut.await,
-                }
-            }
-            .with_subscriber(capture)
-            .instrument(tracing::Span::current()),
+        let body = super::body::spawn_body(
+            node.run,
+            ctx,
+            inputs,
+            node.options.timeout,
+            tracing::Span::current(),
+            Some(capture),
         );
         if let Ok(mut running) = self.running.lock() {
-            running.insert(key.clone(), inner.abort_handle());
+            running.insert(key.clone(), body.abort_handle());
         }
         let running = Arc::clone(&self.running);
         tokio::spawn(async move {
-            let result = match inner.await {
-                Ok(result) => result,
-                Err(e) if e.is_panic() => {
-                    Err(TaskError::panicked(crate::panic_message(&*e.into_panic())))
-                }
-                Err(_) => Err(TaskError::stopped("the try was cancelled")),
-            };
+            let result = body.await;
             if let Ok(mut running) = running.lock() {
                 running.remove(&key);
             }
@@ -102,8 +87,8 @@ mod tests {
     use std::time::Duration;
 
     use goflow_core::{
-        DagBuilder, DataInterval, Inputs, RunId, RunType, TaskContext, TaskFuture, TaskOptions,
-        TaskOutput, TaskSpec,
+        DagBuilder, DataInterval, Inputs, RunId, RunType, TaskContext, TaskError, TaskFuture,
+        TaskOptions, TaskOutput, TaskSpec,
     };
 
     use super::*;

@@ -341,6 +341,8 @@ async fn run_try(
         .env_remove("GOFLOW_API_TOKEN")
         .envs(config.env.iter().map(|(k, v)| (k, v)))
         .env(RESULT_FILE_ENV, &result_file)
+        // A host binary embedding goflow knows by it that it is a worker.
+        .env(crate::server::WORKER_ENV, "1")
         // The worker stops (with its group) when this process is gone.
         .env(PARENT_PID_ENV, std::process::id().to_string())
         // Its stderr is the try's log: plain lines, whatever the

@@ -6,6 +6,7 @@
 //! must always end a launched try with exactly one
 //! [`ExecutorEvent::Finished`], also when the try is cancelled.
 
+pub(crate) mod body;
 mod capture;
 pub mod in_process;
 #[cfg(feature = "kubernetes")]
@@ -49,7 +50,11 @@ pub struct Launch {
 
 /// What a try measured about itself. Fields are `None` when the executor
 /// cannot know them (an in-process task has no exit code).
+///
+/// Non-exhaustive: start from [`TryMetrics::default`] and set what your
+/// executor measures.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct TryMetrics {
     /// The process's exit code.
     pub exit_code: Option<i32>,
@@ -71,7 +76,11 @@ pub struct TryMetrics {
 
 /// What the store knows of a try that an earlier scheduler process
 /// launched, for [`Executor::adopt`].
+///
+/// Non-exhaustive: the store may learn more about a try; in tests, start
+/// from [`Adoption::default`] and set the fields.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Adoption {
     /// The executor handle stored for it (a Job name, a pid); empty when
     /// none was recorded.

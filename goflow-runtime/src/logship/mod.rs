@@ -204,6 +204,7 @@ impl LogShipArgs {
 
 /// Why a bulk request did not go through.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ShipError {
     /// The store could not be read or the cursor not written.
     #[error(transparent)]

@@ -27,6 +27,7 @@
 //! change: runs triggered from the CLI, cleared tasks, pauses.
 
 mod active;
+mod observe;
 mod stop;
 mod try_log;
 
@@ -54,9 +55,15 @@ use crate::executor::{
 use crate::metrics::Metrics;
 use crate::Registry;
 use active::ActiveRun;
+use observe::Details;
+pub use observe::{SchedulerEvent, TaskChanged};
 
 /// How a scheduler behaves.
+///
+/// Non-exhaustive: start from [`SchedulerConfig::default`] and set the
+/// fields you need.
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct SchedulerConfig {
     /// This scheduler's id in the store; distinct per live scheduler. The
     /// default ([`default_id`]) is unique per process. A stable id (e.g.
@@ -77,6 +84,9 @@ pub struct SchedulerConfig {
     pub max_owned_runs: usize,
     /// The executor of tasks that do not name one.
     pub default_executor: ExecutorKind,
+    /// When set, every task runs on this executor, whatever it names
+    /// (`dags test` keeps a test run on the machine it runs on).
+    pub executor_override: Option<ExecutorKind>,
     /// Whether it creates scheduled runs (a backfill's scheduler does not).
     pub create_scheduled_runs: bool,
     /// Only these DAGs, if set.
@@ -104,6 +114,7 @@ impl Default for SchedulerConfig {
             max_runs_per_tick: 32,
             max_owned_runs: 256,
             default_executor: ExecutorKind::InProcess,
+            executor_override: None,
             create_scheduled_runs: true,
             only_dags: None,
             max_output_bytes: DEFAULT_MAX_OUTPUT_BYTES,
@@ -139,6 +150,7 @@ pub fn default_id() -> String {
 
 /// Why the scheduler stopped.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum SchedulerError {
     /// The store failed at start-up (unreachable, migrations).
     #[error("the scheduler could not start: {0}")]
@@ -188,6 +200,8 @@ pub struct Scheduler {
     events_tx: EventSender,
     events_rx: EventReceiver,
     finished_tx: Option<mpsc::UnboundedSender<RunFinished>>,
+    /// Where [`Scheduler::observe`] sends what this scheduler records.
+    observer: Option<mpsc::UnboundedSender<SchedulerEvent>>,
     runs: BTreeMap<i64, ActiveRun>,
     launched: HashSet<TryKey>,
     dags: HashMap<String, DagRow>,
@@ -208,6 +222,8 @@ pub struct Scheduler {
     log_volume: HashMap<TryKey, LogVolume>,
     /// The span of each running try, closed when it ends.
     try_spans: HashMap<TryKey, tracing::Span>,
+    /// Whether [`Scheduler::prepare`] has run.
+    prepared: bool,
 }
 
 /// How much of a try's log was stored and dropped.
@@ -233,6 +249,7 @@ impl Scheduler {
             events_tx,
             events_rx,
             finished_tx: None,
+            observer: None,
             runs: BTreeMap::new(),
             launched: HashSet::new(),
             dags: HashMap::new(),
@@ -245,6 +262,7 @@ impl Scheduler {
             stopping: HashMap::new(),
             log_volume: HashMap::new(),
             try_spans: HashMap::new(),
+            prepared: false,
         }
     }
 
@@ -273,12 +291,22 @@ impl Scheduler {
         &self.config.id
     }
 
-    /// Runs until `shutdown` completes. Errors of the store after start-up
-    /// are logged and retried: a database blip does not stop scheduling.
-    pub async fn run(
-        mut self,
-        shutdown: impl std::future::Future<Output = ()>,
-    ) -> Result<(), SchedulerError> {
+    /// The largest output a try may hand on (see
+    /// [`SchedulerConfig::max_output_bytes`]).
+    pub fn max_output_bytes(&self) -> u64 {
+        self.config.max_output_bytes
+    }
+
+    /// Starts up without scheduling yet: syncs the DAGs into the store,
+    /// refuses tasks naming pools that do not exist and an id a live
+    /// scheduler holds, records the first heartbeat and takes back the
+    /// runs it owned. [`run`](Self::run) does it first when not done, so
+    /// calling it is only needed to learn of these errors before spawning
+    /// `run`.
+    pub async fn prepare(&mut self) -> Result<(), SchedulerError> {
+        if self.prepared {
+            return Ok(());
+        }
         let now = Utc::now();
         self.dags = db::sync_registry(&self.store, &self.registry, now)
             .await
@@ -297,6 +325,18 @@ impl Scheduler {
         self.adopt_own_runs()
             .await
             .map_err(SchedulerError::Startup)?;
+        self.prepared = true;
+        Ok(())
+    }
+
+    /// Runs until `shutdown` completes. Errors of the store after start-up
+    /// are logged and retried: a database blip does not stop scheduling.
+    pub async fn run(
+        mut self,
+        shutdown: impl std::future::Future<Output = ()>,
+    ) -> Result<(), SchedulerError> {
+        self.prepare().await?;
+        let now = Utc::now();
         tracing::info!(scheduler = %self.config.id, dags = self.dags.len(), "scheduler started");
 
         tokio::pin!(shutdown);
@@ -441,6 +481,7 @@ impl Scheduler {
     /// The executor of each task of `dag`: its own, else the default.
     fn executors_of(&mut self, dag: &Dag) -> Arc<HashMap<String, ExecutorKind>> {
         let default = self.config.default_executor;
+        let forced = self.config.executor_override;
         Arc::clone(
             self.executor_maps
                 .entry(dag.id().to_string())
@@ -448,7 +489,10 @@ impl Scheduler {
                     Arc::new(
                         dag.tasks()
                             .iter()
-                            .map(|t| (t.id.to_string(), t.options.executor.unwrap_or(default)))
+                            .map(|t| {
+                                let kind = forced.or(t.options.executor).unwrap_or(default);
+                                (t.id.to_string(), kind)
+                            })
                             .collect(),
                     )
                 }),
@@ -843,6 +887,7 @@ impl Scheduler {
             .collect();
         let mut running: HashMap<String, u64> = HashMap::new();
         let mut started = Vec::new();
+        let mut observed = self.observed();
         for id in queued {
             let Some(run) = self.runs.get(&id) else {
                 continue;
@@ -872,9 +917,11 @@ impl Scheduler {
             // Started and its first tasks scheduled in one change; if the
             // store refuses it, the run is reloaded as it is there.
             run.row.state = RunState::Running;
-            let changes: Vec<TaskChange> = run
-                .progress
-                .settle(&run.dag)
+            let settled = run.progress.settle(&run.dag);
+            for c in &settled {
+                observed.task(run, c.task, (c.from, c.to), now, Details::default);
+            }
+            let changes: Vec<TaskChange> = settled
                 .into_iter()
                 .map(|c| TaskChange::new(run.task_id(c.task), c.from, TaskUpdate::new(c.to)))
                 .collect();
@@ -884,17 +931,26 @@ impl Scheduler {
                 ..RunChange::tasks(id, changes)
             });
         }
-        self.write(started, now).await
+        let ids: Vec<i64> = started.iter().map(|c| c.run).collect();
+        self.write(started, now).await?;
+        self.send_observed(observed);
+        // A run with nothing to do (no tasks) is over as soon as it starts.
+        for id in ids {
+            self.finish_run_if_done(id, now).await?;
+        }
+        Ok(())
     }
 
     /// Schedules tasks whose retry delay has passed.
     async fn retry_due(&mut self, now: DateTime<Utc>) -> Result<(), StoreError> {
         let mut due = Vec::new();
+        let mut observed = self.observed();
         for (&id, run) in &mut self.runs {
             let mut changes = Vec::new();
             for task in run.retries_due(now) {
                 if let Ok(c) = run.progress.retry_due(&run.dag, task) {
                     run.next_retry[task] = None;
+                    observed.task(run, task, (c.from, c.to), now, Details::default);
                     changes.push(TaskChange::new(
                         run.task_id(task),
                         c.from,
@@ -906,7 +962,9 @@ impl Scheduler {
                 due.push(RunChange::tasks(id, changes));
             }
         }
-        self.write(due, now).await
+        self.write(due, now).await?;
+        self.send_observed(observed);
+        Ok(())
     }
 
     /// Claims runnable tasks in the store and hands them to executors,
@@ -970,6 +1028,10 @@ impl Scheduler {
             // The store and this cache disagree: reload the run.
             return self.drop_run(run_id).await;
         }
+        let mut observed = self.observed();
+        let queued = (TaskState::Scheduled, TaskState::Queued);
+        observed.task(&run, task, queued, Utc::now(), Details::default);
+        self.send_observed(observed);
         let launch = self.launch_of(&mut run, task).await;
         run.executor[task] = kind;
         self.runs.insert(run_id, run);
@@ -1058,6 +1120,7 @@ impl Scheduler {
         let now = Utc::now();
         let mut per_run: BTreeMap<i64, (Vec<TaskChange>, Vec<usize>)> = BTreeMap::new();
         let mut logs = Vec::new();
+        let mut observed = self.observed();
         // Tries stopped on a request to clear them: cleared once their end
         // is written, to run again.
         let mut clear_after = Vec::new();
@@ -1081,6 +1144,7 @@ impl Scheduler {
                             stream: *stream,
                             line: line.clone(),
                         });
+                        observed.log(logs.last());
                     }
                 }
                 ExecutorEvent::Started { key, handle } => {
@@ -1122,6 +1186,9 @@ impl Scheduler {
                                 &self.config.id,
                             ),
                         ));
+                        let running = (TaskState::Queued, TaskState::Running);
+                        observed.task(run, key.task, running, now, Details::default);
+                        observed.log(logs.last());
                     }
                 }
                 ExecutorEvent::Finished {
@@ -1155,6 +1222,7 @@ impl Scheduler {
                                 self.config.max_log_bytes_per_try
                             ),
                         });
+                        observed.log(logs.last());
                     }
                     let too_big = self.output_over_limit(result);
                     let bad_branch = run.dag.branch_failure(key.task, result).map(Err);
@@ -1195,6 +1263,17 @@ impl Scheduler {
                                     ),
                                 ),
                             ));
+                            observed.log(logs.last());
+                            let ended = (from, update.state);
+                            observed.task(&run, key.task, ended, now, || Details {
+                                error: update.error.clone(),
+                                retry_delay: match finish {
+                                    Finish::Retry { delay } => Some(delay),
+                                    _ => None,
+                                },
+                                duration: started.and_then(|s| (now - s).to_std().ok()),
+                                output: result.as_ref().ok().map(|o| o.value.clone()),
+                            });
                             let mut change = TaskChange::new(run.task_id(key.task), from, update);
                             if let Ok(out) = result {
                                 change.output = Some(out.value.clone());
@@ -1228,6 +1307,7 @@ impl Scheduler {
         for (&id, (changes, finished)) in &mut per_run {
             if let Some(run) = self.runs.get_mut(&id) {
                 for c in run.progress.settle_after(&run.dag, finished) {
+                    observed.task(run, c.task, (c.from, c.to), now, Details::default);
                     changes.push(TaskChange::new(
                         run.task_id(c.task),
                         c.from,
@@ -1237,16 +1317,15 @@ impl Scheduler {
             }
             writes.push(RunChange::tasks(id, std::mem::take(changes)));
         }
-        self.write(writes, now).await?;
+        // The changes and the lines logged, in one commit: a run is
+        // reported finished only once its tries' logs are stored.
+        self.write_with_logs(writes, logs, now).await?;
         for (run, task_id) in clear_after {
             // Cleared by the store (tries counted afresh), then reloaded.
             self.store.clear_tasks(run, &[task_id], now).await?;
             self.drop_run(run).await?;
         }
-        // A run is reported finished only once its tries' logs are stored.
-        if !logs.is_empty() {
-            self.store.append_logs(logs).await?;
-        }
+        self.send_observed(observed);
         for id in per_run.into_keys() {
             self.finish_run_if_done(id, now).await?;
         }
@@ -1261,13 +1340,23 @@ impl Scheduler {
         changes: Vec<RunChange>,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
+        self.write_with_logs(changes, Vec::new(), now).await
+    }
+
+    /// [`write`](Self::write), appending `logs` in the same transaction.
+    async fn write_with_logs(
+        &mut self,
+        changes: Vec<RunChange>,
+        logs: Vec<NewLogLine>,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
         let changes: Vec<RunChange> = changes.into_iter().filter(|c| !c.is_empty()).collect();
-        if changes.is_empty() {
+        if changes.is_empty() && logs.is_empty() {
             return Ok(());
         }
         let ids: Vec<i64> = changes.iter().map(|c| c.run).collect();
         let began = std::time::Instant::now();
-        let applied = self.store.update_runs(changes, now).await?;
+        let applied = self.store.update_runs_with_logs(changes, logs, now).await?;
         if let Some(m) = &self.metrics {
             m.observe_db("update_runs", began.elapsed().as_secs_f64());
         }
@@ -1349,13 +1438,17 @@ impl Scheduler {
         }
         if moved {
             tracing::info!(dag = %dag_id, run = %run_id, %state, "run finished");
+            let finished = RunFinished {
+                run: id,
+                dag_id,
+                run_id,
+                state,
+            };
+            if let Some(tx) = &self.observer {
+                let _ = tx.send(SchedulerEvent::RunFinished(finished.clone()));
+            }
             if let Some(tx) = &self.finished_tx {
-                let _ = tx.send(RunFinished {
-                    run: id,
-                    dag_id,
-                    run_id,
-                    state,
-                });
+                let _ = tx.send(finished);
             }
         }
         Ok(())
@@ -1392,14 +1485,16 @@ fn system_line(key: &TryKey, task_id: &str, now: DateTime<Utc>, line: String) ->
 fn record_metrics(update: &mut TaskUpdate, m: &TryMetrics) {
     // Figures past i64::MAX are not real measurements; they are dropped.
     let int = |v: Option<u64>| v.and_then(|v| i64::try_from(v).ok());
-    update.exit_code = m.exit_code;
-    update.peak_memory_bytes = int(m.peak_memory_bytes);
-    update.cpu_user_ms = int(m.cpu_user_ms);
-    update.cpu_system_ms = int(m.cpu_system_ms);
-    update.cpu_request_millis = int(m.cpu_request_millis);
-    update.memory_request_bytes = int(m.memory_request_bytes);
-    update.cpu_limit_millis = int(m.cpu_limit_millis);
-    update.memory_limit_bytes = int(m.memory_limit_bytes);
+    update.measurements = Some(goflow_store::TryMeasurements {
+        exit_code: m.exit_code,
+        peak_memory_bytes: int(m.peak_memory_bytes),
+        cpu_user_ms: int(m.cpu_user_ms),
+        cpu_system_ms: int(m.cpu_system_ms),
+        cpu_request_millis: int(m.cpu_request_millis),
+        memory_request_bytes: int(m.memory_request_bytes),
+        cpu_limit_millis: int(m.cpu_limit_millis),
+        memory_limit_bytes: int(m.memory_limit_bytes),
+    });
 }
 
 /// Whether a process with this pid exists on this host.

@@ -6,7 +6,6 @@ use std::collections::{BTreeMap, VecDeque};
 use std::convert::Infallible;
 use std::time::Duration;
 
-use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
@@ -68,34 +67,17 @@ pub(crate) fn routes() -> Router<WebState> {
 }
 
 /// The API's fallback: `404` JSON.
-pub(crate) async fn not_found() -> Response {
-    ApiError(WebError::NotFound(
-        "no such API endpoint; /api/v1/openapi.json lists them".to_owned(),
-    ))
+pub(crate) async fn not_found(State(state): State<WebState>) -> Response {
+    ApiError(WebError::NotFound(format!(
+        "no such API endpoint; {} lists them",
+        state.urls().api("/openapi.json")
+    )))
     .into_response()
 }
 
 // ---------------------------------------------------------------------------
-// Extractors whose rejections are JSON errors.
+// Extractors whose rejections are JSON errors (see `super::error`).
 // ---------------------------------------------------------------------------
-
-impl From<JsonRejection> for WebError {
-    fn from(e: JsonRejection) -> Self {
-        WebError::BadRequest(format!("invalid JSON body: {}", e.body_text()))
-    }
-}
-
-impl From<QueryRejection> for WebError {
-    fn from(e: QueryRejection) -> Self {
-        WebError::BadRequest(format!("invalid query: {}", e.body_text()))
-    }
-}
-
-impl From<PathRejection> for WebError {
-    fn from(e: PathRejection) -> Self {
-        WebError::BadRequest(format!("invalid path: {}", e.body_text()))
-    }
-}
 
 /// `Json` answering bad bodies with `400` JSON.
 #[derive(FromRequest)]
@@ -150,19 +132,24 @@ impl Modify for BearerAuth {
     }
 }
 
-/// The OpenAPI document of this API, with paths under `/api/v1`.
-pub(crate) fn document() -> utoipa::openapi::OpenApi {
+/// The OpenAPI document of this API, with paths under `/api/v1`; under a
+/// base path, its server is the base path (a URL relative to the
+/// document's), which the paths are relative to.
+pub(crate) fn document(base: &str) -> utoipa::openapi::OpenApi {
     let mut doc = ApiDoc::openapi();
     let paths = std::mem::take(&mut doc.paths.paths);
     doc.paths.paths = paths
         .into_iter()
         .map(|(p, item)| (format!("/api/v1{p}"), item))
         .collect();
+    if !base.is_empty() {
+        doc.servers = Some(vec![utoipa::openapi::Server::new(base)]);
+    }
     doc
 }
 
-async fn openapi() -> Json<utoipa::openapi::OpenApi> {
-    Json(document())
+async fn openapi(State(state): State<WebState>) -> Json<utoipa::openapi::OpenApi> {
+    Json(document(state.base_path()))
 }
 
 // ---------------------------------------------------------------------------
@@ -387,14 +374,14 @@ impl From<&TaskInstanceRow> for TaskInstanceJson {
             end_date: t.end_date,
             next_retry_date: t.next_retry_date,
             duration_ms: t.duration_ms,
-            exit_code: t.exit_code,
-            peak_memory_bytes: t.peak_memory_bytes,
-            cpu_user_ms: t.cpu_user_ms,
-            cpu_system_ms: t.cpu_system_ms,
-            cpu_request_millis: t.cpu_request_millis,
-            memory_request_bytes: t.memory_request_bytes,
-            cpu_limit_millis: t.cpu_limit_millis,
-            memory_limit_bytes: t.memory_limit_bytes,
+            exit_code: t.measurements.exit_code,
+            peak_memory_bytes: t.measurements.peak_memory_bytes,
+            cpu_user_ms: t.measurements.cpu_user_ms,
+            cpu_system_ms: t.measurements.cpu_system_ms,
+            cpu_request_millis: t.measurements.cpu_request_millis,
+            memory_request_bytes: t.measurements.memory_request_bytes,
+            cpu_limit_millis: t.measurements.cpu_limit_millis,
+            memory_limit_bytes: t.measurements.memory_limit_bytes,
             error: t.last_error.clone(),
         }
     }
@@ -453,14 +440,14 @@ impl TryJson {
             start_date: t.start_date,
             end_date: t.end_date,
             duration_ms: t.duration_ms,
-            exit_code: t.exit_code,
-            peak_memory_bytes: t.peak_memory_bytes,
-            cpu_user_ms: t.cpu_user_ms,
-            cpu_system_ms: t.cpu_system_ms,
-            cpu_request_millis: t.cpu_request_millis,
-            memory_request_bytes: t.memory_request_bytes,
-            cpu_limit_millis: t.cpu_limit_millis,
-            memory_limit_bytes: t.memory_limit_bytes,
+            exit_code: t.measurements.exit_code,
+            peak_memory_bytes: t.measurements.peak_memory_bytes,
+            cpu_user_ms: t.measurements.cpu_user_ms,
+            cpu_system_ms: t.measurements.cpu_system_ms,
+            cpu_request_millis: t.measurements.cpu_request_millis,
+            memory_request_bytes: t.measurements.memory_request_bytes,
+            cpu_limit_millis: t.measurements.cpu_limit_millis,
+            memory_limit_bytes: t.measurements.memory_limit_bytes,
             error: t.error.clone(),
         }
     }
@@ -1626,7 +1613,7 @@ mod tests {
 
     #[test]
     fn the_document_lists_every_route_under_the_prefix() {
-        let doc = serde_json::to_value(document()).unwrap();
+        let doc = serde_json::to_value(document("")).unwrap();
         let paths = doc["paths"].as_object().unwrap();
         for p in [
             "/api/v1/dags",
@@ -1639,6 +1626,13 @@ mod tests {
             assert!(paths.contains_key(p), "missing {p}: {:?}", paths.keys());
         }
         assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
+        assert!(
+            doc.get("servers").is_none(),
+            "at the root, the document's own server"
+        );
+        let doc = serde_json::to_value(document("/goflow")).unwrap();
+        assert_eq!(doc["servers"][0]["url"], "/goflow");
+        assert!(doc["paths"]["/api/v1/dags"].is_object());
     }
 
     #[test]

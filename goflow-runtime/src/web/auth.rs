@@ -8,6 +8,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::Form;
 use chrono::Utc;
 use goflow_store::WebSession;
+use percent_encoding::percent_decode_str;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
@@ -52,15 +53,17 @@ pub(crate) fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
         .map(|(_, v)| v.trim().to_owned())
 }
 
+/// A cookie for the base path (`Path=/goflow`, or `/` at the root).
 fn set_cookie(state: &WebState, name: &str, value: &str, max_age: Option<i64>) -> HeaderValue {
-    let mut c = format!("{name}={value}; Path=/; HttpOnly; SameSite=Strict");
+    let path = state.urls().cookie_path();
+    let mut c = format!("{name}={value}; Path={path}; HttpOnly; SameSite=Strict");
     if let Some(age) = max_age {
         c.push_str(&format!("; Max-Age={age}"));
     }
     if state.config().secure_cookies {
         c.push_str("; Secure");
     }
-    // Built from hex tokens and fixed text only.
+    // Built from hex tokens, a checked base path and fixed text only.
     HeaderValue::from_str(&c).unwrap_or_else(|_| HeaderValue::from_static(""))
 }
 
@@ -161,12 +164,11 @@ pub(crate) async fn ui_auth(
             next.run(req).await
         }
         Ok(None) if req.method() == Method::GET || req.method() == Method::HEAD => {
-            let here = req
-                .uri()
-                .path_and_query()
-                .map_or("/", |p| p.as_str())
-                .to_owned();
-            Redirect::to(&format!("/login?next={}", views::encode_query(&here))).into_response()
+            // Under a base path, the router nested here saw the path
+            // without it.
+            let urls = state.urls();
+            let here = urls.to(req.uri().path_and_query().map_or("/", |p| p.as_str()));
+            Redirect::to(&urls.login_then(&here)).into_response()
         }
         Ok(None) => PageError(WebError::Unauthorized(
             "your session has expired; log in again".to_owned(),
@@ -202,7 +204,7 @@ where
             .ok_or_else(|| WebError::Unauthorized("log in first".to_owned()))?;
         let Form(form) = Form::<T>::from_request(req, state)
             .await
-            .map_err(|e| WebError::BadRequest(e.body_text()))?;
+            .map_err(WebError::from)?;
         if !ct_eq(form.csrf(), &session.csrf_token) {
             return Err(PageError(WebError::Forbidden(
                 "the form's CSRF token is missing or stale: reload the page and try again"
@@ -213,12 +215,55 @@ where
     }
 }
 
-/// A local path to go back to after a form (never another site).
-pub(crate) fn safe_next(next: Option<&str>, default: &str) -> String {
+/// A form's body, rejected as a [`PageError`] when malformed.
+pub(crate) struct PageForm<T>(pub T);
+
+impl<T, S> FromRequest<S> for PageForm<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = PageError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let Form(form) = Form::<T>::from_request(req, state)
+            .await
+            .map_err(WebError::from)?;
+        Ok(PageForm(form))
+    }
+}
+
+/// Where to go after a form or a login: `next` when it is a path of this
+/// UI (under `base`: never another site, nor another application of the
+/// same site), else `default`.
+pub(crate) fn safe_next(next: Option<&str>, base: &str, default: &str) -> String {
     match next {
-        Some(n) if n.starts_with('/') && !n.starts_with("//") && !n.contains('\\') => n.to_owned(),
+        Some(n) if is_ui_path(n, base) => n.to_owned(),
         _ => default.to_owned(),
     }
+}
+
+/// Whether `n` is a path under `base`: visible ASCII (as the UI's
+/// percent-encoded URLs are), one leading `/` (`//host` is another
+/// site), no `\` (which browsers read as `/`), and no `.` or `..`
+/// segment, even percent-encoded, to climb out of the base.
+fn is_ui_path(n: &str, base: &str) -> bool {
+    if !n.bytes().all(|b| b.is_ascii_graphic())
+        || !n.starts_with('/')
+        || n.starts_with("//")
+        || n.contains('\\')
+    {
+        return false;
+    }
+    let under = n
+        .strip_prefix(base)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with('/') || rest.starts_with('?'));
+    let path = n.split(['?', '#']).next().unwrap_or("");
+    let climbs = path.split('/').any(|segment| {
+        let decoded = percent_decode_str(segment).decode_utf8_lossy();
+        matches!(decoded.as_ref(), "." | "..")
+    });
+    under && !climbs
 }
 
 #[derive(Deserialize)]
@@ -226,24 +271,41 @@ pub(crate) struct LoginQuery {
     next: Option<String>,
 }
 
-/// `GET /login`: the form, with a fresh double-submit CSRF cookie.
+/// Where to go after logging in: `next` when it is a UI path, else the
+/// DAG list.
+fn login_next(state: &WebState, next: Option<&str>) -> String {
+    let urls = state.urls();
+    safe_next(next, urls.base(), &urls.dags())
+}
+
+/// `GET <base>/login`: the form, with a fresh double-submit CSRF cookie.
 pub(crate) async fn login_page(
     State(state): State<WebState>,
     headers: HeaderMap,
     Query(q): Query<LoginQuery>,
 ) -> Result<Response, PageError> {
-    let next = safe_next(q.next.as_deref(), "/dags");
+    let next = login_next(&state, q.next.as_deref());
     if session(&state, &headers).await?.is_some() {
         return Ok(Redirect::to(&next).into_response());
     }
-    Ok(login_form(&state, StatusCode::OK, &next, None))
+    Ok(login_form(&state, &next, None))
 }
 
-fn login_form(state: &WebState, status: StatusCode, next: &str, error: Option<&str>) -> Response {
+/// The login form, answered with `error`'s status and message when the
+/// last try was refused.
+fn login_form(state: &WebState, next: &str, error: Option<WebError>) -> Response {
     let csrf = random_token();
+    let status = error.as_ref().map_or(StatusCode::OK, WebError::status);
+    let message = error.as_ref().map(WebError::public_message);
     let mut res = (
         status,
-        views::login(&state.config().ui_username, &csrf, next, error),
+        views::login(
+            state.urls(),
+            &state.config().ui_username,
+            &csrf,
+            next,
+            message.as_deref(),
+        ),
     )
         .into_response();
     res.headers_mut().insert(
@@ -264,21 +326,22 @@ pub(crate) struct LoginForm {
     next: Option<String>,
 }
 
-/// `POST /login`: checks the login form's CSRF token and the password,
-/// then opens a session.
+/// `POST <base>/login`: checks the login form's CSRF token and the
+/// password, then opens a session.
 pub(crate) async fn login(
     State(state): State<WebState>,
     headers: HeaderMap,
-    Form(form): Form<LoginForm>,
+    PageForm(form): PageForm<LoginForm>,
 ) -> Result<Response, PageError> {
-    let next = safe_next(form.next.as_deref(), "/dags");
+    let next = login_next(&state, form.next.as_deref());
     let expected = cookie(&headers, LOGIN_COOKIE).unwrap_or_default();
     if expected.is_empty() || !ct_eq(&form.csrf, &expected) {
         return Ok(login_form(
             &state,
-            StatusCode::FORBIDDEN,
             &next,
-            Some("The login form expired: try again."),
+            Some(WebError::Forbidden(
+                "The login form expired: try again.".to_owned(),
+            )),
         ));
     }
     let user_ok = ct_eq(form.username.trim(), &state.config().ui_username);
@@ -289,9 +352,10 @@ pub(crate) async fn login(
         tokio::time::sleep(std::time::Duration::from_millis(300)).await;
         return Ok(login_form(
             &state,
-            StatusCode::UNAUTHORIZED,
             &next,
-            Some("Wrong user name or password."),
+            Some(WebError::Unauthorized(
+                "Wrong user name or password.".to_owned(),
+            )),
         ));
     }
     let now = Utc::now();
@@ -332,13 +396,13 @@ impl CsrfForm for LogoutForm {
     }
 }
 
-/// `POST /logout`: ends the session.
+/// `POST <base>/logout`: ends the session.
 pub(crate) async fn logout(
     State(state): State<WebState>,
     UiForm(_, session): UiForm<LogoutForm>,
 ) -> Result<Response, PageError> {
     state.store().delete_session(&session.id).await?;
-    let mut res = Redirect::to("/login").into_response();
+    let mut res = Redirect::to(&state.urls().login()).into_response();
     res.headers_mut().insert(
         header::SET_COOKIE,
         set_cookie(&state, SESSION_COOKIE, "", Some(0)),
@@ -379,10 +443,29 @@ mod tests {
 
     #[test]
     fn redirects_stay_on_this_site() {
-        assert_eq!(safe_next(Some("/dags/x?page=2"), "/"), "/dags/x?page=2");
-        assert_eq!(safe_next(Some("//evil.example"), "/"), "/");
-        assert_eq!(safe_next(Some("https://evil.example"), "/"), "/");
-        assert_eq!(safe_next(Some("/\\evil.example"), "/"), "/");
-        assert_eq!(safe_next(None, "/dags"), "/dags");
+        let next = |n: &str| safe_next(Some(n), "", "/");
+        assert_eq!(next("/dags/x?page=2"), "/dags/x?page=2");
+        assert_eq!(next("//evil.example"), "/");
+        assert_eq!(next("https://evil.example"), "/");
+        assert_eq!(next("/\\evil.example"), "/");
+        assert_eq!(next("/dags\n/x"), "/", "no control characters");
+        assert_eq!(next("/dags/é"), "/", "the UI's URLs are percent-encoded");
+        assert_eq!(safe_next(None, "", "/dags"), "/dags");
+    }
+
+    #[test]
+    fn redirects_stay_under_the_base_path() {
+        let next = |n: &str| safe_next(Some(n), "/goflow", "/goflow/dags");
+        assert_eq!(next("/goflow/dags/x?page=2"), "/goflow/dags/x?page=2");
+        assert_eq!(next("/goflow"), "/goflow");
+        assert_eq!(next("/goflow?x=1"), "/goflow?x=1");
+        assert_eq!(next("/other-app"), "/goflow/dags");
+        assert_eq!(next("/goflowish/x"), "/goflow/dags");
+        assert_eq!(next("/goflow/../admin"), "/goflow/dags");
+        assert_eq!(next("/goflow/%2e%2E/admin"), "/goflow/dags");
+        assert_eq!(next("/goflow/./dags"), "/goflow/dags");
+        assert_eq!(next("//goflow/x"), "/goflow/dags");
+        // A `..` in the query is only data.
+        assert_eq!(next("/goflow/dags?q=.."), "/goflow/dags?q=..");
     }
 }

@@ -1,14 +1,19 @@
 //! The web layer's error, and the one place that maps errors to HTTP
 //! statuses ([`WebError::status`]), as JSON for the API and as a page for
-//! the UI.
+//! the UI: axum's extractor rejections and the registry's and store's
+//! errors become [`WebError`]s here, and every error response is made
+//! here.
 
 use std::net::SocketAddr;
 
+use axum::extract::rejection::{FormRejection, JsonRejection, PathRejection, QueryRejection};
+use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use goflow_store::StoreError;
 
+use super::WebState;
 use crate::RegistryError;
 
 /// What can go wrong in the web server or one of its requests.
@@ -115,6 +120,30 @@ impl From<RegistryError> for WebError {
     }
 }
 
+impl From<JsonRejection> for WebError {
+    fn from(e: JsonRejection) -> Self {
+        WebError::BadRequest(format!("invalid JSON body: {}", e.body_text()))
+    }
+}
+
+impl From<QueryRejection> for WebError {
+    fn from(e: QueryRejection) -> Self {
+        WebError::BadRequest(format!("invalid query: {}", e.body_text()))
+    }
+}
+
+impl From<PathRejection> for WebError {
+    fn from(e: PathRejection) -> Self {
+        WebError::BadRequest(format!("invalid path: {}", e.body_text()))
+    }
+}
+
+impl From<FormRejection> for WebError {
+    fn from(e: FormRejection) -> Self {
+        WebError::BadRequest(format!("invalid form: {}", e.body_text()))
+    }
+}
+
 /// The JSON body of every API error.
 #[derive(Debug, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct ErrorBody {
@@ -156,11 +185,37 @@ impl<E: Into<WebError>> From<E> for PageError {
     }
 }
 
+/// The message of a [`PageError`], on its response until
+/// [`render_page_error`] (which knows the base path of the page's links)
+/// renders the page.
+#[derive(Clone, Debug)]
+struct PageErrorMessage(String);
+
 impl IntoResponse for PageError {
     fn into_response(self) -> Response {
-        let status = self.0.status();
-        let page = super::views::error_page(status, &self.0.public_message());
-        (status, page).into_response()
+        let mut res = self.0.status().into_response();
+        res.extensions_mut()
+            .insert(PageErrorMessage(self.0.public_message()));
+        res
+    }
+}
+
+/// Middleware of the UI's routes: renders a [`PageError`] as the error
+/// page, its links under the base path.
+pub(crate) async fn render_page_error(
+    State(state): State<WebState>,
+    mut res: Response,
+) -> Response {
+    match res.extensions_mut().remove::<PageErrorMessage>() {
+        Some(PageErrorMessage(message)) => {
+            let status = res.status();
+            (
+                status,
+                super::views::error_page(state.urls(), status, &message),
+            )
+                .into_response()
+        }
+        None => res,
     }
 }
 

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{FromRequestParts, State};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Router};
@@ -18,8 +18,8 @@ use super::error::PageError;
 use super::service::{self, ClearSpec};
 use super::svg;
 use super::views::{
-    self, badge, bytes, csrf_field, dag_href, duration_ms, layout, legend, logs_href, opt_time,
-    perf_href, raw, run_href, seg, time, PageCtx,
+    self, badge, bytes, csrf_field, duration_ms, layout, legend, opt_time, raw, seg, time, PageCtx,
+    Urls,
 };
 use super::{WebError, WebState};
 
@@ -34,9 +34,13 @@ const LOG_PAGE: i64 = 5000;
 /// Tries in a task's performance charts.
 const HISTORY: i64 = 50;
 
+/// The UI's routes, relative to the base path.
 pub(crate) fn routes() -> Router<WebState> {
     Router::new()
-        .route("/", get(|| async { Redirect::to("/dags") }))
+        .route(
+            "/",
+            get(|State(state): State<WebState>| async move { Redirect::to(&state.urls().dags()) }),
+        )
         .route("/dags", get(dag_list))
         .route("/dags/{dag_id}", get(dag_page))
         .route("/dags/{dag_id}/trigger", post(trigger))
@@ -61,10 +65,32 @@ pub(crate) fn routes() -> Router<WebState> {
         .route("/logout", post(super::auth::logout))
 }
 
-/// The fallback: a 404 page.
+/// The fallback under a base path: a 404 page.
 pub(crate) async fn not_found() -> Response {
     PageError(WebError::NotFound("no such page".to_owned())).into_response()
 }
+
+/// The 404 page of a server of its own (see [`super::standalone`]), its
+/// links under `base`.
+pub(crate) fn not_found_at(base: &str) -> Response {
+    let e = WebError::NotFound("no such page".to_owned());
+    let status = e.status();
+    (
+        status,
+        views::error_page(Urls::new(base), status, &e.public_message()),
+    )
+        .into_response()
+}
+
+/// `Path` answering bad paths with the error page.
+#[derive(FromRequestParts)]
+#[from_request(via(axum::extract::Path), rejection(PageError))]
+struct PagePath<T>(T);
+
+/// `Query` answering bad queries with the error page.
+#[derive(FromRequestParts)]
+#[from_request(via(axum::extract::Query), rejection(PageError))]
+struct PageQuery<T>(T);
 
 fn ctx(s: &WebSession) -> PageCtx<'_> {
     PageCtx {
@@ -101,7 +127,7 @@ struct ListQuery {
 async fn dag_list(
     State(state): State<WebState>,
     Extension(session): Extension<WebSession>,
-    Query(q): Query<ListQuery>,
+    PageQuery(q): PageQuery<ListQuery>,
 ) -> Result<Html<String>, PageError> {
     let page = number(q.page.as_deref()).unwrap_or(1).max(1);
     let text = q.q.clone().filter(|s| !s.trim().is_empty());
@@ -113,6 +139,7 @@ async fn dag_list(
         limit: DAGS_PER_PAGE,
         offset: (page - 1).saturating_mul(DAGS_PER_PAGE),
     };
+    let u = state.urls();
     let (dags, total) = service::dag_list(&state, query, RECENT_MARKS).await?;
     let tags = state.store().dag_tags().await?;
     let pages = (total as i64 + DAGS_PER_PAGE - 1) / DAGS_PER_PAGE;
@@ -124,12 +151,12 @@ async fn dag_list(
         if let Some(t) = &tag {
             parts.push(format!("tag={}", views::encode_query(t)));
         }
-        format!("/dags?{}", parts.join("&"))
+        format!("{}?{}", u.dags(), parts.join("&"))
     };
     let here = link(page);
     let body = html! {
         h1 { "DAGs " span.count { (total) } }
-        form.filters method="get" action="/dags" {
+        form.filters method="get" action=(u.dags()) {
             input type="search" name="q" placeholder="Filter by id or description" value=(text.as_deref().unwrap_or(""));
             select name="tag" {
                 option value="" { "All tags" }
@@ -138,7 +165,7 @@ async fn dag_list(
                 }
             }
             button type="submit" { "Filter" }
-            @if text.is_some() || tag.is_some() { a href="/dags" { "Clear" } }
+            @if text.is_some() || tag.is_some() { a href=(u.dags()) { "Clear" } }
         }
         @if dags.is_empty() {
             p.empty { "No DAG matches." }
@@ -149,7 +176,7 @@ async fn dag_list(
                     @for d in &dags {
                         tr data-dag=(d.row.id) {
                             td {
-                                form.toggle method="post" action={ (dag_href(&d.row.id)) "/pause" } {
+                                form.toggle method="post" action={ (u.dag(&d.row.id)) "/pause" } {
                                     (csrf_field(&session.csrf_token))
                                     input type="hidden" name="paused" value=(if d.row.is_paused { "false" } else { "true" });
                                     input type="hidden" name="next" value=(here);
@@ -161,7 +188,7 @@ async fn dag_list(
                                 }
                             }
                             td {
-                                a.dag-link href=(dag_href(&d.row.id)) { (d.row.id) }
+                                a.dag-link href=(u.dag(&d.row.id)) { (d.row.id) }
                                 @if let Some(desc) = &d.row.description { div.desc { (desc) } }
                                 @if d.dag.is_none() { div.desc.warn { "not declared by this binary" } }
                             }
@@ -169,10 +196,10 @@ async fn dag_list(
                             td { (opt_time(d.next_run)) }
                             td.marks {
                                 @for r in d.recent.iter().rev() {
-                                    a class={ "mark st-" (r.state.as_str()) } href=(run_href(&r.dag_id, &r.run_id)) title={ (r.run_id) ": " (r.state) } {}
+                                    a class={ "mark st-" (r.state.as_str()) } href=(u.run(&r.dag_id, &r.run_id)) title={ (r.run_id) ": " (r.state) } {}
                                 }
                             }
-                            td { @for t in &d.row.tags { a.tag href={ "/dags?tag=" (views::encode_query(t)) } { (t) } " " } }
+                            td { @for t in &d.row.tags { a.tag href=(u.tag(t)) { (t) } " " } }
                         }
                     }
                 }
@@ -184,7 +211,7 @@ async fn dag_list(
             @if page < pages { a href=(link(page + 1)) { "Next »" } }
         }
     };
-    Ok(layout(Some(&ctx(&session)), "DAGs", body))
+    Ok(layout(u, Some(&ctx(&session)), "DAGs", body))
 }
 
 // ---------------------------------------------------------------------------
@@ -207,8 +234,8 @@ struct TriggerState<'a> {
 async fn dag_page(
     State(state): State<WebState>,
     Extension(session): Extension<WebSession>,
-    Path(dag_id): Path<String>,
-    Query(q): Query<DagQueryParams>,
+    PagePath(dag_id): PagePath<String>,
+    PageQuery(q): PageQuery<DagQueryParams>,
 ) -> Result<Html<String>, PageError> {
     let offset = number(q.offset.as_deref()).unwrap_or(0).max(0);
     let trigger = TriggerState {
@@ -254,6 +281,7 @@ async fn render_dag_page(
     selected_run: Option<&str>,
     trigger: &TriggerState<'_>,
 ) -> Result<Html<String>, PageError> {
+    let u = state.urls();
     let row = service::dag_row(state, dag_id).await?;
     let dag = service::declared(state, dag_id);
     let grid = service::grid(state, dag_id, GRID_RUNS, offset).await?;
@@ -269,8 +297,8 @@ async fn render_dag_page(
         let run = graph_run.map(|(r, _)| r.run_id.clone());
         svg::graph(d, &graph_states, &|task| {
             Some(match &run {
-                Some(r) => logs_href(dag_id, r, task),
-                None => perf_href(dag_id, task),
+                Some(r) => u.logs(dag_id, r, task),
+                None => u.perf(dag_id, task),
             })
         })
     });
@@ -302,10 +330,10 @@ async fn render_dag_page(
         div.title-row {
             h1 { (row.id) }
             @if row.is_paused { (badge("paused")) } @else { (badge("active")) }
-            form.inline method="post" action={ (dag_href(dag_id)) "/pause" } {
+            form.inline method="post" action={ (u.dag(dag_id)) "/pause" } {
                 (csrf_field(&session.csrf_token))
                 input type="hidden" name="paused" value=(if row.is_paused { "false" } else { "true" });
-                input type="hidden" name="next" value=(dag_href(dag_id));
+                input type="hidden" name="next" value=(u.dag(dag_id));
                 button #pause-toggle type="submit" { (if row.is_paused { "Unpause" } else { "Pause" }) }
             }
         }
@@ -316,10 +344,10 @@ async fn render_dag_page(
                 section {
                     h2 { "Runs × tasks" }
                     (legend())
-                    (grid_table(dag_id, &grid))
+                    (grid_table(u, dag_id, &grid))
                     nav.pager {
-                        @if grid.runs.len() as i64 == GRID_RUNS { a href={ (dag_href(dag_id)) "?offset=" (offset + GRID_RUNS) } { "« Older runs" } }
-                        @if offset > 0 { a href={ (dag_href(dag_id)) "?offset=" ((offset - GRID_RUNS).max(0)) } { "Newer runs »" } }
+                        @if grid.runs.len() as i64 == GRID_RUNS { a href={ (u.dag(dag_id)) "?offset=" (offset + GRID_RUNS) } { "« Older runs" } }
+                        @if offset > 0 { a href={ (u.dag(dag_id)) "?offset=" ((offset - GRID_RUNS).max(0)) } { "Newer runs »" } }
                     }
                 }
                 @if !calendar.is_empty() {
@@ -351,7 +379,7 @@ async fn render_dag_page(
                     section.trigger {
                         h2 { "Trigger a run" }
                         @if let Some(e) = &trigger.error { p.flash.error #trigger-error { (e) } }
-                        form #trigger-form method="post" action={ (dag_href(dag_id)) "/trigger" } {
+                        form #trigger-form method="post" action={ (u.dag(dag_id)) "/trigger" } {
                             (csrf_field(&session.csrf_token))
                             label for="conf" { "Configuration: a JSON object tasks read with " code { "ctx.param(..)" } }
                             textarea #conf name="conf" rows="3" spellcheck="false" data-json="object" { (trigger.conf) }
@@ -379,7 +407,7 @@ async fn render_dag_page(
                         dt { "Limits" } dd { (row.max_active_runs) " runs, " (row.max_active_tasks) " tasks at once" }
                         @if let Some(d) = &dag { dt { "Catchup" } dd { (if d.catchup() { "yes" } else { "no" }) } }
                         @if let Some(ns) = &row.namespace { dt { "Namespace" } dd { (ns) } }
-                        dt { "Tags" } dd { @for t in &row.tags { a.tag href={ "/dags?tag=" (views::encode_query(t)) } { (t) } " " } }
+                        dt { "Tags" } dd { @for t in &row.tags { a.tag href=(u.tag(t)) { (t) } " " } }
                     }
                 }
             }
@@ -393,10 +421,10 @@ async fn render_dag_page(
             }
         }
     };
-    Ok(layout(Some(&ctx(session)), dag_id, body))
+    Ok(layout(u, Some(&ctx(session)), dag_id, body))
 }
 
-fn grid_table(dag_id: &str, grid: &service::Grid) -> Markup {
+fn grid_table(u: Urls<'_>, dag_id: &str, grid: &service::Grid) -> Markup {
     html! {
         @if grid.runs.is_empty() {
             p.empty { "No runs yet." }
@@ -408,8 +436,8 @@ fn grid_table(dag_id: &str, grid: &service::Grid) -> Markup {
                             th.task-col { "Task" }
                             @for (r, _) in &grid.runs {
                                 th {
-                                    a class={ "runbar st-" (r.state.as_str()) } href=(run_href(dag_id, &r.run_id)) data-run=(r.run_id) data-state=(r.state.as_str()) title={ (r.run_id) ": " (r.state) } {}
-                                    a.pick href={ (dag_href(dag_id)) "?run=" (views::encode_query(&r.run_id)) } title="show in the graph" { "◆" }
+                                    a class={ "runbar st-" (r.state.as_str()) } href=(u.run(dag_id, &r.run_id)) data-run=(r.run_id) data-state=(r.state.as_str()) title={ (r.run_id) ": " (r.state) } {}
+                                    a.pick href={ (u.dag(dag_id)) "?run=" (views::encode_query(&r.run_id)) } title="show in the graph" { "◆" }
                                 }
                             }
                         }
@@ -417,12 +445,12 @@ fn grid_table(dag_id: &str, grid: &service::Grid) -> Markup {
                     tbody {
                         @for task in &grid.tasks {
                             tr {
-                                th.task-col { a href=(perf_href(dag_id, task)) title="performance over runs" { (task) } }
+                                th.task-col { a href=(u.perf(dag_id, task)) title="performance over runs" { (task) } }
                                 @for (r, tis) in &grid.runs {
                                     @let st = tis.get(task).map(|t| t.state);
                                     td {
                                         @if let Some(s) = st {
-                                            a class={ "cell st-" (s.as_str()) } href=(logs_href(dag_id, &r.run_id, task)) data-run=(r.run_id) data-task=(task) data-state=(s.as_str()) title={ (task) " in " (r.run_id) ": " (s) } {}
+                                            a class={ "cell st-" (s.as_str()) } href=(u.logs(dag_id, &r.run_id, task)) data-run=(r.run_id) data-task=(task) data-state=(s.as_str()) title={ (task) " in " (r.run_id) ": " (s) } {}
                                         } @else {
                                             span.cell.st-none {}
                                         }
@@ -510,16 +538,17 @@ fn checked(v: &Option<String>) -> bool {
 
 async fn trigger(
     State(state): State<WebState>,
-    Path(dag_id): Path<String>,
+    PagePath(dag_id): PagePath<String>,
     UiForm(form, session): UiForm<TriggerForm>,
 ) -> Result<Response, PageError> {
     let conf = match service::parse_conf(&form.conf) {
         Ok(c) => c,
         Err(e) => return refuse_trigger(&state, &session, &dag_id, &form, e).await,
     };
+    let u = state.urls();
     let date = Some(form.logical_date.as_str()).filter(|d| !d.trim().is_empty());
     match service::trigger(&state, &dag_id, conf, date, &session.username).await {
-        Ok(run) => Ok(Redirect::to(&run_href(&dag_id, &run.run_id)).into_response()),
+        Ok(run) => Ok(Redirect::to(&u.run(&dag_id, &run.run_id)).into_response()),
         Err(e @ (WebError::BadRequest(_) | WebError::Conflict(_))) => {
             refuse_trigger(&state, &session, &dag_id, &form, e).await
         }
@@ -547,7 +576,7 @@ async fn refuse_trigger(
 
 async fn pause(
     State(state): State<WebState>,
-    Path(dag_id): Path<String>,
+    PagePath(dag_id): PagePath<String>,
     UiForm(form, session): UiForm<PauseForm>,
 ) -> Result<Response, PageError> {
     let paused = match form.paused.as_str() {
@@ -561,7 +590,8 @@ async fn pause(
         }
     };
     service::set_paused(&state, &dag_id, paused, &session.username).await?;
-    let next = safe_next(form.next.as_deref(), &dag_href(&dag_id));
+    let u = state.urls();
+    let next = safe_next(form.next.as_deref(), u.base(), &u.dag(&dag_id));
     Ok(Redirect::to(&next).into_response())
 }
 
@@ -572,8 +602,9 @@ async fn pause(
 async fn run_page(
     State(state): State<WebState>,
     Extension(session): Extension<WebSession>,
-    Path((dag_id, run_id)): Path<(String, String)>,
+    PagePath((dag_id, run_id)): PagePath<(String, String)>,
 ) -> Result<Html<String>, PageError> {
+    let u = state.urls();
     let run = service::find_run(&state, &dag_id, &run_id).await?;
     let (instances, tries) = tokio::try_join!(
         state.store().task_instances(run.id),
@@ -607,11 +638,11 @@ async fn run_page(
             });
         }
     }
-    let gantt = svg::gantt(&order, &bars, &|task| logs_href(&dag_id, &run.run_id, task));
+    let gantt = svg::gantt(&order, &bars, &|task| u.logs(&dag_id, &run.run_id, task));
     let by_task: HashMap<&str, &goflow_store::TaskInstanceRow> =
         instances.iter().map(|t| (t.task_id.as_str(), t)).collect();
     let run_done = run.state.is_terminal();
-    let base = run_href(&dag_id, &run.run_id);
+    let run_href = u.run(&dag_id, &run.run_id);
     let duration = run
         .start_date
         .map(|s| (run.end_date.unwrap_or(now) - s).num_milliseconds());
@@ -622,23 +653,23 @@ async fn run_page(
             span #run-state { (badge(run.state.as_str())) }
             div.actions {
                 @if !run_done {
-                    form.inline method="post" action={ (base) "/stop" } {
+                    form.inline method="post" action={ (run_href) "/stop" } {
                         (csrf_field(&session.csrf_token))
                         button #stop-run type="submit" title="Stop its running tasks (they end failed), skip the rest; the run ends failed" { "Stop run" }
                     }
                 }
-                form.inline method="post" action={ (base) "/clear" } {
+                form.inline method="post" action={ (run_href) "/clear" } {
                     (csrf_field(&session.csrf_token))
                     button #clear-run type="submit" title="Run every task again" { "Clear run" }
                 }
-                form.inline method="post" action={ (base) "/clear" } {
+                form.inline method="post" action={ (run_href) "/clear" } {
                     (csrf_field(&session.csrf_token))
                     input type="hidden" name="only_failed" value="true";
                     button #clear-failed type="submit" title="Run the failed and upstream_failed tasks again" { "Clear failed tasks" }
                 }
             }
         }
-        p { "of DAG " a href=(dag_href(&dag_id)) { (dag_id) } " · " (run.run_type) " run, logical date " (time(run.execution_date())) }
+        p { "of DAG " a href=(u.dag(&dag_id)) { (dag_id) } " · " (run.run_type) " run, logical date " (time(run.execution_date())) }
         section {
             h2 { "Gantt" }
             div.gantt-box { (raw(gantt)) }
@@ -651,48 +682,48 @@ async fn run_page(
                     @for task in &order {
                         @if let Some(ti) = by_task.get(task.as_str()) {
                             tr data-task=(task) data-state=(ti.state.as_str()) {
-                                td { a href=(perf_href(&dag_id, task)) { (task) } }
+                                td { a href=(u.perf(&dag_id, task)) { (task) } }
                                 td.state { (badge(ti.state.as_str())) }
                                 td { (ti.try_number) @if ti.tries() != ti.try_number { span.muted { " (" (ti.tries()) " since cleared)" } } " / " (ti.tries_before_clear + ti.max_tries) }
                                 td { (ti.duration_ms.map_or_else(|| "-".to_owned(), duration_ms)) }
-                                td { (ti.exit_code.map_or_else(|| "-".to_owned(), |c| c.to_string())) }
-                                td { (ti.peak_memory_bytes.map_or_else(|| "-".to_owned(), bytes)) }
-                                td { (cpu(ti.cpu_user_ms, ti.cpu_system_ms)) }
+                                td { (ti.measurements.exit_code.map_or_else(|| "-".to_owned(), |c| c.to_string())) }
+                                td { (ti.measurements.peak_memory_bytes.map_or_else(|| "-".to_owned(), bytes)) }
+                                td { (cpu(ti.measurements.cpu_user_ms, ti.measurements.cpu_system_ms)) }
                                 td.error { @if let Some(e) = &ti.last_error { (e) } }
                                 td.row-actions {
-                                    a.logs href=(logs_href(&dag_id, &run.run_id, task)) { "Logs" }
+                                    a.logs href=(u.logs(&dag_id, &run.run_id, task)) { "Logs" }
                                     @if ti.stop_requested.is_some() {
                                         span.muted.stopping { " stopping…" }
                                     } @else if ti.state.is_active() {
                                         // A running try is stopped: killed by its executor.
-                                        form.inline method="post" action={ (base) "/tasks/" (seg(task)) "/clear" } {
+                                        form.inline method="post" action={ (run_href) "/tasks/" (seg(task)) "/clear" } {
                                             (csrf_field(&session.csrf_token))
                                             button.clear-task type="submit" title="Stop this try and run the task again" { "Restart" }
                                         }
-                                        form.inline method="post" action={ (base) "/tasks/" (seg(task)) "/mark" } {
+                                        form.inline method="post" action={ (run_href) "/tasks/" (seg(task)) "/mark" } {
                                             (csrf_field(&session.csrf_token))
                                             input type="hidden" name="state" value="success";
                                             button.mark-success type="submit" title="Stop this try; the task ends success" { "Mark success" }
                                         }
-                                        form.inline method="post" action={ (base) "/tasks/" (seg(task)) "/mark" } {
+                                        form.inline method="post" action={ (run_href) "/tasks/" (seg(task)) "/mark" } {
                                             (csrf_field(&session.csrf_token))
                                             input type="hidden" name="state" value="failed";
                                             button.mark-failed type="submit" title="Stop this try; the task ends failed" { "Mark failed" }
                                         }
                                     }
                                     @if !ti.state.is_active() {
-                                        form.inline method="post" action={ (base) "/tasks/" (seg(task)) "/clear" } {
+                                        form.inline method="post" action={ (run_href) "/tasks/" (seg(task)) "/clear" } {
                                             (csrf_field(&session.csrf_token))
                                             label.small { input type="checkbox" name="downstream" value="true"; "+downstream" }
                                             button.clear-task type="submit" { "Clear" }
                                         }
                                         @if run_done {
-                                            form.inline method="post" action={ (base) "/tasks/" (seg(task)) "/mark" } {
+                                            form.inline method="post" action={ (run_href) "/tasks/" (seg(task)) "/mark" } {
                                                 (csrf_field(&session.csrf_token))
                                                 input type="hidden" name="state" value="success";
                                                 button.mark-success type="submit" { "Mark success" }
                                             }
-                                            form.inline method="post" action={ (base) "/tasks/" (seg(task)) "/mark" } {
+                                            form.inline method="post" action={ (run_href) "/tasks/" (seg(task)) "/mark" } {
                                                 (csrf_field(&session.csrf_token))
                                                 input type="hidden" name="state" value="failed";
                                                 button.mark-failed type="submit" { "Mark failed" }
@@ -722,7 +753,7 @@ async fn run_page(
             }
         }
     };
-    Ok(layout(Some(&ctx(&session)), &run.run_id, body))
+    Ok(layout(u, Some(&ctx(&session)), &run.run_id, body))
 }
 
 /// A pod's CPU and memory reservation as Kubernetes writes it (`250m`,
@@ -752,7 +783,7 @@ fn cpu(user: Option<i64>, system: Option<i64>) -> String {
 
 async fn clear_run(
     State(state): State<WebState>,
-    Path((dag_id, run_id)): Path<(String, String)>,
+    PagePath((dag_id, run_id)): PagePath<(String, String)>,
     UiForm(form, session): UiForm<ClearRunForm>,
 ) -> Result<Response, PageError> {
     let run = service::find_run(&state, &dag_id, &run_id).await?;
@@ -761,22 +792,22 @@ async fn clear_run(
         ..ClearSpec::default()
     };
     service::clear(&state, &run, &spec, &session.username).await?;
-    Ok(Redirect::to(&run_href(&dag_id, &run_id)).into_response())
+    Ok(Redirect::to(&state.urls().run(&dag_id, &run_id)).into_response())
 }
 
 async fn stop_run(
     State(state): State<WebState>,
-    Path((dag_id, run_id)): Path<(String, String)>,
+    PagePath((dag_id, run_id)): PagePath<(String, String)>,
     UiForm(_form, session): UiForm<CsrfOnly>,
 ) -> Result<Response, PageError> {
     let run = service::find_run(&state, &dag_id, &run_id).await?;
     service::stop_run(&state, &run, &session.username).await?;
-    Ok(Redirect::to(&run_href(&dag_id, &run_id)).into_response())
+    Ok(Redirect::to(&state.urls().run(&dag_id, &run_id)).into_response())
 }
 
 async fn clear_task(
     State(state): State<WebState>,
-    Path((dag_id, run_id, task_id)): Path<(String, String, String)>,
+    PagePath((dag_id, run_id, task_id)): PagePath<(String, String, String)>,
     UiForm(form, session): UiForm<ClearTaskForm>,
 ) -> Result<Response, PageError> {
     let run = service::find_run(&state, &dag_id, &run_id).await?;
@@ -786,12 +817,12 @@ async fn clear_task(
         only_failed: false,
     };
     service::clear(&state, &run, &spec, &session.username).await?;
-    Ok(Redirect::to(&run_href(&dag_id, &run_id)).into_response())
+    Ok(Redirect::to(&state.urls().run(&dag_id, &run_id)).into_response())
 }
 
 async fn mark_task(
     State(state): State<WebState>,
-    Path((dag_id, run_id, task_id)): Path<(String, String, String)>,
+    PagePath((dag_id, run_id, task_id)): PagePath<(String, String, String)>,
     UiForm(form, session): UiForm<MarkForm>,
 ) -> Result<Response, PageError> {
     let to: TaskState = form.state.parse().map_err(|_| {
@@ -810,7 +841,7 @@ async fn mark_task(
         &session.username,
     )
     .await?;
-    Ok(Redirect::to(&run_href(&dag_id, &run_id)).into_response())
+    Ok(Redirect::to(&state.urls().run(&dag_id, &run_id)).into_response())
 }
 
 // ---------------------------------------------------------------------------
@@ -826,8 +857,8 @@ struct LogsQuery {
 async fn logs_page(
     State(state): State<WebState>,
     Extension(session): Extension<WebSession>,
-    Path((dag_id, run_id, task_id)): Path<(String, String, String)>,
-    Query(q): Query<LogsQuery>,
+    PagePath((dag_id, run_id, task_id)): PagePath<(String, String, String)>,
+    PageQuery(q): PageQuery<LogsQuery>,
 ) -> Result<Html<String>, PageError> {
     let run = service::find_run(&state, &dag_id, &run_id).await?;
     let ti = state
@@ -863,20 +894,16 @@ async fn logs_page(
     // page follows the rest.
     let more = lines.len() as i64 == LOG_PAGE;
     let follow = live || more;
-    let api = format!(
-        "/api/v1/dags/{}/runs/{}/tasks/{}/logs",
-        seg(&dag_id),
-        seg(&run_id),
-        seg(&task_id)
-    );
-    let page_href = logs_href(&dag_id, &run_id, &task_id);
+    let u = state.urls();
+    let api = u.api_logs(&dag_id, &run_id, &task_id);
+    let page_href = u.logs(&dag_id, &run_id, &task_id);
     let raw_name = format!("{dag_id}_{run_id}_{task_id}_try{try_number}.log");
     let body = html! {
         div.title-row {
             h1 { "Logs of " (task_id) }
             span #log-state { (badge(state_shown.as_str())) }
         }
-        p { "Run " a href=(run_href(&dag_id, &run_id)) { (run_id) } " of DAG " a href=(dag_href(&dag_id)) { (dag_id) } " · " a href=(perf_href(&dag_id, &task_id)) { "performance over runs" } }
+        p { "Run " a href=(u.run(&dag_id, &run_id)) { (run_id) } " of DAG " a href=(u.dag(&dag_id)) { (dag_id) } " · " a href=(u.perf(&dag_id, &task_id)) { "performance over runs" } }
         div.log-tools {
             @if ti.try_number >= 1 {
                 nav.tries #log-tries aria-label="Tries" {
@@ -919,6 +946,7 @@ async fn logs_page(
         }
     };
     Ok(layout(
+        u,
         Some(&ctx(&session)),
         &format!("{task_id} logs"),
         body,
@@ -928,8 +956,9 @@ async fn logs_page(
 async fn performance_page(
     State(state): State<WebState>,
     Extension(session): Extension<WebSession>,
-    Path((dag_id, task_id)): Path<(String, String)>,
+    PagePath((dag_id, task_id)): PagePath<(String, String)>,
 ) -> Result<Html<String>, PageError> {
+    let u = state.urls();
     service::dag_row(&state, &dag_id).await?;
     let entries = service::history(&state, &dag_id, &task_id, HISTORY).await?;
     let point = |e: &service::HistoryEntry, v: Option<f64>| svg::Point {
@@ -948,7 +977,10 @@ async fn performance_page(
     let cpu_points: Vec<svg::Point> = entries
         .iter()
         .map(|e| {
-            let c = match (e.try_row.cpu_user_ms, e.try_row.cpu_system_ms) {
+            let c = match (
+                e.try_row.measurements.cpu_user_ms,
+                e.try_row.measurements.cpu_system_ms,
+            ) {
                 (None, None) => None,
                 (u, s) => Some((u.unwrap_or(0) + s.unwrap_or(0)) as f64 / 1000.0),
             };
@@ -957,7 +989,12 @@ async fn performance_page(
         .collect();
     let memory: Vec<svg::Point> = entries
         .iter()
-        .map(|e| point(e, e.try_row.peak_memory_bytes.map(|v| v as f64)))
+        .map(|e| {
+            point(
+                e,
+                e.try_row.measurements.peak_memory_bytes.map(|v| v as f64),
+            )
+        })
         .collect();
     let reference =
         |label, color, value: &dyn Fn(&goflow_store::TaskTryRow) -> Option<f64>| svg::Reference {
@@ -968,21 +1005,21 @@ async fn performance_page(
     // CPU time compares with what was set aside over the try: the
     // requested cores times its duration.
     let cpu_reserved = [reference("requested × duration", "#8a94a6", &|t| {
-        let cores = t.cpu_request_millis? as f64 / 1000.0;
+        let cores = t.measurements.cpu_request_millis? as f64 / 1000.0;
         Some(cores * t.duration_ms? as f64 / 1000.0)
     })];
     let memory_reserved = [
         reference("requested", "#8a94a6", &|t| {
-            t.memory_request_bytes.map(|v| v as f64)
+            t.measurements.memory_request_bytes.map(|v| v as f64)
         }),
         reference("limit", "#c0504d", &|t| {
-            t.memory_limit_bytes.map(|v| v as f64)
+            t.measurements.memory_limit_bytes.map(|v| v as f64)
         }),
     ];
     let secs = |v: f64| views::seconds(v);
     let body = html! {
         h1 { "Performance of " (task_id) }
-        p { "DAG " a href=(dag_href(&dag_id)) { (dag_id) } " · the last " (entries.len()) " finished tries, oldest left" }
+        p { "DAG " a href=(u.dag(&dag_id)) { (dag_id) } " · the last " (entries.len()) " finished tries, oldest left" }
         @if entries.is_empty() {
             p.empty { "No finished try yet." }
         } @else {
@@ -997,16 +1034,16 @@ async fn performance_page(
                     @for e in entries.iter().rev() {
                         @let t = &e.try_row;
                         tr {
-                            td { @if let Some(r) = &e.run_id { a href=(logs_href(&dag_id, r, &task_id)) { (r) } } @else { "-" } }
+                            td { @if let Some(r) = &e.run_id { a href=(u.logs(&dag_id, r, &task_id)) { (r) } } @else { "-" } }
                             td { (t.try_number) }
                             td { (badge(t.state.as_str())) }
                             td { (opt_time(t.start_date)) }
                             td { (t.duration_ms.map_or_else(|| "-".to_owned(), duration_ms)) }
-                            td { (cpu(t.cpu_user_ms, t.cpu_system_ms)) }
-                            td { (t.peak_memory_bytes.map_or_else(|| "-".to_owned(), bytes)) }
-                            td.requested { (resources(t.cpu_request_millis, t.memory_request_bytes)) }
-                            td.limit { (resources(t.cpu_limit_millis, t.memory_limit_bytes)) }
-                            td { (t.exit_code.map_or_else(|| "-".to_owned(), |c| c.to_string())) }
+                            td { (cpu(t.measurements.cpu_user_ms, t.measurements.cpu_system_ms)) }
+                            td { (t.measurements.peak_memory_bytes.map_or_else(|| "-".to_owned(), bytes)) }
+                            td.requested { (resources(t.measurements.cpu_request_millis, t.measurements.memory_request_bytes)) }
+                            td.limit { (resources(t.measurements.cpu_limit_millis, t.measurements.memory_limit_bytes)) }
+                            td { (t.measurements.exit_code.map_or_else(|| "-".to_owned(), |c| c.to_string())) }
                         }
                     }
                 }
@@ -1014,6 +1051,7 @@ async fn performance_page(
         }
     };
     Ok(layout(
+        u,
         Some(&ctx(&session)),
         &format!("{task_id} performance"),
         body,
@@ -1101,5 +1139,5 @@ async fn health_page(
             }
         }
     };
-    layout(Some(&ctx(&session)), "Health", body)
+    layout(state.urls(), Some(&ctx(&session)), "Health", body)
 }

@@ -7,25 +7,133 @@ use axum::response::{Html, IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use goflow_core::TaskState;
 use maud::{html, Markup, PreEscaped, DOCTYPE};
+use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
+
+use super::error::PageError;
+use super::WebError;
 
 const CSS: &str = include_str!("assets/app.css");
 const JS: &str = include_str!("assets/app.js");
 
-/// `GET /static/{file}`: the embedded stylesheet and script.
-pub(crate) async fn asset(Path(file): Path<String>) -> Response {
+/// `GET <base>/static/{file}`: the embedded stylesheet and script.
+pub(crate) async fn asset(Path(file): Path<String>) -> Result<Response, PageError> {
     let (body, kind) = match file.as_str() {
         "app.css" => (CSS, "text/css; charset=utf-8"),
         "app.js" => (JS, "text/javascript; charset=utf-8"),
-        _ => return (StatusCode::NOT_FOUND, "no such asset").into_response(),
+        _ => {
+            return Err(WebError::NotFound(format!(
+                "no such asset '{file}': there are app.css and app.js"
+            ))
+            .into())
+        }
     };
-    (
+    Ok((
         [
             (header::CONTENT_TYPE, kind),
             (header::CACHE_CONTROL, "public, max-age=3600"),
         ],
         body,
     )
-        .into_response()
+        .into_response())
+}
+
+/// What a query value keeps as is: RFC 3986's unreserved characters.
+const QUERY_VALUE: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
+
+/// What a path segment keeps as is: the unreserved characters and `:`
+/// (run ids read better with it).
+const SEGMENT: &AsciiSet = &QUERY_VALUE.remove(b':');
+
+/// The UI's URLs, under the base path. Every URL a page, a redirect or a
+/// cookie carries is made here.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Urls<'a> {
+    base: &'a str,
+}
+
+impl<'a> Urls<'a> {
+    /// The URLs under `base` (`""` for the root, else `/goflow`).
+    pub(crate) fn new(base: &'a str) -> Self {
+        Urls { base }
+    }
+
+    /// The base path (`""` for the root).
+    pub(crate) fn base(self) -> &'a str {
+        self.base
+    }
+
+    /// `path` (from the UI's root: `/dags`) under the base path.
+    pub(crate) fn to(self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// The path of cookies: the base path, or `/`.
+    pub(crate) fn cookie_path(self) -> &'a str {
+        if self.base.is_empty() {
+            "/"
+        } else {
+            self.base
+        }
+    }
+
+    /// The DAG list.
+    pub(crate) fn dags(self) -> String {
+        self.to("/dags")
+    }
+
+    /// The DAG list filtered by `tag`.
+    pub(crate) fn tag(self, tag: &str) -> String {
+        format!("{}?tag={}", self.dags(), encode_query(tag))
+    }
+
+    /// The login page.
+    pub(crate) fn login(self) -> String {
+        self.to("/login")
+    }
+
+    /// The login page, to come back to `next` (a path under the base).
+    pub(crate) fn login_then(self, next: &str) -> String {
+        format!("{}?next={}", self.login(), encode_query(next))
+    }
+
+    /// A DAG's page.
+    pub(crate) fn dag(self, dag: &str) -> String {
+        format!("{}/{}", self.dags(), seg(dag))
+    }
+
+    /// A run's page.
+    pub(crate) fn run(self, dag: &str, run: &str) -> String {
+        format!("{}/runs/{}", self.dag(dag), seg(run))
+    }
+
+    /// A task instance's log page.
+    pub(crate) fn logs(self, dag: &str, run: &str, task: &str) -> String {
+        format!("{}/tasks/{}/logs", self.run(dag, run), seg(task))
+    }
+
+    /// A task's performance over runs.
+    pub(crate) fn perf(self, dag: &str, task: &str) -> String {
+        format!("{}/tasks/{}", self.dag(dag), seg(task))
+    }
+
+    /// `path` of the API (`/dags`) under `<base>/api/v1`.
+    pub(crate) fn api(self, path: &str) -> String {
+        self.to(&format!("/api/v1{path}"))
+    }
+
+    /// A task instance's logs in the API.
+    pub(crate) fn api_logs(self, dag: &str, run: &str, task: &str) -> String {
+        self.api(&format!(
+            "/dags/{}/runs/{}/tasks/{}/logs",
+            seg(dag),
+            seg(run),
+            seg(task)
+        ))
+    }
 }
 
 /// What a page needs from the session to render its forms.
@@ -36,8 +144,13 @@ pub(crate) struct PageCtx<'a> {
     pub user: &'a str,
 }
 
-/// The page around `body`.
-pub(crate) fn layout(ctx: Option<&PageCtx<'_>>, title: &str, body: Markup) -> Html<String> {
+/// The page around `body`, its links under the base path of `urls`.
+pub(crate) fn layout(
+    urls: Urls<'_>,
+    ctx: Option<&PageCtx<'_>>,
+    title: &str,
+    body: Markup,
+) -> Html<String> {
     let page = html! {
         (DOCTYPE)
         html lang="en" {
@@ -45,19 +158,19 @@ pub(crate) fn layout(ctx: Option<&PageCtx<'_>>, title: &str, body: Markup) -> Ht
                 meta charset="utf-8";
                 meta name="viewport" content="width=device-width, initial-scale=1";
                 title { (title) " · goflow" }
-                link rel="stylesheet" href="/static/app.css";
-                script src="/static/app.js" defer {}
+                link rel="stylesheet" href=(urls.to("/static/app.css"));
+                script src=(urls.to("/static/app.js")) defer {}
             }
-            body {
+            body data-base=(urls.base()) {
                 header.top {
-                    a.brand href="/dags" { "goflow" }
+                    a.brand href=(urls.dags()) { "goflow" }
                     @if let Some(ctx) = ctx {
                         nav {
-                            a href="/dags" { "DAGs" }
-                            a href="/health" { "Health" }
-                            a href="/api/v1/openapi.json" { "API" }
+                            a href=(urls.dags()) { "DAGs" }
+                            a href=(urls.to("/health")) { "Health" }
+                            a href=(urls.api("/openapi.json")) { "API" }
                         }
-                        form.logout method="post" action="/logout" {
+                        form.logout method="post" action=(urls.to("/logout")) {
                             input type="hidden" name="csrf" value=(ctx.csrf);
                             span.user { (ctx.user) }
                             button type="submit" { "Log out" }
@@ -72,9 +185,10 @@ pub(crate) fn layout(ctx: Option<&PageCtx<'_>>, title: &str, body: Markup) -> Ht
 }
 
 /// A page for an error.
-pub(crate) fn error_page(status: StatusCode, message: &str) -> Html<String> {
+pub(crate) fn error_page(urls: Urls<'_>, status: StatusCode, message: &str) -> Html<String> {
     let login = status == StatusCode::UNAUTHORIZED;
     layout(
+        urls,
         None,
         status.canonical_reason().unwrap_or("Error"),
         html! {
@@ -82,8 +196,8 @@ pub(crate) fn error_page(status: StatusCode, message: &str) -> Html<String> {
                 h1 { (status.as_u16()) " " (status.canonical_reason().unwrap_or("Error")) }
                 p.flash.error { (message) }
                 p {
-                    @if login { a href="/login" { "Log in" } " · " }
-                    a href="/dags" { "Back to the DAGs" }
+                    @if login { a href=(urls.login()) { "Log in" } " · " }
+                    a href=(urls.dags()) { "Back to the DAGs" }
                 }
             }
         },
@@ -91,15 +205,22 @@ pub(crate) fn error_page(status: StatusCode, message: &str) -> Html<String> {
 }
 
 /// The login page.
-pub(crate) fn login(user: &str, csrf: &str, next: &str, error: Option<&str>) -> Html<String> {
+pub(crate) fn login(
+    urls: Urls<'_>,
+    user: &str,
+    csrf: &str,
+    next: &str,
+    error: Option<&str>,
+) -> Html<String> {
     layout(
+        urls,
         None,
         "Log in",
         html! {
             section.login {
                 h1 { "Log in" }
                 @if let Some(e) = error { p.flash.error { (e) } }
-                form method="post" action="/login" {
+                form method="post" action=(urls.login()) {
                     input type="hidden" name="csrf" value=(csrf);
                     input type="hidden" name="next" value=(next);
                     label { "User" input #username type="text" name="username" value=(user) autocomplete="username" required; }
@@ -204,50 +325,19 @@ pub(crate) fn legend() -> Markup {
     }
 }
 
-/// Percent-encodes one path segment.
+/// Percent-encodes one path segment (a lone `.` or `..` too, which a
+/// browser would otherwise resolve).
 pub(crate) fn seg(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~' | b':') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
+    match s {
+        "." => "%2E".to_owned(),
+        ".." => "%2E%2E".to_owned(),
+        _ => utf8_percent_encode(s, SEGMENT).to_string(),
     }
-    out
 }
 
 /// Percent-encodes a query value.
 pub(crate) fn encode_query(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~' | b'/') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
-/// The UI path of a DAG.
-pub(crate) fn dag_href(dag: &str) -> String {
-    format!("/dags/{}", seg(dag))
-}
-
-/// The UI path of a run.
-pub(crate) fn run_href(dag: &str, run: &str) -> String {
-    format!("/dags/{}/runs/{}", seg(dag), seg(run))
-}
-
-/// The UI path of a task instance's logs.
-pub(crate) fn logs_href(dag: &str, run: &str, task: &str) -> String {
-    format!("{}/tasks/{}/logs", run_href(dag, run), seg(task))
-}
-
-/// The UI path of a task's performance over runs.
-pub(crate) fn perf_href(dag: &str, task: &str) -> String {
-    format!("/dags/{}/tasks/{}", seg(dag), seg(task))
+    utf8_percent_encode(s, QUERY_VALUE).to_string()
 }
 
 /// A hidden CSRF field.
@@ -271,7 +361,34 @@ mod tests {
             "manual__2026-01-01T06:00:00Z"
         );
         assert_eq!(seg("a/b c?"), "a%2Fb%20c%3F");
-        assert_eq!(encode_query("/dags?q=a b"), "/dags%3Fq%3Da%20b");
+        assert_eq!(seg(".."), "%2E%2E");
+        assert_eq!(seg("é"), "%C3%A9");
+        assert_eq!(encode_query("/dags?q=a b&c"), "%2Fdags%3Fq%3Da%20b%26c");
+        assert_eq!(encode_query("x:1"), "x%3A1");
+    }
+
+    #[test]
+    fn urls_are_under_the_base_path() {
+        let root = Urls::new("");
+        assert_eq!(root.dag("etl"), "/dags/etl");
+        assert_eq!(root.cookie_path(), "/");
+        let u = Urls::new("/goflow");
+        assert_eq!(u.run("etl", "r 1"), "/goflow/dags/etl/runs/r%201");
+        assert_eq!(
+            u.logs("etl", "r", "t"),
+            "/goflow/dags/etl/runs/r/tasks/t/logs"
+        );
+        assert_eq!(u.perf("etl", "t"), "/goflow/dags/etl/tasks/t");
+        assert_eq!(u.tag("a&b"), "/goflow/dags?tag=a%26b");
+        assert_eq!(
+            u.login_then("/goflow/dags"),
+            "/goflow/login?next=%2Fgoflow%2Fdags"
+        );
+        assert_eq!(
+            u.api_logs("etl", "r", "t"),
+            "/goflow/api/v1/dags/etl/runs/r/tasks/t/logs"
+        );
+        assert_eq!(u.cookie_path(), "/goflow");
     }
 
     #[test]

@@ -249,18 +249,17 @@ impl Server {
 /// Alert settings for fast tests: polls every 100 ms, short timeouts,
 /// retries 100 ms apart.
 pub fn fast_config(owner: &str) -> AlertConfig {
-    AlertConfig {
-        base_url: "http://goflow.test".into(),
-        poll_interval: Duration::from_millis(100),
-        request_timeout: Duration::from_millis(1500),
-        max_attempts: 3,
-        retry_base: Duration::from_millis(100),
-        retry_max: Duration::from_millis(400),
-        lease: Duration::from_secs(5),
-        gap_timeout: Duration::from_millis(500),
-        owner: owner.into(),
-        ..AlertConfig::default()
-    }
+    let mut config = AlertConfig::default();
+    config.base_url = "http://goflow.test".into();
+    config.poll_interval = Duration::from_millis(100);
+    config.request_timeout = Duration::from_millis(1500);
+    config.max_attempts = 3;
+    config.retry_base = Duration::from_millis(100);
+    config.retry_max = Duration::from_millis(400);
+    config.lease = Duration::from_secs(5);
+    config.gap_timeout = Duration::from_millis(500);
+    config.owner = owner.into();
+    config
 }
 
 /// Something running in the background until stopped or dropped.
@@ -320,13 +319,11 @@ impl RunningScheduler {
         f: impl FnOnce(Scheduler) -> Scheduler,
     ) -> Self {
         let registry = Arc::new(Registry::from_dags(dags).unwrap());
-        let config = SchedulerConfig {
-            id: id.into(),
-            heartbeat_interval: Duration::from_millis(200),
-            stale_after: Duration::from_secs(2),
-            poll_interval: Duration::from_millis(100),
-            ..SchedulerConfig::default()
-        };
+        let mut config = SchedulerConfig::default();
+        config.id = id.into();
+        config.heartbeat_interval = Duration::from_millis(200);
+        config.stale_after = Duration::from_secs(2);
+        config.poll_interval = Duration::from_millis(100);
         let mut scheduler = f(Scheduler::new(store.clone(), registry, config));
         let finished = scheduler.finished_runs();
         let (stop, rx) = oneshot::channel::<()>();

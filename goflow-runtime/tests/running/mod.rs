@@ -15,13 +15,12 @@ use goflow_store::Store;
 use tokio::sync::{mpsc, oneshot};
 
 pub fn config(id: &str) -> SchedulerConfig {
-    SchedulerConfig {
-        id: id.into(),
-        heartbeat_interval: Duration::from_millis(200),
-        stale_after: Duration::from_secs(2),
-        poll_interval: Duration::from_millis(100),
-        ..SchedulerConfig::default()
-    }
+    let mut config = SchedulerConfig::default();
+    config.id = id.into();
+    config.heartbeat_interval = Duration::from_millis(200);
+    config.stale_after = Duration::from_secs(2);
+    config.poll_interval = Duration::from_millis(100);
+    config
 }
 
 /// A scheduler running in the background until killed (aborted as a crash

@@ -122,6 +122,21 @@ pub async fn apps() -> Vec<App> {
     .await
 }
 
+/// The base path of [`apps_under_base`].
+pub const BASE: &str = "/goflow";
+
+/// [`apps`] served under [`BASE`], as a host application mounts them.
+pub async fn apps_under_base() -> Vec<App> {
+    apps_with(
+        vec![etl(), reports()],
+        WebConfig::default()
+            .with_scheduler_id(SCHEDULER_ID)
+            .with_base_path(BASE)
+            .unwrap(),
+    )
+    .await
+}
+
 pub struct Resp {
     pub status: StatusCode,
     pub headers: HeaderMap,
@@ -270,14 +285,17 @@ pub async fn run_task(store: &Store, run: &RunRow, task: &str) {
 pub async fn end_task(store: &Store, run: &RunRow, task: &str, end: TaskState) {
     let update = TaskUpdate {
         end_date: Some(Utc::now()),
-        exit_code: Some(if end == TaskState::Success { 0 } else { 1 }),
-        peak_memory_bytes: Some(64 * 1024 * 1024),
-        cpu_user_ms: Some(900),
-        cpu_system_ms: Some(100),
-        // As a Kubernetes pod would have reserved.
-        cpu_request_millis: Some(500),
-        memory_request_bytes: Some(128 * 1024 * 1024),
-        memory_limit_bytes: Some(256 * 1024 * 1024),
+        measurements: Some(goflow_store::TryMeasurements {
+            exit_code: Some(if end == TaskState::Success { 0 } else { 1 }),
+            peak_memory_bytes: Some(64 * 1024 * 1024),
+            cpu_user_ms: Some(900),
+            cpu_system_ms: Some(100),
+            // As a Kubernetes pod would have reserved.
+            cpu_request_millis: Some(500),
+            memory_request_bytes: Some(128 * 1024 * 1024),
+            memory_limit_bytes: Some(256 * 1024 * 1024),
+            ..Default::default()
+        }),
         error: (end == TaskState::Failed).then(|| "boom".to_owned()),
         ..TaskUpdate::new(end)
     };

@@ -28,7 +28,11 @@ impl Propagation {
 
 /// Settings of the Kubernetes executor. [`KubernetesConfig::default`]
 /// reads nothing from the environment; [`KubernetesArgs`] does.
+///
+/// Non-exhaustive: start from [`KubernetesConfig::default`] and set the
+/// fields you need.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct KubernetesConfig {
     /// The namespace of Jobs whose DAG names none.
     pub namespace: String,
@@ -170,10 +174,10 @@ pub struct KubernetesArgs {
     pub instance: Option<String>,
     /// How long a pod may stay unstarted (image pull error,
     /// unschedulable) before its try fails, e.g. `5m`.
-    #[arg(long = "k8s-pending-deadline", env = "GOFLOW_K8S_PENDING_DEADLINE", value_name = "DURATION", value_parser = parse_duration)]
+    #[arg(long = "k8s-pending-deadline", env = "GOFLOW_K8S_PENDING_DEADLINE", value_name = "DURATION", value_parser = goflow_core::duration::parse)]
     pub pending_deadline: Option<Duration>,
     /// `ttlSecondsAfterFinished` of Jobs, e.g. `1d`.
-    #[arg(long = "k8s-job-ttl", env = "GOFLOW_K8S_JOB_TTL", value_name = "DURATION", value_parser = parse_duration)]
+    #[arg(long = "k8s-job-ttl", env = "GOFLOW_K8S_JOB_TTL", value_name = "DURATION", value_parser = goflow_core::duration::parse)]
     pub job_ttl: Option<Duration>,
     /// Keep finished Jobs until their TTL instead of deleting them once
     /// their logs are copied.
@@ -191,7 +195,7 @@ pub struct KubernetesArgs {
     /// How long a running try's worker may be silent (no heartbeat to the
     /// task API) while its pod is gone or unknown before the try fails as
     /// lost, e.g. `5m` [default: 5m].
-    #[arg(long = "k8s-heartbeat-timeout", env = "GOFLOW_K8S_HEARTBEAT_TIMEOUT", value_name = "DURATION", value_parser = parse_duration)]
+    #[arg(long = "k8s-heartbeat-timeout", env = "GOFLOW_K8S_HEARTBEAT_TIMEOUT", value_name = "DURATION", value_parser = goflow_core::duration::parse)]
     pub heartbeat_timeout: Option<Duration>,
     /// Job creations per second [default: 20].
     #[arg(long = "k8s-qps", env = "GOFLOW_K8S_QPS", value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
@@ -209,20 +213,6 @@ pub struct KubernetesArgs {
     /// `imagePullPolicy` of task containers.
     #[arg(long = "k8s-image-pull-policy", env = "GOFLOW_K8S_IMAGE_PULL_POLICY", value_name = "POLICY", value_parser = ["Always", "IfNotPresent", "Never"])]
     pub image_pull_policy: Option<String>,
-}
-
-fn parse_duration(s: &str) -> Result<Duration, String> {
-    humantime_like(s)
-}
-
-/// Parses `90s`, `5m`, `1h30m`, `1d` (what `#[task(timeout = ...)]`
-/// accepts) or a plain number of seconds.
-fn humantime_like(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    if let Ok(secs) = s.parse::<u64>() {
-        return Ok(Duration::from_secs(secs));
-    }
-    goflow_core::duration::parse(s)
 }
 
 impl KubernetesArgs {
@@ -301,7 +291,7 @@ mod tests {
             "--k8s-pending-deadline",
             "2m",
             "--k8s-job-ttl",
-            "3600",
+            "1h 30m",
             "--k8s-keep-jobs",
             "--k8s-no-follow-logs",
             "--k8s-propagation",
@@ -320,7 +310,7 @@ mod tests {
         assert_eq!(c.image.as_deref(), Some("reg.example/app:1"));
         assert_eq!(c.binary, "/app");
         assert_eq!(c.pending_deadline, Duration::from_secs(120));
-        assert_eq!(c.ttl_after_finished, Duration::from_secs(3600));
+        assert_eq!(c.ttl_after_finished, Duration::from_secs(5400));
         assert!(!c.delete_finished_jobs);
         assert!(!c.follow_logs);
         assert_eq!(c.propagation, Propagation::Foreground);
@@ -336,5 +326,11 @@ mod tests {
         assert_eq!((c.creates_per_second, c.create_burst), (5, 7));
         assert!(Cli::try_parse_from(["x", "--k8s-qps", "0"]).is_err());
         assert!(Cli::try_parse_from(["x", "--k8s-pending-deadline", "soon"]).is_err());
+        // One grammar with `#[task(timeout = ...)]`: a number needs its unit.
+        let err = Cli::try_parse_from(["x", "--k8s-job-ttl", "3600"])
+            .err()
+            .expect("a number without its unit")
+            .to_string();
+        assert!(err.contains("\"3600\" is not a duration"), "{err}");
     }
 }

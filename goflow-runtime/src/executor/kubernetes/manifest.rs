@@ -50,7 +50,8 @@ pub const MANAGED_BY: &str = "goflow";
 
 /// Environment variables goflow sets in every task container (a task's
 /// own `env` cannot override them).
-pub const RESERVED_ENV: [&str; 7] = [
+pub const RESERVED_ENV: [&str; 8] = [
+    crate::server::WORKER_ENV,
     "GOFLOW_DAG_ID",
     "GOFLOW_RUN_ID",
     "GOFLOW_TASK_ID",
@@ -65,6 +66,7 @@ const MAX_LABEL: usize = 63;
 
 /// Why a try's Job cannot be built. Each message names the setting.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum ManifestError {
     /// Neither the task, its DAG's defaults, nor the executor name an
     /// image.
@@ -170,13 +172,11 @@ fn truncate_dns(s: &str, max: usize) -> String {
     s[..s.len().min(max)].trim_end_matches('-').to_owned()
 }
 
+/// The first `chars` lowercase hex digits of `bytes`.
 fn hex_prefix(bytes: &[u8], chars: usize) -> String {
-    bytes
-        .iter()
-        .flat_map(|b| [b >> 4, b & 15])
-        .take(chars)
-        .map(|n| char::from_digit(u32::from(n), 16).unwrap_or('0'))
-        .collect()
+    let mut hex = hex::encode(bytes);
+    hex.truncate(chars);
+    hex
 }
 
 /// Whether `s` is a valid label value: at most 63 characters of
@@ -445,6 +445,8 @@ pub fn job_manifest(launch: &Launch, params: JobParams<'_>) -> Result<Job, Manif
         // The worker is alone in its container's cgroup: its counters are
         // the task's, subprocesses included.
         value(CGROUP_METRICS_ENV, "1".to_owned()),
+        // A host binary embedding goflow knows by it that it is a worker.
+        value(crate::server::WORKER_ENV, "1".to_owned()),
         EnvVar {
             name: "GOFLOW_POD_NAME".to_owned(),
             value: None,
@@ -730,6 +732,7 @@ mod tests {
                 {"name": "GOFLOW_TASK_API_URL", "value": "http://goflow.goflow.svc:8080/api/v1/task-api"},
                 {"name": "GOFLOW_TASK_TOKEN", "value": "tok3n"},
                 {"name": "GOFLOW_CGROUP_METRICS", "value": "1"},
+                {"name": "GOFLOW_WORKER", "value": "1"},
                 {"name": "GOFLOW_POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
                 {"name": "RUST_LOG", "value": "info"},
                 {"name": "REGION", "value": "north"},
@@ -822,8 +825,10 @@ mod tests {
     #[test]
     fn names_are_dns_labels_unique_and_stable() {
         let n = job_name("goflow", "daily-sales", "manual__1", "extract", 1);
-        assert!(n.starts_with("daily-sales-extract-"), "{n}");
-        assert!(n.ends_with("-1"));
+        assert_eq!(
+            n, "daily-sales-extract-cb0a99ef83-1",
+            "the same name in every goflow version: a restarted scheduler finds its Jobs"
+        );
         assert_eq!(
             n,
             job_name("goflow", "daily-sales", "manual__1", "extract", 1)

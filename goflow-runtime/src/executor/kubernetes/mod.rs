@@ -8,10 +8,8 @@
 //! use goflow_runtime::executor::kubernetes::{KubernetesConfig, KubernetesExecutor};
 //! use goflow_runtime::task_api::{self, TaskApi};
 //!
-//! let config = KubernetesConfig {
-//!     image: Some("registry.example.com/my-dags:1".into()),
-//!     ..KubernetesConfig::default()
-//! };
+//! let mut config = KubernetesConfig::default();
+//! config.image = Some("registry.example.com/my-dags:1".into());
 //! let task_api = TaskApi::from_env();
 //! // Never fails: without a cluster, each try fails with the reason.
 //! let executor = KubernetesExecutor::connect(config, task_api.clone()).await;
@@ -109,6 +107,8 @@ mod errors;
 pub mod manifest;
 mod pod_log;
 mod resources;
+#[cfg(feature = "testing")]
+#[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
 pub mod testing;
 
 use std::sync::Arc;

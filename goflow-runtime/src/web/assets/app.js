@@ -131,9 +131,11 @@ function followLog(pre) {
   if (window.EventSource && pre.dataset.stream) stream(); else poll();
 }
 
-// Shows or hides goflow's own log lines; remembered across pages.
+// Shows or hides goflow's own log lines; remembered across pages (of
+// this goflow: one per base path, `<body data-base>`, on a shared site).
 function hideSystemLines(box, pre) {
-  const key = "goflow.hideSystemLines";
+  const base = document.body.dataset.base || "";
+  const key = "goflow.hideSystemLines" + (base ? ":" + base : "");
   try { box.checked = window.localStorage.getItem(key) === "true"; } catch (e) { /* private mode */ }
   const apply = () => {
     pre.classList.toggle("hide-system", box.checked);

@@ -1,18 +1,23 @@
 //! The quickstart: a daily sales report.
 //!
-//! `load_sales` reads the CSV this example ships, four `region_stats`
+//! `load_sales` reads the CSV this example ships (`data/sales.csv`, next to
+//! its Cargo.toml), four `region_stats`
 //! tasks summarize one region each in parallel (fan-out), `merge_report`
 //! joins them (fan-in), `write_report` writes a Markdown report, and
 //! `archive` runs last whatever happened.
 //!
+//! A package of its own (`goflow-quickstart`, a workspace member), so that
+//! building it does not build the root's dev-dependencies. From the
+//! repository's root:
+//!
 //! ```text
-//! cargo run --release --example quickstart -- dags list
-//! cargo run --release --example quickstart -- dags test daily-sales
-//! cargo run --release --example quickstart -- dags test daily-sales --date 2026-01-07 \
+//! cargo run -p goflow-quickstart -- dags list
+//! cargo run -p goflow-quickstart -- dags test daily-sales
+//! cargo run -p goflow-quickstart -- dags test daily-sales --date 2026-01-07 \
 //!     --conf '{"output_dir": "/tmp/reports"}'
 //! ```
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use goflow::prelude::*;
 use goflow::tracing::{info, warn};
@@ -54,8 +59,18 @@ pub struct Report {
     best_region: Option<String>,
 }
 
+/// The CSV this example ships, wherever the binary is run from: in
+/// `data/` next to the quickstart's Cargo.toml. (The root package's tests
+/// compile this file too, with `#[path]`; their `CARGO_MANIFEST_DIR` is
+/// the repository's root.)
 fn default_input() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples/data/sales.csv")
+    let manifest_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let own = manifest_dir.join("data/sales.csv");
+    if own.exists() {
+        own
+    } else {
+        manifest_dir.join("examples/quickstart/data/sales.csv")
+    }
 }
 
 /// Reads the sales export given as `input` in the conf (by default the CSV

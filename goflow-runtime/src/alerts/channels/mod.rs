@@ -1,22 +1,29 @@
-//! Alert channels: a generic JSON webhook, a Slack-compatible incoming
-//! webhook, and email over SMTP. A channel delivers one [`Alert`] and says
-//! whether a failure is worth retrying.
+//! Alert channels: a generic JSON webhook and a Slack-compatible incoming
+//! webhook (feature `alerts-http`), and email over SMTP (feature
+//! `alerts-smtp`). A channel delivers one [`Alert`] and says whether a
+//! failure is worth retrying.
+//!
+//! The payloads ([`webhook_payload`], [`slack_payload`]) are built whatever
+//! the features, for channels of your own.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
 
 use futures::future::BoxFuture;
 use goflow_core::alerts::MissReason;
 use goflow_core::Alert;
-use lettre::message::{Mailbox, Message};
-use lettre::transport::smtp::authentication::Credentials;
-use lettre::transport::smtp::client::{Certificate, CertificateStore, Tls, TlsParameters};
-use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
 use serde_json::{json, Value};
 
-use super::{SmtpConfig, SmtpTls};
+#[cfg(feature = "alerts-http")]
+mod http;
+#[cfg(feature = "alerts-smtp")]
+mod smtp;
+
+#[cfg(feature = "alerts-http")]
+pub use http::{SlackChannel, WebhookChannel};
+#[cfg(feature = "alerts-smtp")]
+pub use smtp::{email_message, EmailChannel};
 
 /// Why a delivery failed, and whether trying again may help.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -86,7 +93,7 @@ fn slack_escape(s: &str) -> String {
 }
 
 /// At most `max` characters of `s` (Slack rejects blocks over 3000).
-fn clip(s: &str, max: usize) -> String {
+pub(super) fn clip(s: &str, max: usize) -> String {
     if s.chars().count() <= max {
         return s.to_owned();
     }
@@ -182,50 +189,14 @@ pub fn slack_payload(alert: &Alert) -> Value {
     json!({"text": text, "blocks": blocks})
 }
 
-/// The email of an alert: `[goflow] <title>` as subject, [`Alert::text`]
-/// as a plain-text body.
-pub fn email_message(alert: &Alert, from: &Mailbox, to: &[Mailbox]) -> Result<Message, String> {
-    let mut builder = Message::builder()
-        .from(from.clone())
-        .subject(format!("[goflow] {}", alert.title()))
-        .header(lettre::message::header::ContentType::TEXT_PLAIN);
-    for t in to {
-        builder = builder.to(t.clone());
-    }
-    builder
-        .body(alert.text())
-        .map_err(|e| format!("cannot build the email: {e}"))
-}
-
-/// Sends a channel's request and classifies the answer.
-async fn deliver(request: reqwest::RequestBuilder) -> Result<(), ChannelError> {
-    let response = request.send().await.map_err(request_error)?;
-    check_response(response).await
-}
-
-/// Classifies an HTTP response: 2xx is delivered; 408, 429 and 5xx are
-/// worth retrying; other statuses are not.
-async fn check_response(response: reqwest::Response) -> Result<(), ChannelError> {
-    let status = response.status();
-    if status.is_success() {
-        return Ok(());
-    }
-    let body = response.text().await.unwrap_or_default();
-    let message = format!("HTTP {status}: {}", clip(body.trim(), 300));
-    if status.is_server_error()
-        || status == reqwest::StatusCode::TOO_MANY_REQUESTS
-        || status == reqwest::StatusCode::REQUEST_TIMEOUT
-    {
-        Err(ChannelError::retryable(message))
-    } else {
-        Err(ChannelError::permanent(message))
-    }
-}
-
 /// `e` and its sources, `: `-separated. reqwest's own message is only
 /// "error sending request for url (...)": the cause a user can act on
 /// ("invalid peer certificate: UnknownIssuer") is further down the chain.
-fn error_chain(e: &dyn std::error::Error) -> String {
+#[cfg_attr(
+    not(any(feature = "alerts-http", feature = "alerts-smtp")),
+    allow(dead_code)
+)]
+pub(super) fn error_chain(e: &dyn std::error::Error) -> String {
     let mut message = e.to_string();
     let mut source = e.source();
     while let Some(s) = source {
@@ -241,23 +212,6 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     let mut parts: Vec<&str> = message.split(": ").collect();
     parts.dedup();
     parts.join(": ")
-}
-
-/// A failed request is worth retrying whatever the cause, TLS failures
-/// included: they are connection errors, and a server's certificate may
-/// be fixed while the alert waits; the message says which it was. The URL
-/// is left out: a Slack webhook's URL is its secret, and the message is
-/// stored and logged.
-fn request_error(e: reqwest::Error) -> ChannelError {
-    let e = e.without_url();
-    let what = if e.is_timeout() {
-        "timed out"
-    } else if e.is_connect() {
-        "cannot connect"
-    } else {
-        "request failed"
-    };
-    ChannelError::retryable(format!("{what}: {}", error_chain(&e)))
 }
 
 /// Root certificates the channels trust in addition to the built-in ones
@@ -298,9 +252,10 @@ impl CaCertificates {
     }
 
     fn parse(source: PathBuf, pem: &[u8]) -> Result<Self, String> {
-        let count = reqwest::Certificate::from_pem_bundle(pem)
-            .map_err(|e| error_chain(&e))?
-            .len();
+        let count = String::from_utf8_lossy(pem)
+            .lines()
+            .filter(|l| l.trim() == "-----BEGIN CERTIFICATE-----")
+            .count();
         if count == 0 {
             return Err("no PEM certificate (-----BEGIN CERTIFICATE-----) in it".into());
         }
@@ -311,12 +266,11 @@ impl CaCertificates {
         };
         // Decoding the base64 does not check the certificate itself: adding
         // it to a TLS root store does, so a broken file fails at start-up
-        // rather than at the first alert. No built-in roots: just these.
-        TlsParameters::builder("localhost".into())
-            .certificate_store(CertificateStore::None)
-            .add_root_certificate(certificates.lettre()?)
-            .build()
-            .map_err(|e| format!("not a usable CA certificate: {}", error_chain(&e)))?;
+        // rather than at the first alert, with each TLS library compiled in.
+        #[cfg(feature = "alerts-http")]
+        http::check_ca(&certificates)?;
+        #[cfg(feature = "alerts-smtp")]
+        smtp::check_ca(&certificates)?;
         Ok(certificates)
     }
 
@@ -330,207 +284,13 @@ impl CaCertificates {
         &self.source
     }
 
-    fn reqwest(&self) -> Result<reqwest::Certificate, String> {
-        // One `Certificate` of PEM text is the whole bundle to reqwest.
-        reqwest::Certificate::from_pem(&self.pem).map_err(|e| error_chain(&e))
-    }
-
-    fn lettre(&self) -> Result<Certificate, String> {
-        // ... and to lettre.
-        Certificate::from_pem(&self.pem).map_err(|e| error_chain(&e))
-    }
-}
-
-/// The HTTP client of the webhook channels: rustls, the built-in roots and
-/// `ca` if given, and a timeout on every request.
-pub(crate) fn http_client(
-    timeout: Duration,
-    ca: Option<&CaCertificates>,
-) -> Result<reqwest::Client, String> {
-    let mut builder = reqwest::Client::builder()
-        .timeout(timeout)
-        .connect_timeout(timeout)
-        .user_agent(concat!("goflow/", env!("CARGO_PKG_VERSION")));
-    if let Some(ca) = ca {
-        builder = builder.add_root_certificate(ca.reqwest()?);
-    }
-    // No fallback to a default client: it would drop the timeout and the
-    // private CA without a word.
-    builder
-        .build()
-        .map_err(|e| format!("cannot set up the HTTP client: {}", error_chain(&e)))
-}
-
-/// The generic JSON webhook: `POST` of [`webhook_payload`], with the
-/// alert's dedupe key as `Idempotency-Key`.
-#[derive(Clone, Debug)]
-pub struct WebhookChannel {
-    url: String,
-    client: reqwest::Client,
-}
-
-impl WebhookChannel {
-    /// A webhook posting to `url`, giving up on a request after `timeout`,
-    /// trusting `ca` besides the built-in roots.
-    pub fn new(
-        url: impl Into<String>,
-        timeout: Duration,
-        ca: Option<&CaCertificates>,
-    ) -> Result<Self, String> {
-        Ok(WebhookChannel {
-            url: url.into(),
-            client: http_client(timeout, ca)?,
-        })
-    }
-}
-
-impl Channel for WebhookChannel {
-    fn name(&self) -> &str {
-        "webhook"
-    }
-
-    fn send<'a>(&'a self, alert: &'a Alert) -> BoxFuture<'a, Result<(), ChannelError>> {
-        Box::pin(async move {
-            let request = self
-                .client
-                .post(&self.url)
-                .header("Idempotency-Key", alert.dedupe_key())
-                .json(&webhook_payload(alert));
-            deliver(request).await
-        })
-    }
-}
-
-/// A Slack-compatible incoming webhook: `POST` of [`slack_payload`].
-#[derive(Clone, Debug)]
-pub struct SlackChannel {
-    url: String,
-    client: reqwest::Client,
-}
-
-impl SlackChannel {
-    /// A Slack webhook posting to `url`, giving up on a request after
-    /// `timeout`, trusting `ca` besides the built-in roots.
-    pub fn new(
-        url: impl Into<String>,
-        timeout: Duration,
-        ca: Option<&CaCertificates>,
-    ) -> Result<Self, String> {
-        Ok(SlackChannel {
-            url: url.into(),
-            client: http_client(timeout, ca)?,
-        })
-    }
-}
-
-impl Channel for SlackChannel {
-    fn name(&self) -> &str {
-        "slack"
-    }
-
-    fn send<'a>(&'a self, alert: &'a Alert) -> BoxFuture<'a, Result<(), ChannelError>> {
-        Box::pin(
-            async move { deliver(self.client.post(&self.url).json(&slack_payload(alert))).await },
-        )
-    }
-}
-
-/// Email over SMTP (lettre, rustls).
-pub struct EmailChannel {
-    transport: AsyncSmtpTransport<Tokio1Executor>,
-    from: Mailbox,
-    to: Vec<Mailbox>,
-}
-
-impl fmt::Debug for EmailChannel {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("EmailChannel")
-            .field("from", &self.from.to_string())
-            .field("to", &self.to.len())
-            .finish_non_exhaustive()
-    }
-}
-
-impl EmailChannel {
-    /// An SMTP channel for `config`, giving up on a message after
-    /// `timeout`; with TLS, trusting `ca` besides the built-in roots.
-    /// Errors name the setting that is wrong.
-    pub fn new(
-        config: &SmtpConfig,
-        timeout: Duration,
-        ca: Option<&CaCertificates>,
-    ) -> Result<Self, String> {
-        let from: Mailbox = config
-            .from
-            .parse()
-            .map_err(|e| format!("invalid sender address {:?}: {e}", config.from))?;
-        let to = config
-            .to
-            .iter()
-            .map(|t| {
-                t.parse::<Mailbox>()
-                    .map_err(|e| format!("invalid recipient address {t:?}: {e}"))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        if to.is_empty() {
-            return Err("no recipient: set GOFLOW_ALERT_EMAIL_TO".into());
-        }
-        let tls_params = || {
-            let mut tls = TlsParameters::builder(config.host.clone());
-            if let Some(ca) = ca {
-                tls = tls.add_root_certificate(ca.lettre()?);
-            }
-            tls.build()
-                .map_err(|e| format!("TLS set-up for {}: {}", config.host, error_chain(&e)))
-        };
-        let mut builder =
-            AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(config.host.clone());
-        builder = match config.tls {
-            SmtpTls::None => builder.tls(Tls::None),
-            SmtpTls::Starttls => builder.tls(Tls::Required(tls_params()?)),
-            SmtpTls::Tls => builder.tls(Tls::Wrapper(tls_params()?)),
-        };
-        let port = config.port.unwrap_or(match config.tls {
-            SmtpTls::None => 25,
-            SmtpTls::Starttls => 587,
-            SmtpTls::Tls => 465,
-        });
-        builder = builder.port(port).timeout(Some(timeout));
-        if let Some(user) = &config.username {
-            builder = builder.credentials(Credentials::new(
-                user.clone(),
-                config.password.clone().unwrap_or_default(),
-            ));
-        }
-        Ok(EmailChannel {
-            transport: builder.build(),
-            from,
-            to,
-        })
-    }
-}
-
-impl Channel for EmailChannel {
-    fn name(&self) -> &str {
-        "email"
-    }
-
-    fn send<'a>(&'a self, alert: &'a Alert) -> BoxFuture<'a, Result<(), ChannelError>> {
-        Box::pin(async move {
-            let message =
-                email_message(alert, &self.from, &self.to).map_err(ChannelError::permanent)?;
-            match self.transport.send(message).await {
-                Ok(_) => Ok(()),
-                Err(e) if e.is_permanent() => Err(ChannelError::permanent(format!(
-                    "SMTP: {}",
-                    error_chain(&e)
-                ))),
-                Err(e) => Err(ChannelError::retryable(format!(
-                    "SMTP: {}",
-                    error_chain(&e)
-                ))),
-            }
-        })
+    /// The PEM text, every certificate of it.
+    #[cfg_attr(
+        not(any(feature = "alerts-http", feature = "alerts-smtp")),
+        allow(dead_code)
+    )]
+    fn pem(&self) -> &[u8] {
+        &self.pem
     }
 }
 
@@ -603,8 +363,10 @@ mod tests {
         assert_eq!(blocks[3]["type"], "context");
     }
 
+    #[cfg(feature = "alerts-smtp")]
     #[test]
     fn the_email_has_a_subject_recipients_and_the_text() {
+        use lettre::message::Mailbox;
         let from: Mailbox = "goflow <goflow@example.com>".parse().unwrap();
         let to: Vec<Mailbox> = vec!["ops@example.com".parse().unwrap()];
         let m = email_message(&alert(), &from, &to).unwrap();
@@ -674,14 +436,20 @@ mod tests {
         let bundle = format!("one\n{}two\n{}", pem("a"), pem("b"));
         let ca = CaCertificates::from_pem(bundle.as_bytes()).unwrap();
         assert_eq!(ca.count(), 2);
-        assert!(ca.lettre().is_ok() && ca.reqwest().is_ok());
-        assert!(http_client(Duration::from_secs(1), Some(&ca)).is_ok());
+        #[cfg(feature = "alerts-http")]
+        assert!(http::http_client(std::time::Duration::from_secs(1), Some(&ca)).is_ok());
+        #[cfg(feature = "alerts-smtp")]
+        assert!(smtp::check_ca(&ca).is_ok());
 
         let err = CaCertificates::from_pem(b"not PEM at all").unwrap_err();
         assert!(err.contains("no PEM certificate"), "{err}");
-        let garbage = "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n";
-        let err = CaCertificates::from_pem(garbage.as_bytes()).unwrap_err();
-        assert!(err.contains("not a usable CA certificate"), "{err}");
+        // Each TLS library compiled in checks the certificates themselves.
+        #[cfg(any(feature = "alerts-http", feature = "alerts-smtp"))]
+        {
+            let garbage = "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n";
+            let err = CaCertificates::from_pem(garbage.as_bytes()).unwrap_err();
+            assert!(err.contains("not a usable CA certificate"), "{err}");
+        }
     }
 
     #[test]
